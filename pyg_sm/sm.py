@@ -1,0 +1,311 @@
+import warnings
+from typing import Optional, Tuple, Union
+
+import torch
+from torch import Tensor
+from torch.nn import Parameter
+from torch_geometric import EdgeIndex
+from torch_geometric.nn.conv import MessagePassing
+from torch_geometric.typing import Adj, OptTensor
+from torch_geometric.utils import spmm
+
+from ._autograd import SmApprox, SmExact
+from ._graph import sorted_adjacency
+
+MODES = ('approx', 'exact')
+_NONCONVERGENCE = ('warn', 'raise')
+# Keeps a trainable alpha strictly inside (0, 1) in float32, where a plain
+# sigmoid rounds to exactly 1 beyond a logit of about 17.
+_ALPHA_MARGIN = 1e-6
+
+
+def check_alpha(alpha: Union[float, str]) -> None:
+    if isinstance(alpha, str):
+        if alpha != 'trainable':
+            raise ValueError(f"'alpha' must be 'trainable' or a float in "
+                             f"(0, 1) (got '{alpha}')")
+    elif isinstance(alpha, bool) or not isinstance(alpha, (int, float)):
+        raise TypeError(f"'alpha' must be 'trainable' or a float in (0, 1) "
+                        f"(got {type(alpha).__name__})")
+    elif not 0.0 < alpha < 1.0:
+        raise ValueError(f"'alpha' must lie strictly inside (0, 1) "
+                         f"(got {alpha})")
+
+
+def check_choice(name: str, value: str, choices: Tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"'{name}' must be one of {list(choices)} "
+                         f"(got {value!r})")
+
+
+def check_count(name: str, value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"'{name}' must be an int (got "
+                        f"{type(value).__name__})")
+    if value < 0:
+        raise ValueError(f"'{name}' must be non-negative (got {value})")
+
+
+class _Adjacency:
+    r"""``A`` of one call, applied through the layer's :meth:`propagate`:
+    one fused sparse matmul on CSR built from the sorted
+    :class:`EdgeIndex` (its CSR/CSC caches are shared by every call that
+    passes the same object), or message + scatter-add."""
+    def __init__(self, layer: 'Sm', edge_index: EdgeIndex,
+                 edge_weight: Tensor):
+        self.layer = layer
+        self.sorted_edge_index = edge_index
+        self.edge_index = edge_index.as_tensor()
+        self.weight = edge_weight.detach()
+        self._sparse = {}
+
+    def matmul(self, x: Tensor, transpose: bool = False) -> Tensor:
+        if self.layer.fused:
+            return self.layer.aggregate_neighbours(
+                self._sparse_matrix(transpose), x, None)
+        edge_index = self.edge_index.flip(0) if transpose else self.edge_index
+        return self.layer.aggregate_neighbours(edge_index, x, self.weight)
+
+    def _sparse_matrix(self, transpose: bool) -> Tensor:
+        if transpose not in self._sparse:
+            num_nodes = self.sorted_edge_index.get_sparse_size(0)
+            if transpose:
+                (indptr, index), perm = self.sorted_edge_index.get_csr()
+                value = self.weight if perm is None else self.weight[perm]
+            else:
+                (indptr, index), _ = self.sorted_edge_index.get_csc()
+                value = self.weight
+            with warnings.catch_warnings():
+                # torch warns once that CSR support is in beta.
+                warnings.filterwarnings('ignore', '.*Sparse CSR tensor')
+                self._sparse[transpose] = torch.sparse_csr_tensor(
+                    indptr, index, value, (num_nodes, num_nodes),
+                    check_invariants=False)
+        return self._sparse[transpose]
+
+
+class Sm(MessagePassing):
+    r"""The Sm smoothing operator from the `"Sm: enhanced localization in
+    Multiple Instance Learning for medical imaging classification"
+    <https://arxiv.org/abs/2410.03276>`_ paper, on sparse batched graphs.
+
+    With :math:`\mathbf{A}` the (normalized) adjacency and
+    :math:`\mathbf{L} = \mathbf{I} - \mathbf{A}`, the exact mode computes
+
+    .. math::
+        \mathrm{Sm}(\mathbf{U}) = (\mathbf{I} + \gamma \mathbf{L})^{-1}
+        \mathbf{U} = (1 - \alpha)(\mathbf{I} - \alpha \mathbf{A})^{-1}
+        \mathbf{U}, \qquad \gamma = \frac{\alpha}{1 - \alpha},
+
+    by conjugate gradient, and the approximate mode runs :math:`T` steps of
+
+    .. math::
+        \mathbf{G}^{(0)} = \mathbf{U}, \qquad
+        \mathbf{G}^{(t)} = \alpha \mathbf{A} \mathbf{G}^{(t-1)}
+        + (1 - \alpha) \mathbf{U}, \qquad
+        \mathrm{Sm}(\mathbf{U}) = \mathbf{G}^{(T)}.
+
+    :math:`A_{ij}` is the weight of the edge :math:`j \to i`. With
+    :obj:`normalize=True` it is :math:`\mathbf{D}^{-1/2} \mathbf{W}
+    \mathbf{D}^{-1/2}` of the given weights :math:`\mathbf{W}` (1 where
+    absent); no self-loops are added. A node without incoming edges gets
+    :math:`(1 - \alpha)\mathbf{U}` in both modes (for :math:`T \ge 1`).
+    The graphs of a batch are blocks of one graph: nothing is padded.
+
+    The approximate mode follows the formula above for every :math:`\alpha`;
+    torchmil's approx mode uses :math:`1 - \alpha` in its place (the two
+    agree at :math:`\alpha = 0.5`, the start of a trainable alpha).
+
+    Both modes differentiate without storing iterations: the approximate
+    backward is the same recursion run on the gradient with
+    :math:`\mathbf{A}^\top`, the exact backward is one more solve. Only a
+    gradient for :obj:`edge_weight` in approximate mode keeps the
+    :math:`T` iterates.
+
+    Args:
+        alpha (float or str, optional): :math:`\alpha \in (0, 1)`, or
+            :obj:`"trainable"` to learn it, starting at :obj:`0.5` and
+            kept strictly inside :math:`(0, 1)` by a sigmoid.
+            (default: :obj:`"trainable"`)
+        num_steps (int, optional): Steps :math:`T` of the approximate mode.
+            (default: :obj:`10`)
+        mode (str, optional): :obj:`"approx"` or :obj:`"exact"`.
+            (default: :obj:`"approx"`)
+        normalize (bool, optional): Normalize edge weights symmetrically;
+            if :obj:`False`, :obj:`edge_weight` is :math:`\mathbf{A}` itself.
+            (default: :obj:`True`)
+        cached (bool, optional): Cache the normalized, sorted adjacency of
+            the first call and reuse it (transductive use only).
+            (default: :obj:`False`)
+        fused (bool, optional): Aggregate with one sparse matrix product per
+            step (:meth:`message_and_aggregate`); if :obj:`False`, with
+            :meth:`message` and scatter-add. Same numbers either way.
+            (default: :obj:`True`)
+        tol (float, optional): Relative residual at which the exact solve
+            stops, per graph and feature column. :obj:`None` means
+            :obj:`1e-10` for float64 inputs and :obj:`1e-5` otherwise.
+            (default: :obj:`None`)
+        max_iter (int, optional): Conjugate-gradient iterations at most.
+            (default: :obj:`1000`)
+        on_nonconvergence (str, optional): :obj:`"warn"` (a
+            :class:`~pyg_sm.SmConvergenceWarning`) or :obj:`"raise"` (a
+            :class:`~pyg_sm.SmConvergenceError`) when the exact solve stops
+            at :obj:`max_iter` above :obj:`tol`. (default: :obj:`"warn"`)
+        **kwargs (optional): Additional arguments of
+            :class:`torch_geometric.nn.conv.MessagePassing`.
+
+    The exact mode needs a symmetric :math:`\mathbf{A}` (an undirected graph
+    with symmetric weights), for which :math:`\mathbf{I} + \gamma
+    \mathbf{L}` is positive definite. Inputs in float16 or bfloat16 are
+    smoothed in float32 and returned in their own dtype.
+
+    Shapes:
+        - **input:**
+          node features :math:`(|\mathcal{V}|, *)`,
+          edge indices :math:`(2, |\mathcal{E}|)` or a sparse
+          :math:`(|\mathcal{V}|, |\mathcal{V}|)` adjacency,
+          edge weights :math:`(|\mathcal{E}|)` *(optional)*,
+          batch vector :math:`(|\mathcal{V}|)` *(optional, exact mode: one
+          stopping test per graph)*
+        - **output:** node features :math:`(|\mathcal{V}|, *)`
+    """
+    def __init__(
+        self,
+        alpha: Union[float, str] = 'trainable',
+        num_steps: int = 10,
+        mode: str = 'approx',
+        normalize: bool = True,
+        cached: bool = False,
+        fused: bool = True,
+        tol: Optional[float] = None,
+        max_iter: int = 1000,
+        on_nonconvergence: str = 'warn',
+        **kwargs,
+    ):
+        kwargs.setdefault('aggr', 'add')
+        super().__init__(**kwargs)
+        check_alpha(alpha)
+        check_count('num_steps', num_steps)
+        check_choice('mode', mode, MODES)
+        check_count('max_iter', max_iter)
+        check_choice('on_nonconvergence', on_nonconvergence,
+                     _NONCONVERGENCE)
+        if tol is not None and not tol > 0:
+            raise ValueError(f"'tol' must be positive (got {tol})")
+        if self.flow != 'source_to_target':
+            raise ValueError("Sm supports flow='source_to_target' only; pass "
+                             "'edge_index.flip(0)' to reverse the edges")
+
+        self.trainable_alpha = alpha == 'trainable'
+        self.num_steps = num_steps
+        self.mode = mode
+        self.normalize = normalize
+        self.cached = cached
+        self.fused = fused
+        self.tol = tol
+        self.max_iter = max_iter
+        self.on_nonconvergence = on_nonconvergence
+
+        if self.trainable_alpha:
+            self.alpha_logit = Parameter(torch.empty(()))
+        else:
+            self.register_parameter('alpha_logit', None)
+            self.register_buffer('fixed_alpha', torch.tensor(float(alpha)),
+                                 persistent=False)
+        self._cached_adjacency: Optional[Tuple[EdgeIndex, Tensor]] = None
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        super().reset_parameters()
+        if self.alpha_logit is not None:
+            torch.nn.init.zeros_(self.alpha_logit)
+        self._cached_adjacency = None
+
+    @property
+    def alpha(self) -> Tensor:
+        r"""The current :math:`\alpha` as a 0-dim tensor."""
+        if self.alpha_logit is None:
+            return self.fixed_alpha
+        return _ALPHA_MARGIN + (1 - 2 * _ALPHA_MARGIN) * torch.sigmoid(
+            self.alpha_logit)
+
+    def forward(self, x: Tensor, edge_index: Adj, edge_weight: OptTensor = None,
+                batch: OptTensor = None) -> Tensor:
+        if not isinstance(x, Tensor) or not torch.is_floating_point(x):
+            raise TypeError(f"'x' must be a floating-point tensor (got "
+                            f"{getattr(x, 'dtype', type(x).__name__)})")
+        if x.dim() == 0:
+            raise ValueError("'x' must have shape (num_nodes, *) (got a "
+                             "0-dim tensor)")
+        num_nodes = x.size(0)
+        dtype = x.dtype if x.dtype in (torch.float32, torch.float64) \
+            else torch.float32
+        num_graphs = self._check_batch(batch, num_nodes)
+
+        if self.cached and self._cached_adjacency is not None:
+            sorted_index, weight = self._cached_adjacency
+            if sorted_index.get_sparse_size(0) != num_nodes:
+                raise ValueError(f"Sm(cached=True) was first called on "
+                                 f"{sorted_index.get_sparse_size(0)} nodes "
+                                 f"and now on {num_nodes}; call "
+                                 f"reset_parameters() to drop the cache")
+        else:
+            sorted_index, weight = sorted_adjacency(
+                edge_index, edge_weight, num_nodes, self.normalize, dtype)
+            if self.cached:
+                self._cached_adjacency = (sorted_index, weight)
+        weight = weight.to(dtype)
+
+        if self.num_steps == 0 and self.mode == 'approx':
+            return x
+        adjacency = _Adjacency(self, sorted_index, weight)
+        alpha = self.alpha.to(dtype)
+        features = x.reshape(num_nodes, -1).to(dtype)
+        if self.mode == 'approx':
+            out = SmApprox.apply(features, alpha, weight, adjacency,
+                                 self.num_steps)
+        else:
+            tol = self.tol or (1e-10 if dtype == torch.float64 else 1e-5)
+            solver = dict(batch=batch, num_graphs=num_graphs, tol=tol,
+                          max_iter=self.max_iter,
+                          on_nonconvergence=self.on_nonconvergence)
+            out = SmExact.apply(features, alpha, weight, adjacency, solver)
+        return out.to(x.dtype).reshape(x.shape)
+
+    @staticmethod
+    def _check_batch(batch: OptTensor, num_nodes: int) -> int:
+        if batch is None:
+            return 1
+        if batch.dtype not in (torch.int32, torch.int64):
+            raise TypeError(f"'batch' must be an integer tensor (got dtype "
+                            f"{batch.dtype})")
+        if batch.dim() != 1 or batch.numel() != num_nodes:
+            raise ValueError(f"'batch' must have shape ({num_nodes},), one "
+                             f"graph index per node (got "
+                             f"{tuple(batch.shape)})")
+        if num_nodes == 0:
+            return 0
+        if int(batch.min()) < 0:
+            raise ValueError("'batch' must hold non-negative graph indices")
+        return int(batch.max()) + 1
+
+    def aggregate_neighbours(self, edge_index: Adj, x: Tensor,
+                             edge_weight: OptTensor) -> Tensor:
+        r"""One product :math:`\mathbf{A} \mathbf{x}` through
+        :meth:`propagate` (fused for a sparse matrix, message + scatter for
+        an :obj:`edge_index`)."""
+        # propagate_type: (x: Tensor, edge_weight: OptTensor)
+        return self.propagate(edge_index, x=x, edge_weight=edge_weight)
+
+    def message(self, x_j: Tensor, edge_weight: Tensor) -> Tensor:
+        return edge_weight.view(-1, 1) * x_j
+
+    def message_and_aggregate(self, adj_t: Tensor, x: Tensor) -> Tensor:
+        return spmm(adj_t, x, reduce=self.aggr)
+
+    def __repr__(self) -> str:
+        alpha = 'trainable' if self.trainable_alpha else float(self.alpha)
+        steps = f', num_steps={self.num_steps}' if self.mode == 'approx' \
+            else ''
+        return (f'{self.__class__.__name__}(alpha={alpha!r}, '
+                f'mode={self.mode!r}{steps})')

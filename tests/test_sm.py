@@ -1,0 +1,399 @@
+import warnings
+
+import pytest
+import torch
+from torch_geometric import EdgeIndex
+from torch_geometric.data import Batch, Data
+from torch_geometric.typing import WITH_TORCH_SPARSE, SparseTensor
+from torch_geometric.utils import to_torch_coo_tensor, to_torch_csr_tensor
+
+from pyg_sm import Sm, SmConvergenceError, SmConvergenceWarning
+from reference import (dense_adjacency, dense_approx, dense_exact,
+                       random_undirected_graph, relative_error)
+
+ALPHAS = [0.1, 0.3, 0.5, 0.7, 0.9]
+
+
+def graph(num_nodes=30, num_edges=80, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    return random_undirected_graph(num_nodes, num_edges, gen)
+
+
+def symmetric_weights(edge_index, seed=0):
+    """One positive weight per undirected pair, the same both ways."""
+    gen = torch.Generator().manual_seed(seed)
+    key = torch.minimum(*edge_index) * 10**6 + torch.maximum(*edge_index)
+    _, pair = torch.unique(key, return_inverse=True)
+    return torch.rand(int(pair.max()) + 1, generator=gen,
+                      dtype=torch.float64).add_(0.1), pair
+
+
+@pytest.mark.parametrize('alpha', ALPHAS)
+@pytest.mark.parametrize('fused', [True, False])
+def test_approx_matches_dense_recursion(alpha, fused):
+    edge_index = graph()
+    x = torch.randn(30, 5, dtype=torch.float64)
+    out = Sm(alpha, num_steps=10, fused=fused)(x, edge_index)
+    expected = dense_approx(x, dense_adjacency(edge_index, 30), alpha, 10)
+    assert relative_error(out, expected) < 1e-6
+
+
+@pytest.mark.parametrize('alpha', ALPHAS)
+@pytest.mark.parametrize('fused', [True, False])
+def test_exact_matches_dense_solve(alpha, fused):
+    edge_index = graph()
+    x = torch.randn(30, 5, dtype=torch.float64)
+    out = Sm(alpha, mode='exact', fused=fused)(x, edge_index)
+    expected = dense_exact(x, dense_adjacency(edge_index, 30), alpha)
+    assert relative_error(out, expected) < 1e-5
+
+
+@pytest.mark.parametrize('alpha', ALPHAS)
+def test_approx_converges_to_exact(alpha):
+    edge_index = graph()
+    x = torch.randn(30, 5, dtype=torch.float64)
+    approx = Sm(alpha, num_steps=100)(x, edge_index)
+    exact = Sm(alpha, mode='exact')(x, edge_index)
+    assert relative_error(approx, exact) < 1e-4
+
+
+@pytest.mark.parametrize('normalize', [True, False])
+def test_weighted_graph_matches_dense(normalize):
+    edge_index = graph()
+    half, pair = symmetric_weights(edge_index)
+    weight = half[pair] * (1.0 if normalize else 0.2)
+    x = torch.randn(30, 4, dtype=torch.float64)
+    adj = dense_adjacency(edge_index, 30, weight, normalize)
+    for mode, expected in [('approx', dense_approx(x, adj, 0.6, 10)),
+                           ('exact', dense_exact(x, adj, 0.6))]:
+        out = Sm(0.6, mode=mode, normalize=normalize)(x, edge_index, weight)
+        assert relative_error(out, expected) < 1e-6
+
+
+def test_directed_graph_approx_uses_incoming_edges():
+    edge_index = torch.tensor([[0, 1, 2], [1, 2, 0]])
+    weight = torch.tensor([0.2, 0.3, 0.4], dtype=torch.float64)
+    x = torch.randn(3, 2, dtype=torch.float64)
+    out = Sm(0.5, num_steps=4, normalize=False)(x, edge_index, weight)
+    adj = dense_adjacency(edge_index, 3, weight, normalize=False)
+    assert adj[1, 0] == 0.2  # edge 0 -> 1 lands in row 1
+    assert relative_error(out, dense_approx(x, adj, 0.5, 4)) < 1e-12
+
+
+@pytest.mark.parametrize('mode', ['approx', 'exact'])
+def test_fused_and_scatter_paths_agree(mode):
+    edge_index = graph(200, 900)
+    x = torch.randn(200, 16)
+    fused = Sm(0.7, mode=mode, fused=True)(x, edge_index)
+    scatter = Sm(0.7, mode=mode, fused=False)(x, edge_index)
+    torch.testing.assert_close(fused, scatter, rtol=1e-5, atol=1e-6)
+
+
+def test_fused_path_is_taken_for_plain_edge_index():
+    layer = Sm(0.5, num_steps=3)
+    calls = []
+    layer.register_message_and_aggregate_forward_hook(
+        lambda module, inputs, out: calls.append(inputs[0].layout))
+    layer(torch.randn(10, 2), graph(10, 20))
+    assert calls == [torch.sparse_csr] * 3
+
+
+def adjacency_forms(edge_index, weight, num_nodes):
+    forms = {
+        'edge_index': (edge_index, weight),
+        'EdgeIndex': (EdgeIndex(edge_index, sparse_size=(num_nodes,
+                                                         num_nodes)), weight),
+        'EdgeIndex-sorted': (EdgeIndex(edge_index, sparse_size=(
+            num_nodes, num_nodes)).sort_by('row')[0], None),
+        # PyG's sparse inputs are the transposed adjacency adj_t = A.
+        'torch-coo': (to_torch_coo_tensor(edge_index.flip(0), weight,
+                                          num_nodes), None),
+        'torch-csr': (to_torch_csr_tensor(edge_index.flip(0), weight,
+                                          num_nodes), None),
+    }
+    if WITH_TORCH_SPARSE:
+        forms['SparseTensor'] = (SparseTensor.from_edge_index(
+            edge_index.flip(0), weight, (num_nodes, num_nodes)), None)
+    return forms
+
+
+@pytest.mark.parametrize('mode', ['approx', 'exact'])
+def test_every_adjacency_form_gives_the_same_result(mode):
+    edge_index = graph(40, 120)
+    half, pair = symmetric_weights(edge_index)
+    weight = half[pair]
+    x = torch.randn(40, 6, dtype=torch.float64)
+    layer = Sm(0.4, mode=mode)
+    expected = layer(x, edge_index, weight)
+    forms = adjacency_forms(edge_index, weight, 40)
+    # A row-sorted EdgeIndex without weights is the unweighted graph.
+    unweighted = layer(x, edge_index)
+    for name, (adj, w) in forms.items():
+        target = unweighted if name == 'EdgeIndex-sorted' else expected
+        torch.testing.assert_close(layer(x, adj, w), target, msg=name)
+
+
+@pytest.mark.skipif(not WITH_TORCH_SPARSE, reason='torch-sparse not installed')
+def test_sparse_tensor_input_matches_edge_index():
+    edge_index = graph(25, 60)
+    x = torch.randn(25, 3, dtype=torch.float64)
+    adj_t = SparseTensor.from_edge_index(edge_index.flip(0),
+                                         sparse_sizes=(25, 25))
+    torch.testing.assert_close(Sm(0.5)(x, adj_t), Sm(0.5)(x, edge_index))
+
+
+@pytest.mark.parametrize('mode', ['approx', 'exact'])
+@pytest.mark.parametrize('normalize', [True, False])
+@pytest.mark.parametrize('fused', [True, False])
+def test_gradcheck(mode, normalize, fused):
+    edge_index = graph(12, 30)
+    half, pair = symmetric_weights(edge_index)
+    half.requires_grad_()
+    scale = 1.0 if normalize else 0.15  # keeps alpha * A contractive
+    layer = Sm(mode=mode, normalize=normalize, fused=fused,
+               num_steps=6).double()
+    x = torch.randn(12, 3, dtype=torch.float64, requires_grad=True)
+    with torch.no_grad():
+        layer.alpha_logit.fill_(0.4)
+
+    def smooth(features, pair_weight, logit):
+        return layer(features, edge_index, pair_weight[pair] * scale)
+
+    assert torch.autograd.gradcheck(smooth, (x, half, layer.alpha_logit))
+
+
+@pytest.mark.parametrize('mode', ['approx', 'exact'])
+def test_gradient_for_float_alpha_and_features_only(mode):
+    edge_index = graph(12, 30)
+    layer = Sm(0.35, mode=mode, num_steps=5)
+    x = torch.randn(12, 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda f: layer(f, edge_index), (x, ))
+
+
+@pytest.mark.parametrize('mode', ['approx', 'exact'])
+def test_graphs_of_a_batch_are_independent(mode):
+    graphs = []
+    for i, n in enumerate([5, 40, 1, 17]):
+        edge_index = graph(n, 3 * n, seed=i) if n > 1 else \
+            torch.empty(2, 0, dtype=torch.long)
+        # Very different scales: a shared stopping test would under-solve
+        # the small ones.
+        graphs.append(Data(x=torch.randn(n, 3) * 10.0**(2 * i - 3),
+                           edge_index=edge_index))
+    batch = Batch.from_data_list(graphs)
+    layer = Sm(0.8, mode=mode)
+    together = layer(batch.x, batch.edge_index, batch=batch.batch)
+    for i, data in enumerate(graphs):
+        alone = layer(data.x, data.edge_index)
+        part = together[batch.ptr[i]:batch.ptr[i + 1]]
+        assert relative_error(part, alone) < 1e-5, i
+
+
+@pytest.mark.parametrize('mode', ['approx', 'exact'])
+def test_isolated_nodes_get_one_minus_alpha_u(mode):
+    edge_index = torch.tensor([[0, 1], [1, 0]])
+    x = torch.randn(4, 2, dtype=torch.float64)
+    out = Sm(0.3, mode=mode)(x, edge_index)
+    torch.testing.assert_close(out[2:], 0.7 * x[2:])
+
+
+@pytest.mark.parametrize('mode', ['approx', 'exact'])
+def test_single_node_and_edgeless_graphs(mode):
+    empty = torch.empty(2, 0, dtype=torch.long)
+    for num_nodes in [1, 6]:
+        x = torch.randn(num_nodes, 3)
+        torch.testing.assert_close(Sm(0.25, mode=mode)(x, empty), 0.75 * x)
+
+
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
+@pytest.mark.parametrize('mode', ['approx', 'exact'])
+def test_dtypes(dtype, mode):
+    edge_index = graph()
+    x = torch.randn(30, 4, dtype=dtype)
+    out = Sm(0.5, mode=mode)(x, edge_index)
+    assert out.dtype == dtype
+    expected = (dense_approx(x, dense_adjacency(edge_index, 30), 0.5, 10)
+                if mode == 'approx' else
+                dense_exact(x, dense_adjacency(edge_index, 30), 0.5))
+    assert relative_error(out, expected) < (1e-5 if dtype == torch.float32
+                                            else 1e-9)
+
+
+def test_half_precision_input_is_smoothed_in_float32():
+    edge_index = graph()
+    x = torch.randn(30, 4).bfloat16()
+    out = Sm(0.5)(x, edge_index)
+    assert out.dtype == torch.bfloat16
+    expected = dense_approx(x.double(), dense_adjacency(edge_index, 30), 0.5,
+                            10)
+    assert relative_error(out, expected) < 1e-2
+
+
+def test_feature_shapes_are_kept():
+    edge_index = graph(10, 20)
+    layer = Sm(0.5)
+    x = torch.randn(10, 2, 3)
+    out = layer(x, edge_index)
+    assert out.shape == x.shape
+    torch.testing.assert_close(out.reshape(10, 6),
+                               layer(x.reshape(10, 6), edge_index))
+    vector = torch.randn(10)
+    assert layer(vector, edge_index).shape == (10, )
+
+
+def test_zero_steps_is_identity():
+    x = torch.randn(5, 2)
+    assert torch.equal(Sm(0.5, num_steps=0)(x, graph(5, 8)), x)
+
+
+def test_trainable_alpha_starts_at_half_and_stays_inside():
+    layer = Sm()
+    assert float(layer.alpha.detach()) == 0.5
+    optimizer = torch.optim.SGD(layer.parameters(), lr=1e6)
+    edge_index = graph(10, 20)
+    x = torch.randn(10, 2)
+    for sign in [1.0, -1.0]:
+        for _ in range(3):
+            optimizer.zero_grad()
+            (sign * layer(x, edge_index).pow(2).sum()).backward()
+            optimizer.step()
+            alpha = float(layer.alpha.detach())
+            assert 0.0 < alpha < 1.0
+            assert torch.isfinite(layer(x, edge_index)).all()
+    with torch.no_grad():
+        for logit in [-1e4, 1e4]:
+            layer.alpha_logit.fill_(logit)
+            assert 0.0 < float(layer.alpha.detach()) < 1.0
+    layer.reset_parameters()
+    assert float(layer.alpha.detach()) == 0.5
+
+
+def saved_elements(layer, x, edge_index):
+    saved = []
+
+    def pack(tensor):
+        saved.append(tensor.numel())
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        layer(x, edge_index)
+    return sum(saved)
+
+
+@pytest.mark.parametrize('mode', ['approx', 'exact'])
+def test_saved_memory_does_not_grow_with_iterations(mode):
+    """Nothing per iteration is kept for backward: what autograd saves is
+    O(N * F) for 2 or 200 steps (or solver iterations)."""
+    edge_index = graph(50, 150)
+    x = torch.randn(50, 4, requires_grad=True)
+    few = saved_elements(Sm(num_steps=2, mode=mode, tol=1e-2), x, edge_index)
+    many = saved_elements(Sm(num_steps=200, mode=mode, tol=1e-7), x,
+                          edge_index)
+    assert few == many <= 2 * x.numel() + 2 * edge_index.size(1)
+
+
+def test_cached_adjacency_is_reused():
+    edge_index = graph(20, 50)
+    x = torch.randn(20, 3)
+    layer = Sm(0.5, cached=True)
+    first = layer(x, edge_index)
+    # The cache ignores the edges passed later, as PyG's cached=True does.
+    torch.testing.assert_close(layer(x, graph(20, 10, seed=3)), first)
+    with pytest.raises(ValueError, match='cached=True'):
+        layer(torch.randn(21, 3), edge_index)
+    layer.reset_parameters()
+    assert not torch.allclose(layer(x, graph(20, 10, seed=3)), first)
+
+
+def test_duplicate_edges_count_twice_on_both_paths():
+    edge_index = torch.tensor([[0, 0, 1, 1, 2], [1, 1, 0, 2, 1]])
+    x = torch.randn(3, 2, dtype=torch.float64)
+    adj = dense_adjacency(edge_index, 3)
+    for fused in [True, False]:
+        out = Sm(0.5, fused=fused)(x, edge_index)
+        assert relative_error(out, dense_approx(x, adj, 0.5, 10)) < 1e-12
+
+
+def test_nonconvergence_warns_or_raises_with_residual():
+    edge_index = graph(60, 200)
+    x = torch.randn(60, 3, dtype=torch.float64)
+    with pytest.warns(SmConvergenceWarning, match='relative residual'):
+        Sm(0.99, mode='exact', max_iter=2)(x, edge_index)
+    with pytest.raises(SmConvergenceError, match='max_iter=2'):
+        Sm(0.99, mode='exact', max_iter=2,
+           on_nonconvergence='raise')(x, edge_index)
+    with warnings.catch_warnings():
+        warnings.simplefilter('error', SmConvergenceWarning)
+        Sm(0.99, mode='exact', tol=1e-3)(x, edge_index)
+
+
+def test_exact_mode_refuses_to_pass_off_a_nonsymmetric_solve():
+    edge_index = torch.tensor([[0, 1, 2, 3], [1, 2, 3, 0]])
+    weight = torch.tensor([0.9, 0.1, 0.9, 0.1])
+    with pytest.raises(SmConvergenceError):
+        Sm(0.9, mode='exact', normalize=False, max_iter=50,
+           on_nonconvergence='raise')(torch.randn(4, 2), edge_index, weight)
+
+
+@pytest.mark.parametrize('kwargs, error, match', [
+    (dict(mode='fast'), ValueError, 'mode'),
+    (dict(alpha=1.0), ValueError, 'alpha'),
+    (dict(alpha=0.0), ValueError, 'alpha'),
+    (dict(alpha=-0.5), ValueError, 'alpha'),
+    (dict(alpha='learned'), ValueError, 'alpha'),
+    (dict(alpha=True), TypeError, 'alpha'),
+    (dict(alpha=None), TypeError, 'alpha'),
+    (dict(num_steps=-1), ValueError, 'num_steps'),
+    (dict(num_steps=2.5), TypeError, 'num_steps'),
+    (dict(max_iter=-3), ValueError, 'max_iter'),
+    (dict(tol=0.0), ValueError, 'tol'),
+    (dict(on_nonconvergence='ignore'), ValueError, 'on_nonconvergence'),
+    (dict(flow='target_to_source'), ValueError, 'flow'),
+])
+def test_constructor_errors(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        Sm(**kwargs)
+
+
+def test_forward_errors():
+    layer = Sm(0.5)
+    x = torch.randn(5, 2)
+    good = torch.tensor([[0, 1], [1, 0]])
+    cases = [
+        ((x, good.float()), TypeError, 'edge_index'),
+        ((x, good[0]), ValueError, 'edge_index'),
+        ((x, torch.zeros(3, 2, dtype=torch.long)), ValueError, 'edge_index'),
+        ((x, torch.tensor([[0, 5], [5, 0]])), ValueError, r'\[0, 4\]'),
+        ((x, torch.tensor([[0, -1], [-1, 0]])), ValueError, 'edge_index'),
+        ((x, good, torch.ones(3)), ValueError, 'edge_weight'),
+        ((x, good, torch.ones(2, 1)), ValueError, 'edge_weight'),
+        ((x, good, torch.ones(2, dtype=torch.long)), TypeError,
+         'edge_weight'),
+        ((x, good, torch.tensor([1.0, -1.0])), ValueError, 'non-negative'),
+        ((x.long(), good), TypeError, "'x'"),
+        ((x, [[0, 1], [1, 0]]), TypeError, 'edge_index'),
+        ((x, to_torch_csr_tensor(good, size=4)), ValueError, 'size'),
+        ((x, to_torch_csr_tensor(good, size=5), torch.ones(2)), ValueError,
+         "'edge_weight' must be None"),
+    ]
+    for args, error, match in cases:
+        with pytest.raises(error, match=match):
+            layer(*args)
+    with pytest.raises(ValueError, match='batch'):
+        layer(x, good, batch=torch.zeros(4, dtype=torch.long))
+    with pytest.raises(TypeError, match='batch'):
+        layer(x, good, batch=torch.zeros(5))
+
+
+def test_negative_weights_are_allowed_without_normalization():
+    edge_index = torch.tensor([[0, 1], [1, 0]])
+    weight = torch.tensor([-0.5, -0.5], dtype=torch.float64)
+    x = torch.randn(2, 1, dtype=torch.float64)
+    out = Sm(0.5, normalize=False)(x, edge_index, weight)
+    adj = dense_adjacency(edge_index, 2, weight, normalize=False)
+    assert relative_error(out, dense_approx(x, adj, 0.5, 10)) < 1e-12
+
+
+def test_repr():
+    assert repr(Sm()) == "Sm(alpha='trainable', mode='approx', num_steps=10)"
+    assert repr(Sm(0.25, mode='exact')) == "Sm(alpha=0.25, mode='exact')"
