@@ -14,6 +14,13 @@ from torch_geometric.utils import is_torch_sparse_tensor, to_edge_index
 _INDEX_DTYPES = (torch.int32, torch.int64)
 
 
+def compute_dtype(x: Tensor) -> torch.dtype:
+    """Sm runs in float32 or float64: sparse kernels and the solver lack
+    reduced-precision versions on some devices."""
+    return x.dtype if x.dtype in (torch.float32, torch.float64) \
+        else torch.float32
+
+
 def check_edge_index(edge_index: Tensor, num_nodes: int) -> None:
     if edge_index.dtype not in _INDEX_DTYPES:
         raise TypeError(f"'edge_index' must hold int64 or int32 node "

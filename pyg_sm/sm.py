@@ -10,7 +10,7 @@ from torch_geometric.typing import Adj, OptTensor
 from torch_geometric.utils import spmm
 
 from ._autograd import SmApprox, SmExact
-from ._graph import sorted_adjacency
+from ._graph import compute_dtype, sorted_adjacency
 
 MODES = ('approx', 'exact')
 _NONCONVERGENCE = ('warn', 'raise')
@@ -238,8 +238,7 @@ class Sm(MessagePassing):
             raise ValueError("'x' must have shape (num_nodes, *) (got a "
                              "0-dim tensor)")
         num_nodes = x.size(0)
-        dtype = x.dtype if x.dtype in (torch.float32, torch.float64) \
-            else torch.float32
+        dtype = compute_dtype(x)
         num_graphs = self._check_batch(batch, num_nodes)
 
         if self.cached and self._cached_adjacency is not None:

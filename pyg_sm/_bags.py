@@ -1,0 +1,101 @@
+"""The two input forms of the pool and the model, reduced to one: nodes,
+edges and a batch vector, plus the mask to pad node outputs back with."""
+from typing import NamedTuple, Optional
+
+import torch
+from torch import Tensor
+from torch_geometric.data.data import BaseData
+
+from .dense import check_dense_inputs, padded_to_batch
+
+#: The attention value returned at padded positions of the dense form, the
+#: value a padded instance has inside the softmax.
+PADDING_ATTENTION = float('-inf')
+
+
+class Bags(NamedTuple):
+    x: Tensor
+    edge_index: object
+    edge_weight: Optional[Tensor]
+    batch: Tensor
+    num_graphs: int
+    mask: Optional[Tensor]  # (B, N) for the dense form, else None
+
+    @property
+    def is_dense(self) -> bool:
+        return self.mask is not None
+
+    def pad(self, node_values: Tensor) -> Tensor:
+        """(num_nodes,) -> (B, N) with PADDING_ATTENTION at padding."""
+        if self.mask is None:
+            return node_values
+        out = node_values.new_full(self.mask.shape, PADDING_ATTENTION)
+        out[self.mask] = node_values
+        return out
+
+
+def as_bags(X, adj=None, mask: Optional[Tensor] = None,
+            edge_weight: Optional[Tensor] = None,
+            batch: Optional[Tensor] = None) -> Bags:
+    r"""Reads a PyG ``Data``/``Batch``, graph tensors ``(x, edge_index)``,
+    or the dense ``(X, adj (B, N, N), mask)`` form."""
+    if isinstance(X, BaseData):
+        if adj is not None or mask is not None or edge_weight is not None \
+                or batch is not None:
+            raise ValueError("pass either a Data/Batch object or tensors, "
+                             "not both")
+        data = X
+        adj = data.edge_index if 'edge_index' in data else \
+            getattr(data, 'adj_t', None)
+        if adj is None:
+            raise ValueError("the Data/Batch object needs 'edge_index' (or "
+                             "'adj_t')")
+        num_graphs = getattr(data, 'num_graphs', 1)
+        return _graph_bags(data.x, adj, data.get('edge_weight'),
+                           data.get('batch'), num_graphs)
+    if not isinstance(X, Tensor):
+        raise TypeError(f"expected a Data/Batch object or a tensor of "
+                        f"instances (got {type(X).__name__})")
+    if adj is None:
+        raise ValueError("'adj' (dense form) or 'edge_index' (graph form) "
+                         "is missing")
+    if isinstance(adj, Tensor) and adj.dim() == 3:
+        if edge_weight is not None or batch is not None:
+            raise ValueError("'edge_weight' and 'batch' belong to the graph "
+                             "form; the dense form takes 'adj' and 'mask'")
+        mask = check_dense_inputs(X, adj, mask)
+        bags = padded_to_batch(X, adj, mask)
+        return Bags(bags.x, bags.edge_index, bags.edge_weight, bags.batch,
+                    bags.num_graphs, mask)
+    if mask is not None:
+        raise ValueError("'mask' belongs to the dense form (adj of shape "
+                         "(batch_size, bag_size, bag_size)); graph inputs "
+                         "are never padded")
+    return _graph_bags(X, adj, edge_weight, batch, None)
+
+
+def _graph_bags(x: Tensor, edge_index, edge_weight: Optional[Tensor],
+                batch: Optional[Tensor], num_graphs: Optional[int]) -> Bags:
+    if not isinstance(x, Tensor) or x.dim() == 0:
+        raise ValueError("'x' must be a tensor of shape (num_nodes, ...)")
+    if x.size(0) == 0:
+        raise ValueError("a bag needs at least one instance (got 0 nodes)")
+    if batch is None:
+        batch = torch.zeros(x.size(0), dtype=torch.long, device=x.device)
+    elif batch.dim() != 1 or batch.numel() != x.size(0) or \
+            batch.dtype not in (torch.int32, torch.int64):
+        raise ValueError(f"'batch' must be an integer tensor of shape "
+                         f"({x.size(0)},) (got {batch.dtype}, "
+                         f"{tuple(batch.shape)})")
+    if int(batch.min()) < 0:
+        raise ValueError("'batch' must hold non-negative graph indices")
+    num_graphs = num_graphs or int(batch.max()) + 1
+    counts = torch.bincount(batch, minlength=num_graphs)
+    if counts.numel() > num_graphs:
+        raise ValueError(f"'batch' refers to graph {counts.numel() - 1} but "
+                         f"the batch has {num_graphs} graphs")
+    empty = (counts == 0).nonzero().flatten()
+    if empty.numel() > 0:
+        raise ValueError(f"every bag needs at least one instance; graph(s) "
+                         f"{empty.tolist()} of the batch have none")
+    return Bags(x, edge_index, edge_weight, batch.long(), num_graphs, None)

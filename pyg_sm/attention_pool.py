@@ -1,0 +1,210 @@
+from typing import Optional, Tuple, Union
+
+import torch
+from torch import Tensor
+from torch.nn import Linear, ModuleList
+from torch.nn.utils import parametrize
+from torch.nn.utils.parametrizations import spectral_norm
+from torch_geometric.utils import scatter, softmax
+
+from ._bags import as_bags
+from ._graph import compute_dtype, sorted_adjacency
+from .sm import MODES, Sm, check_alpha, check_choice, check_count
+
+ACTIVATIONS = {
+    'tanh': torch.nn.Tanh,
+    'relu': torch.nn.ReLU,
+    'gelu': torch.nn.GELU,
+}
+
+
+def _reset_linear(module: Linear) -> None:
+    """Linear's own initialization; under spectral normalization the
+    parametrization is rebuilt so that its power-iteration vectors match the
+    new weight (module.weight is then a computed tensor)."""
+    normalized = parametrize.is_parametrized(module, 'weight')
+    if normalized:
+        parametrize.remove_parametrizations(module, 'weight',
+                                            leave_parametrized=False)
+    module.reset_parameters()
+    if normalized:
+        spectral_norm(module)
+
+
+class SmAttentionPool(torch.nn.Module):
+    r"""Attention pooling with the Sm operator, from the `"Sm: enhanced
+    localization in Multiple Instance Learning for medical imaging
+    classification" <https://arxiv.org/abs/2410.03276>`_ paper, over the
+    bags of a PyG batch.
+
+    For the instances :math:`\mathbf{X} \in \mathbb{R}^{N \times D}` of one
+    bag (:math:`\mathrm{Sm}` is :class:`~pyg_sm.Sm` on the bag's graph):
+
+    .. math::
+        \mathbf{X} &\leftarrow \mathrm{Sm}(\mathbf{X})
+        \quad \text{(if sm\_pre)}
+
+        \mathbf{H} &= \mathrm{act}(\mathbf{X} \mathbf{W}_1 + \mathbf{b}_1)
+
+        \mathbf{H} &\leftarrow \mathrm{act}(\mathrm{Sm}(\mathbf{H})
+        \mathbf{W}_l + \mathbf{b}_l), \quad l = 1, \ldots,
+        \text{sm\_layers}
+
+        \mathbf{f} &= \mathbf{H} \mathbf{w}
+        \quad (\leftarrow \mathrm{Sm}(\mathbf{f}) \text{ if sm\_post})
+
+        \mathbf{s} &= \mathrm{softmax}(\mathbf{f}), \qquad
+        \mathbf{z} = \textstyle\sum_n s_n \mathbf{x}_n
+
+    The softmax and the sum run per bag over the batch vector (PyG's
+    :func:`~torch_geometric.utils.softmax` and
+    :func:`~torch_geometric.utils.scatter`): nothing is padded. One Sm
+    module (one :math:`\alpha`) serves every use, as in the reference, and
+    the graph is normalized and sorted once per call for all of them.
+
+    Args:
+        in_dim (int): Instance feature size :math:`D`.
+        att_dim (int, optional): Attention size. (default: :obj:`128`)
+        act (str, optional): :obj:`"tanh"`, :obj:`"relu"` or :obj:`"gelu"`.
+            (default: :obj:`"gelu"`)
+        sm_mode (str, optional): :obj:`"approx"` or :obj:`"exact"`.
+            (default: :obj:`"approx"`)
+        sm_alpha (float or str, optional): :math:`\alpha \in (0, 1)` or
+            :obj:`"trainable"`. (default: :obj:`"trainable"`)
+        sm_layers (int, optional): Number of Sm layers in the attention
+            network. (default: :obj:`1`)
+        sm_steps (int, optional): Steps of the approx mode.
+            (default: :obj:`10`)
+        sm_pre (bool, optional): Smooth the instances first.
+            (default: :obj:`False`)
+        sm_post (bool, optional): Smooth the attention values.
+            (default: :obj:`False`)
+        sm_spectral_norm (bool, optional): Spectral normalization on every
+            linear layer of the pool. (default: :obj:`False`)
+        normalize (bool, optional): In the graph form, turn edge weights
+            into :math:`\mathbf{D}^{-1/2}\mathbf{W}\mathbf{D}^{-1/2}`. The
+            dense form always takes :obj:`adj` as :math:`\mathbf{A}`.
+            (default: :obj:`True`)
+        **sm_kwargs (optional): Further arguments of :class:`~pyg_sm.Sm`
+            (:obj:`tol`, :obj:`max_iter`, :obj:`on_nonconvergence`,
+            :obj:`fused`).
+
+    Call it as ``pool(x, edge_index, edge_weight=..., batch=...)``,
+    ``pool(data)`` or, in the reference's dense form,
+    ``pool(X, adj, mask)``.
+
+    Shapes:
+        - **input:**
+          graph form: node features :math:`(|\mathcal{V}|, D)`,
+          edge indices :math:`(2, |\mathcal{E}|)` (or a sparse adjacency),
+          edge weights :math:`(|\mathcal{E}|)` *(optional)*,
+          batch vector :math:`(|\mathcal{V}|)` *(optional)*;
+          dense form: :math:`(B, N, D)`, :math:`(B, N, N)`, :math:`(B, N)`
+        - **output:** :math:`\mathbf{z}` :math:`(B, D)` and, with
+          :obj:`return_att=True`, :math:`\mathbf{f}` (before the softmax)
+          :math:`(|\mathcal{V}|)` in the graph form or :math:`(B, N)` in
+          the dense form, :obj:`-inf` at padded positions.
+    """
+    def __init__(
+        self,
+        in_dim: int,
+        att_dim: int = 128,
+        act: str = 'gelu',
+        sm_mode: str = 'approx',
+        sm_alpha: Union[float, str] = 'trainable',
+        sm_layers: int = 1,
+        sm_steps: int = 10,
+        sm_pre: bool = False,
+        sm_post: bool = False,
+        sm_spectral_norm: bool = False,
+        normalize: bool = True,
+        **sm_kwargs,
+    ):
+        super().__init__()
+        check_count('in_dim', in_dim)
+        check_count('att_dim', att_dim)
+        check_choice('act', act, tuple(ACTIVATIONS))
+        check_choice('sm_mode', sm_mode, MODES)
+        check_alpha(sm_alpha)
+        check_count('sm_layers', sm_layers)
+        check_count('sm_steps', sm_steps)
+        self.in_dim = in_dim
+        self.att_dim = att_dim
+        self.act = act
+        self.sm_layers = sm_layers
+        self.sm_pre = sm_pre
+        self.sm_post = sm_post
+        self.sm_spectral_norm = sm_spectral_norm
+        self.normalize = normalize
+
+        # The pool normalizes the graph once per call for every Sm use.
+        self.sm = Sm(sm_alpha, sm_steps, sm_mode, normalize=False,
+                     **sm_kwargs)
+        self.activation = ACTIVATIONS[act]()
+        self.proj1 = Linear(in_dim, att_dim)
+        self.mlp = ModuleList(
+            [Linear(att_dim, att_dim) for _ in range(sm_layers)])
+        self.proj2 = Linear(att_dim, 1, bias=False)
+        if sm_spectral_norm:
+            for module in [self.proj1, *self.mlp, self.proj2]:
+                spectral_norm(module)
+
+    def reset_parameters(self):
+        self.sm.reset_parameters()
+        for module in [self.proj1, *self.mlp, self.proj2]:
+            _reset_linear(module)
+
+    def forward(
+        self,
+        x,
+        edge_index=None,
+        mask: Optional[Tensor] = None,
+        return_att: bool = False,
+        *,
+        edge_weight: Optional[Tensor] = None,
+        batch: Optional[Tensor] = None,
+    ) -> Union[Tensor, Tuple[Tensor, Tensor]]:
+        r"""Pools each bag; see the class documentation for the forms."""
+        bags = as_bags(x, edge_index, mask, edge_weight, batch)
+        z, f = self.pool(bags.x, bags.edge_index, bags.edge_weight,
+                         bags.batch, bags.num_graphs,
+                         normalize=self.normalize and not bags.is_dense)
+        return (z, bags.pad(f)) if return_att else z
+
+    def pool(self, x: Tensor, edge_index, edge_weight: Optional[Tensor],
+             batch: Tensor, num_graphs: int,
+             normalize: bool) -> Tuple[Tensor, Tensor]:
+        r"""Graph-form pooling of already validated bags: returns
+        :math:`\mathbf{z}` :math:`(B, D)` and :math:`\mathbf{f}`
+        :math:`(|\mathcal{V}|)`."""
+        if x.dim() != 2 or x.size(1) != self.in_dim:
+            raise ValueError(f"instance features must have shape "
+                             f"(num_nodes, in_dim={self.in_dim}) (got "
+                             f"{tuple(x.shape)})")
+        dtype = compute_dtype(x)
+        adjacency = sorted_adjacency(edge_index, edge_weight, x.size(0),
+                                     normalize, dtype)
+
+        def smooth(values: Tensor) -> Tensor:
+            return self.sm(values, *adjacency, batch=batch)
+
+        if self.sm_pre:
+            x = smooth(x)
+        h = self.activation(self.proj1(x))
+        for layer in self.mlp:
+            h = self.activation(layer(smooth(h)))
+        f = self.proj2(h).squeeze(-1)
+        if self.sm_post:
+            f = smooth(f)
+        weight = softmax(f, batch, num_nodes=num_graphs, dim=0)
+        z = scatter(weight.unsqueeze(-1) * x, batch, dim=0,
+                    dim_size=num_graphs, reduce='sum')
+        return z, f
+
+    def __repr__(self) -> str:
+        flags = ''.join(f', {name}=True' for name in
+                        ['sm_pre', 'sm_post', 'sm_spectral_norm']
+                        if getattr(self, name))
+        return (f'{self.__class__.__name__}({self.in_dim}, '
+                f'att_dim={self.att_dim}, act={self.act!r}, '
+                f'sm_layers={self.sm_layers}{flags}, sm={self.sm})')
