@@ -1,15 +1,18 @@
 """Time and peak memory of Sm forward + backward on 8-neighbour grid "slide"
-graphs, against the computations users would otherwise run.
+graphs, against the computations users would otherwise run, and of SmABMIL
+in its graph and dense forms.
 
 Each (method, size) runs in a fresh process, so that its peak memory is its
-own. Results go to benchmarks/results/ as CSV and markdown, plus log-log
+own, under a memory cap (--memory-gb) so that a case that does not fit fails
+cleanly. Results go to benchmarks/results/ as CSV and markdown, plus log-log
 plots when matplotlib is installed.
 
-    python benchmarks/sm_scaling.py                       # the full table
-    python benchmarks/sm_scaling.py --nodes 4096 16384    # a quick one
+    python benchmarks/sm_scaling.py                       # the full tables
+    python benchmarks/sm_scaling.py --nodes 4096 16384 --models none  # quick
 """
 import argparse
 import csv
+import importlib.util
 import json
 import os
 import platform
@@ -30,10 +33,18 @@ METHODS = {
     'appnp': "PyG APPNP on edge_index (gather/scatter)",
     'dense approx': 'the recursion with torch.bmm on the N x N matrix',
     'dense exact': 'torch.linalg.solve on the N x N matrix',
+    'torchmil': "torchmil's Sm on the dense matrix (when installed)",
+}
+MODEL_CASES = {
+    'graph': 'SmABMIL graph form, 32 bags x 5k nodes (PyG Batch)',
+    'dense': 'SmABMIL dense form, 32 bags x 5k nodes, dense adj',
+    'dense-coo': 'SmABMIL dense form, 32 bags x 5k nodes, sparse COO adj',
+    'train-1m': 'SmABMIL training step, one 1M-node bag, sm_pre + '
+                'sm_layers=1 + sm_post, trainable alpha',
 }
 # Largest graph each dense method is tried on: 65k nodes need 17 GB for the
 # matrix alone, and an N^3 solve past 8k nodes takes minutes on 2 cores.
-DENSE_LIMIT = {'dense approx': 16384, 'dense exact': 8192}
+DENSE_LIMIT = {'dense approx': 16384, 'dense exact': 8192, 'torchmil': 16384}
 ALPHA = 0.5
 
 
@@ -80,6 +91,11 @@ def build_step(method: str, num_nodes: int, dim: int, steps: int):
             for _ in range(steps):
                 g = (1 - ALPHA) * x + ALPHA * (adj @ g)
             return g
+    elif method == 'torchmil':
+        from torchmil.nn import Sm as TorchmilSm
+        adj = normalized_csr().to_dense()[None]
+        layer = TorchmilSm(alpha=ALPHA, num_steps=steps, mode='approx')
+        forward = lambda: layer(x[None], adj)[0]  # noqa: E731
     elif method == 'appnp':
         layer = APPNP(K=steps, alpha=1 - ALPHA, add_self_loops=False)
         forward = lambda: layer(x, edge_index)  # noqa: E731
@@ -99,18 +115,62 @@ def build_step(method: str, num_nodes: int, dim: int, steps: int):
             del adj
             forward = lambda: torch.linalg.solve(system, x)  # noqa: E731
 
+    # The upstream gradient is an input of the backward pass, as x is of the
+    # forward pass: both exist before the measured step.
+    upstream = torch.randn(num_nodes, dim)
+
     def step():
         x.grad = None
-        out = forward()
-        out.backward(torch.ones_like(out))
-        return out
+        forward().backward(upstream)
+
+    return step
+
+
+def build_model_step(case: str, dim: int, steps: int):
+    """One forward + backward (a training step for train-1m) of SmABMIL."""
+    from torch_geometric.data import Batch, Data
+    from torch_geometric.nn.conv.gcn_conv import gcn_norm
+
+    from pyg_sm import SmABMIL, batch_to_dense
+
+    model = SmABMIL((dim, ), sm_pre=True, sm_layers=1, sm_post=True,
+                    sm_steps=steps)
+    bags, nodes = (1, 2**20) if case == 'train-1m' else (32, 5000)
+    data_list = []
+    for _ in range(bags):
+        edge_index, num_nodes = grid_graph(nodes)
+        data_list.append(Data(x=torch.randn(num_nodes, dim),
+                              edge_index=edge_index,
+                              y=torch.randint(0, 2, (1, )).float()))
+    batch = Batch.from_data_list(data_list)
+    if case == 'graph' or case == 'train-1m':
+        inputs = (batch, )
+    else:
+        # The dense form takes A itself: normalize once, as a user would.
+        batch.edge_index, batch.edge_weight = gcn_norm(
+            batch.edge_index, None, batch.num_nodes, add_self_loops=False)
+        inputs = batch_to_dense(batch, sparse=case == 'dense-coo')
+        model = SmABMIL((dim, ), sm_pre=True, sm_layers=1, sm_post=True,
+                        sm_steps=steps, normalize=False)
+    del data_list
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
+
+    def step():
+        optimizer.zero_grad()
+        _, losses = model.compute_loss(batch.y, *inputs)
+        losses['BCEWithLogitsLoss'].backward()
+        if case == 'train-1m':
+            optimizer.step()
 
     return step
 
 
 def worker(method, num_nodes, dim, steps, repeats, budget_s):
     torch.manual_seed(0)
-    step = build_step(method, num_nodes, dim, steps)
+    if method in MODEL_CASES:
+        step = build_model_step(method, dim, steps)
+    else:
+        step = build_step(method, num_nodes, dim, steps)
     rss_before = current_rss_mb()
     times = []
     while len(times) < repeats:
@@ -132,16 +192,19 @@ def run_case(method, num_nodes, args):
     command = [sys.executable, __file__, '--worker', method,
                '--nodes', str(num_nodes), '--dim', str(args.dim),
                '--steps', str(args.steps), '--repeats', str(args.repeats),
-               '--budget', str(args.budget)]
+               '--budget', str(args.budget),
+               '--memory-gb', str(args.memory_gb)]
     try:
         done = subprocess.run(command, capture_output=True, text=True,
                               timeout=args.timeout)
     except subprocess.TimeoutExpired:
         return {'status': f'over {args.timeout} s'}
     if done.returncode != 0:
-        reason = 'out of memory' if done.returncode in (-9, 137) else \
-            done.stderr.strip().splitlines()[-1][:80]
-        return {'status': reason}
+        error = (done.stderr.strip().splitlines() or ['killed'])[-1]
+        out_of_memory = done.returncode in (-9, 137) or any(
+            word in error for word in ('memory', 'MemoryError', 'alloc'))
+        return {'status': f'over {args.memory_gb:g} GB' if out_of_memory
+                else error[:80]}
     return {'status': 'ok', **json.loads(done.stdout.strip().splitlines()[-1])}
 
 
@@ -217,6 +280,27 @@ def write_outputs(rows, args):
     fig.savefig(out / 'sm_scaling.png', dpi=110)
 
 
+def write_model_outputs(rows, args):
+    out = Path(args.out)
+    with open(out / 'smabmil.csv', 'w', newline='') as f:
+        writer = csv.DictWriter(f, fieldnames=['case', 'status', 'median_s',
+                                               'peak_mb', 'runs'],
+                                extrasaction='ignore')
+        writer.writeheader()
+        writer.writerows(rows)
+    lines = [f'SmABMIL (D={args.dim}, att_dim=128, sm_pre, sm_layers=1, '
+             f'sm_post, T={args.steps}), forward + backward; median seconds, '
+             f'peak MB above the inputs.', '',
+             '| case | time | peak memory |', '|---|---|---|']
+    for r in rows:
+        cells = ([f"{r['median_s']:.3g} s", f"{r['peak_mb']:,.0f} MB"]
+                 if r['status'] == 'ok' else [r['status'], '-'])
+        lines.append(f"| {MODEL_CASES[r['case']]} | " + ' | '.join(cells) +
+                     ' |')
+    (out / 'smabmil.md').write_text('\n'.join(lines) + '\n')
+    print('\n'.join(lines))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--nodes', type=int, nargs='+',
@@ -229,14 +313,23 @@ def main():
     parser.add_argument('--budget', type=float, default=60.0,
                         help='stop repeating a case after this many seconds')
     parser.add_argument('--timeout', type=int, default=900)
+    parser.add_argument('--memory-gb', type=float, default=20.0,
+                        help='address-space cap of each case')
+    parser.add_argument('--models', nargs='+', default=list(MODEL_CASES),
+                        choices=list(MODEL_CASES) + ['none'])
     parser.add_argument('--out', default=str(Path(__file__).parent /
                                              'results'))
     parser.add_argument('--worker', help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
+        limit = int(args.memory_gb * 2**30)
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
         worker(args.worker, args.nodes[0], args.dim, args.steps,
                args.repeats, args.budget)
         return
+    if 'torchmil' in args.methods and \
+            importlib.util.find_spec('torchmil') is None:
+        args.methods.remove('torchmil')
     rows = []
     for num_nodes in args.nodes:
         for method in args.methods:
@@ -244,6 +337,13 @@ def main():
             rows.append({'method': method, 'nodes': num_nodes, **result})
             print(f'{method:>14} {num_nodes:>8}: {result}', flush=True)
     write_outputs(rows, args)
+    model_rows = []
+    for case in [c for c in args.models if c != 'none']:
+        result = run_case(case, 0, args)
+        model_rows.append({'case': case, **result})
+        print(f'{case:>14}: {result}', flush=True)
+    if model_rows:
+        write_model_outputs(model_rows, args)
 
 
 if __name__ == '__main__':

@@ -108,4 +108,11 @@ def sorted_adjacency(
     if normalize:
         _, edge_weight = gcn_norm(edge_index.as_tensor(), edge_weight,
                                   num_nodes, add_self_loops=False)
+    if edge_index.dtype != torch.int32 and max(num_nodes, edge_index.size(1)) \
+            < 2**31:
+        # Sparse kernels (MKL on the CPU) take int32 indices; int64 ones
+        # would be converted on every product.
+        edge_index = EdgeIndex(edge_index.as_tensor().int(),
+                               sparse_size=(num_nodes, num_nodes),
+                               sort_order='col')
     return edge_index, edge_weight

@@ -1,6 +1,6 @@
 """Conjugate gradient for the block-diagonal systems of a batch of graphs."""
 import warnings
-from typing import Callable, Optional
+from typing import Callable, List, Optional
 
 import torch
 from torch import Tensor
@@ -18,17 +18,21 @@ class SmConvergenceError(RuntimeError):
 
 
 def conjugate_gradient(
-    operator: Callable[[Tensor], Tensor],
+    operator: Callable[[Tensor, Tensor], Tensor],
     rhs: Tensor,
-    initial: Tensor,
+    solution: Tensor,
+    workspace: List[Tensor],
     batch: Optional[Tensor],
     num_graphs: int,
     tol: float,
     max_iter: int,
-    on_nonconvergence: str,
-) -> Tensor:
-    r"""Solves :obj:`operator(x) = rhs` for a symmetric positive definite
-    :obj:`operator` that never mixes the nodes of different graphs.
+) -> float:
+    r"""Solves :obj:`operator(x) = rhs` into :obj:`solution` (which holds the
+    start), for a symmetric positive definite :obj:`operator(v, out)` that
+    writes into :obj:`out` and never mixes the nodes of different graphs.
+    :obj:`workspace` holds four tensors shaped like :obj:`rhs`. Returns the
+    largest relative residual reached (at most :obj:`tol` unless it stopped
+    at :obj:`max_iter`).
 
     Every (graph, column) pair is its own linear system with its own step
     sizes and its own stopping test :math:`\|r\| \le tol \|b\|`, so a bag's
@@ -38,26 +42,32 @@ def conjugate_gradient(
     float32 drift, or an operator that is not symmetric, from passing as
     converged.
     """
+    residual, direction, image, scratch = workspace
+    x = solution
+
     def dot(u: Tensor, v: Tensor) -> Tensor:
+        product = torch.mul(u, v, out=scratch)
         if batch is None:
-            return (u * v).sum(dim=0, keepdim=True)
-        return scatter(u * v, batch, dim=0, dim_size=num_graphs, reduce='sum')
+            return product.sum(dim=0, keepdim=True)
+        return scatter(product, batch, dim=0, dim_size=num_graphs,
+                       reduce='sum')
 
     def per_node(value: Tensor) -> Tensor:
-        return value if batch is None else value.index_select(0, batch)
+        if batch is None:
+            return value
+        return torch.index_select(value, 0, batch, out=scratch)
 
     threshold = tol**2 * dot(rhs, rhs)
-    x = initial.clone()
     iterations = 0
     while True:
-        residual = rhs - operator(x)
+        torch.sub(rhs, operator(x, image), out=residual)
         residual_sq = dot(residual, residual)
         if bool((residual_sq <= threshold).all()) or iterations >= max_iter:
             break
-        direction = residual.clone()
+        direction.copy_(residual)
         while iterations < max_iter:
             iterations += 1
-            image = operator(direction)
+            operator(direction, image)
             curvature = dot(direction, image)
             # Converged systems have zero residual and zero curvature: they
             # take no step instead of a 0/0.
@@ -71,18 +81,22 @@ def conjugate_gradient(
             ratio = torch.where(residual_sq > 0,
                                 new_residual_sq / residual_sq,
                                 torch.zeros_like(residual_sq))
-            direction = residual.addcmul(per_node(ratio), direction)
+            direction.mul_(per_node(ratio)).add_(residual)
             residual_sq = new_residual_sq
 
-    if not bool((residual_sq <= threshold).all()):
-        scale = threshold.sqrt().clamp_min(torch.finfo(rhs.dtype).tiny) / tol
-        reached = float((residual_sq.sqrt() / scale).max())
-        message = (f"Sm(mode='exact'): conjugate gradient stopped after "
-                   f"max_iter={max_iter} iterations at relative residual "
-                   f"{reached:.3e} > tol={tol:.1e}. Raise 'max_iter' or "
-                   f"'tol', or check that the adjacency is symmetric with "
-                   f"spectral radius at most 1 (normalize=True ensures it).")
-        if on_nonconvergence == 'raise':
-            raise SmConvergenceError(message)
-        warnings.warn(message, SmConvergenceWarning, stacklevel=4)
-    return x
+    if bool((residual_sq <= threshold).all()):
+        return 0.0
+    rhs_norm = threshold.sqrt().clamp_min(torch.finfo(rhs.dtype).tiny) / tol
+    return float((residual_sq.sqrt() / rhs_norm).max())
+
+
+def report_nonconvergence(reached: float, tol: float, max_iter: int,
+                          on_nonconvergence: str) -> None:
+    message = (f"Sm(mode='exact'): conjugate gradient stopped after "
+               f"max_iter={max_iter} iterations at relative residual "
+               f"{reached:.3e} > tol={tol:.1e}. Raise 'max_iter' or 'tol', "
+               f"or check that the adjacency is symmetric with spectral "
+               f"radius at most 1 (normalize=True ensures it).")
+    if on_nonconvergence == 'raise':
+        raise SmConvergenceError(message)
+    warnings.warn(message, SmConvergenceWarning, stacklevel=5)

@@ -59,12 +59,17 @@ class _Adjacency:
         self.weight = edge_weight.detach()
         self._sparse = {}
 
-    def matmul(self, x: Tensor, transpose: bool = False) -> Tensor:
+    def matmul(self, x: Tensor, transpose: bool = False,
+               out: Optional[Tensor] = None) -> Tensor:
+        r"""``A x`` (or ``A^T x``), written into :obj:`out` if given."""
         if self.layer.fused:
             return self.layer.aggregate_neighbours(
-                self._sparse_matrix(transpose), x, None)
-        edge_index = self.edge_index.flip(0) if transpose else self.edge_index
-        return self.layer.aggregate_neighbours(edge_index, x, self.weight)
+                self._sparse_matrix(transpose), x, None, out)
+        # Scatter takes int64 indices only.
+        edge_index = self.edge_index.long()
+        edge_index = edge_index.flip(0) if transpose else edge_index
+        result = self.layer.aggregate_neighbours(edge_index, x, self.weight)
+        return result if out is None else out.copy_(result)
 
     def _sparse_matrix(self, transpose: bool) -> Tensor:
         if transpose not in self._sparse:
@@ -206,12 +211,11 @@ class Sm(MessagePassing):
         self.max_iter = max_iter
         self.on_nonconvergence = on_nonconvergence
 
+        self.fixed_alpha = None if self.trainable_alpha else float(alpha)
         if self.trainable_alpha:
             self.alpha_logit = Parameter(torch.empty(()))
         else:
             self.register_parameter('alpha_logit', None)
-            self.register_buffer('fixed_alpha', torch.tensor(float(alpha)),
-                                 persistent=False)
         self._cached_adjacency: Optional[Tuple[EdgeIndex, Tensor]] = None
         self.reset_parameters()
 
@@ -225,7 +229,7 @@ class Sm(MessagePassing):
     def alpha(self) -> Tensor:
         r"""The current :math:`\alpha` as a 0-dim tensor."""
         if self.alpha_logit is None:
-            return self.fixed_alpha
+            return torch.tensor(self.fixed_alpha, dtype=torch.float64)
         return _ALPHA_MARGIN + (1 - 2 * _ALPHA_MARGIN) * torch.sigmoid(
             self.alpha_logit)
 
@@ -258,7 +262,7 @@ class Sm(MessagePassing):
         if self.num_steps == 0 and self.mode == 'approx':
             return x
         adjacency = _Adjacency(self, sorted_index, weight)
-        alpha = self.alpha.to(dtype)
+        alpha = self.alpha.to(device=x.device, dtype=dtype)
         features = x.reshape(num_nodes, -1).to(dtype)
         if self.mode == 'approx':
             out = SmApprox.apply(features, alpha, weight, adjacency,
@@ -289,21 +293,28 @@ class Sm(MessagePassing):
         return int(batch.max()) + 1
 
     def aggregate_neighbours(self, edge_index: Adj, x: Tensor,
-                             edge_weight: OptTensor) -> Tensor:
+                             edge_weight: OptTensor,
+                             out: OptTensor = None) -> Tensor:
         r"""One product :math:`\mathbf{A} \mathbf{x}` through
         :meth:`propagate` (fused for a sparse matrix, message + scatter for
         an :obj:`edge_index`)."""
-        # propagate_type: (x: Tensor, edge_weight: OptTensor)
-        return self.propagate(edge_index, x=x, edge_weight=edge_weight)
+        # propagate_type: (x: Tensor, edge_weight: OptTensor, out: OptTensor)
+        return self.propagate(edge_index, x=x, edge_weight=edge_weight,
+                              out=out)
 
     def message(self, x_j: Tensor, edge_weight: Tensor) -> Tensor:
         return edge_weight.view(-1, 1) * x_j
 
-    def message_and_aggregate(self, adj_t: Tensor, x: Tensor) -> Tensor:
-        return spmm(adj_t, x, reduce=self.aggr)
+    def message_and_aggregate(self, adj_t: Tensor, x: Tensor,
+                              out: OptTensor = None) -> Tensor:
+        if out is None:
+            return spmm(adj_t, x, reduce=self.aggr)
+        # Into a reused buffer: on the CPU, allocating (and first touching) a
+        # fresh (N, F) output costs several times the product itself.
+        return torch.addmm(out, adj_t, x, beta=0.0, out=out)
 
     def __repr__(self) -> str:
-        alpha = 'trainable' if self.trainable_alpha else float(self.alpha)
+        alpha = 'trainable' if self.trainable_alpha else self.fixed_alpha
         steps = f', num_steps={self.num_steps}' if self.mode == 'approx' \
             else ''
         return (f'{self.__class__.__name__}(alpha={alpha!r}, '

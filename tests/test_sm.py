@@ -7,6 +7,7 @@ from torch_geometric.data import Batch, Data
 from torch_geometric.typing import WITH_TORCH_SPARSE, SparseTensor
 from torch_geometric.utils import to_torch_coo_tensor, to_torch_csr_tensor
 
+import pyg_sm._autograd
 from pyg_sm import Sm, SmConvergenceError, SmConvergenceWarning
 from reference import (dense_adjacency, dense_approx, dense_exact,
                        random_undirected_graph, relative_error)
@@ -142,17 +143,37 @@ def test_sparse_tensor_input_matches_edge_index():
     torch.testing.assert_close(Sm(0.5)(x, adj_t), Sm(0.5)(x, edge_index))
 
 
+@pytest.fixture(params=['whole', 'column-blocks'])
+def blocks(request, monkeypatch):
+    """Runs a test once as is and once with every input split into blocks
+    of 2 columns, the path large inputs take."""
+    if request.param == 'column-blocks':
+        monkeypatch.setattr(pyg_sm._autograd, '_WHOLE_BLOCK', 0)
+        monkeypatch.setattr(pyg_sm._autograd, '_BLOCK_COLUMNS', 2)
+    return request.param
+
+
+@pytest.mark.parametrize('mode', ['approx', 'exact'])
+def test_column_blocks_give_the_same_result(mode, blocks):
+    edge_index = graph()
+    x = torch.randn(30, 5, dtype=torch.float64)
+    adj = dense_adjacency(edge_index, 30)
+    expected = (dense_approx(x, adj, 0.7, 10) if mode == 'approx' else
+                dense_exact(x, adj, 0.7))
+    assert relative_error(Sm(0.7, mode=mode)(x, edge_index), expected) < 1e-8
+
+
 @pytest.mark.parametrize('mode', ['approx', 'exact'])
 @pytest.mark.parametrize('normalize', [True, False])
 @pytest.mark.parametrize('fused', [True, False])
-def test_gradcheck(mode, normalize, fused):
+def test_gradcheck(mode, normalize, fused, blocks):
     edge_index = graph(12, 30)
     half, pair = symmetric_weights(edge_index)
     half.requires_grad_()
     scale = 1.0 if normalize else 0.15  # keeps alpha * A contractive
     layer = Sm(mode=mode, normalize=normalize, fused=fused,
                num_steps=6).double()
-    x = torch.randn(12, 3, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(12, 5, dtype=torch.float64, requires_grad=True)
     with torch.no_grad():
         layer.alpha_logit.fill_(0.4)
 
