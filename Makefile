@@ -16,23 +16,31 @@ $(STAMP): pyproject.toml constraints.txt
 # The main job: the PyG pipeline example, then a quick benchmark table.
 demo: $(STAMP)
 	$(PY) examples/pyg_pipeline.py
-	$(PY) benchmarks/sm_scaling.py --nodes 4096 16384 --repeats 3
+	$(PY) benchmarks/sm_scaling.py --nodes 4096 16384 65536 --repeats 3 --models none --memory-steps
 
 test: $(STAMP)
 	$(PY) -m pytest -q
 
-# torch-scatter and torch-sparse compile from source here (minutes).
-$(VENV)/.accel: $(STAMP)
-	$(PIP) install -q -c constraints.txt --no-build-isolation torch-scatter torch-sparse
+# torch-scatter and torch-sparse have no wheels for this torch: they compile
+# from source (minutes; ninja runs the compiler on every core). They go into
+# a venv of their own, so that `make test` always runs without them.
+ACCEL_VENV ?= .venv-accel
+ACCEL_PY := $(ACCEL_VENV)/bin/python
+
+$(ACCEL_VENV)/.accel: pyproject.toml constraints.txt
+	$(MAKE) VENV=$(ACCEL_VENV) $(ACCEL_VENV)/.installed
+	$(ACCEL_PY) -m pip install -q ninja
+	$(ACCEL_PY) -m pip install -q -c constraints.txt --no-build-isolation torch-scatter torch-sparse
 	touch $@
 
-accel: $(VENV)/.accel
+accel: $(ACCEL_VENV)/.accel
 
-test-accel: $(VENV)/.accel
-	$(PY) -m pytest -q
+test-accel: $(ACCEL_VENV)/.accel
+	$(ACCEL_PY) -c "import torch_scatter, torch_sparse; print('torch-scatter', torch_scatter.__version__, 'torch-sparse', torch_sparse.__version__)"
+	$(ACCEL_PY) -m pytest -q
 
 bench: $(STAMP)
 	$(PY) benchmarks/sm_scaling.py
 
 clean:
-	rm -rf $(VENV) benchmarks/results .pytest_cache
+	rm -rf $(VENV) $(ACCEL_VENV) benchmarks/results .pytest_cache

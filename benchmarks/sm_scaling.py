@@ -188,7 +188,9 @@ def worker(method, num_nodes, dim, steps, repeats, budget_s):
 
 def run_case(method, num_nodes, args):
     if num_nodes > DENSE_LIMIT.get(method, float('inf')):
-        return {'status': 'does not fit'}
+        too_slow = method == 'dense exact' and num_nodes <= 16384
+        return {'status': 'skipped: N^3 solve' if too_slow
+                else 'does not fit'}
     command = [sys.executable, __file__, '--worker', method,
                '--nodes', str(num_nodes), '--dim', str(args.dim),
                '--steps', str(args.steps), '--repeats', str(args.repeats),
@@ -280,6 +282,26 @@ def write_outputs(rows, args):
     fig.savefig(out / 'sm_scaling.png', dpi=110)
 
 
+def write_steps_outputs(rows, num_nodes, args):
+    out = Path(args.out)
+    with open(out / 'memory_vs_steps.csv', 'w', newline='') as f:
+        writer = csv.DictWriter(f, fieldnames=['method', 'steps', 'status',
+                                               'median_s', 'peak_mb'],
+                                extrasaction='ignore')
+        writer.writeheader()
+        writer.writerows(rows)
+    lines = [f'Peak memory of forward + backward vs num_steps T, '
+             f'{num_nodes:,} nodes, D={args.dim}.', '',
+             '| method | T | time | peak memory |', '|---|---|---|---|']
+    for r in rows:
+        cells = ([f"{r['median_s']:.3g} s", f"{r['peak_mb']:,.0f} MB"]
+                 if r['status'] == 'ok' else [r['status'], '-'])
+        lines.append(f"| {r['method']} | {r['steps']} | " +
+                     ' | '.join(cells) + ' |')
+    (out / 'memory_vs_steps.md').write_text('\n'.join(lines) + '\n')
+    print('\n'.join(lines))
+
+
 def write_model_outputs(rows, args):
     out = Path(args.out)
     with open(out / 'smabmil.csv', 'w', newline='') as f:
@@ -317,6 +339,10 @@ def main():
                         help='address-space cap of each case')
     parser.add_argument('--models', nargs='+', default=list(MODEL_CASES),
                         choices=list(MODEL_CASES) + ['none'])
+    parser.add_argument('--memory-steps', type=int, nargs='*',
+                        default=[10, 50],
+                        help='T values of the memory-vs-steps table, run at '
+                             'the largest size up to 262,144 nodes')
     parser.add_argument('--out', default=str(Path(__file__).parent /
                                              'results'))
     parser.add_argument('--worker', help=argparse.SUPPRESS)
@@ -337,6 +363,18 @@ def main():
             rows.append({'method': method, 'nodes': num_nodes, **result})
             print(f'{method:>14} {num_nodes:>8}: {result}', flush=True)
     write_outputs(rows, args)
+    sizes = [n for n in args.nodes if n <= 262144]
+    if args.memory_steps and sizes:
+        steps_rows = []
+        for steps in args.memory_steps:
+            for method in ['pyg-sm approx', 'spmm loop']:
+                result = run_case(method, max(sizes),
+                                  argparse.Namespace(**{**vars(args),
+                                                        'steps': steps}))
+                steps_rows.append({'method': method, 'steps': steps,
+                                   **result})
+                print(f'{method:>14} T={steps}: {result}', flush=True)
+        write_steps_outputs(steps_rows, max(sizes), args)
     model_rows = []
     for case in [c for c in args.models if c != 'none']:
         result = run_case(case, 0, args)

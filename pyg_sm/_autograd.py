@@ -4,6 +4,7 @@ pass of the same kind, so that memory does not grow with the iterations.
 Sm acts on each feature column independently, so both run over blocks of
 columns: the work buffers then hold one block, not the whole (N, F) tensor,
 and narrow blocks also make the sparse products more cache-friendly."""
+import functools
 from typing import Any, List, Optional
 
 import torch
@@ -49,6 +50,16 @@ class ColumnBlocks:
         return values if self.whole else buffer.copy_(values[:, columns])
 
 
+def _full_precision(method):
+    """Runs a forward or backward with autocast off: the sparse kernels and
+    the solver need the float32/float64 inputs Sm.forward prepared."""
+    @functools.wraps(method)
+    def wrapper(ctx: Any, values: Tensor, *args):
+        with torch.autocast(values.device.type, enabled=False):
+            return method(ctx, values, *args)
+    return wrapper
+
+
 def _edge_dot(target_side: Tensor, source_side: Tensor,
               edge_index: Tensor) -> Tensor:
     r"""Per-edge :math:`\langle t_i, s_j \rangle` for every edge
@@ -69,6 +80,7 @@ class SmApprox(torch.autograd.Function):
     forward iterates, which are kept only when that gradient is asked for.
     """
     @staticmethod
+    @_full_precision
     def forward(ctx: Any, x: Tensor, alpha: Tensor, edge_weight: Tensor,
                 adjacency: Any, num_steps: int) -> Tensor:
         a = float(alpha)
@@ -104,6 +116,7 @@ class SmApprox(torch.autograd.Function):
 
     @staticmethod
     @once_differentiable
+    @_full_precision
     def backward(ctx: Any, grad_out: Tensor):
         x, alpha, *iterates = ctx.saved_tensors
         adjacency, num_steps = ctx.adjacency, ctx.num_steps
@@ -167,6 +180,7 @@ class SmExact(torch.autograd.Function):
     ``g <lam_i, y_j>`` for the weight of edge ``j -> i``.
     """
     @staticmethod
+    @_full_precision
     def forward(ctx: Any, x: Tensor, alpha: Tensor, edge_weight: Tensor,
                 adjacency: Any, solver: dict) -> Tensor:
         y = _solve(adjacency, x, float(alpha), transpose=False, **solver)
@@ -177,6 +191,7 @@ class SmExact(torch.autograd.Function):
 
     @staticmethod
     @once_differentiable
+    @_full_precision
     def backward(ctx: Any, grad_out: Tensor):
         y, alpha = ctx.saved_tensors
         adjacency = ctx.adjacency

@@ -134,15 +134,6 @@ def test_every_adjacency_form_gives_the_same_result(mode):
         torch.testing.assert_close(layer(x, adj, w), target, msg=name)
 
 
-@pytest.mark.skipif(not WITH_TORCH_SPARSE, reason='torch-sparse not installed')
-def test_sparse_tensor_input_matches_edge_index():
-    edge_index = graph(25, 60)
-    x = torch.randn(25, 3, dtype=torch.float64)
-    adj_t = SparseTensor.from_edge_index(edge_index.flip(0),
-                                         sparse_sizes=(25, 25))
-    torch.testing.assert_close(Sm(0.5)(x, adj_t), Sm(0.5)(x, edge_index))
-
-
 @pytest.fixture(params=['whole', 'column-blocks'])
 def blocks(request, monkeypatch):
     """Runs a test once as is and once with every input split into blocks
@@ -418,3 +409,39 @@ def test_negative_weights_are_allowed_without_normalization():
 def test_repr():
     assert repr(Sm()) == "Sm(alpha='trainable', mode='approx', num_steps=10)"
     assert repr(Sm(0.25, mode='exact')) == "Sm(alpha=0.25, mode='exact')"
+
+
+def test_float_alpha_is_used_exactly_in_float64():
+    """A float alpha was once stored in float32 (0.7 -> 0.69999999)."""
+    edge_index = graph()
+    x = torch.randn(30, 3, dtype=torch.float64)
+    out = Sm(0.7, num_steps=10)(x, edge_index)
+    expected = dense_approx(x, dense_adjacency(edge_index, 30), 0.7, 10)
+    assert relative_error(out, expected) < 1e-13
+
+
+def test_int32_and_int64_indices_agree():
+    edge_index = graph()
+    x = torch.randn(30, 3)
+    layer = Sm(0.5)
+    torch.testing.assert_close(layer(x, edge_index.int()),
+                               layer(x, edge_index))
+    for fused in [True, False]:
+        out = Sm(0.5, fused=fused)(x, EdgeIndex(edge_index.int(),
+                                                sparse_size=(30, 30)))
+        torch.testing.assert_close(out, layer(x, edge_index))
+
+
+@pytest.mark.parametrize('mode', ['approx', 'exact'])
+def test_cpu_autocast_runs_in_full_precision(mode):
+    edge_index = graph()
+    x = torch.randn(30, 8, requires_grad=True)
+    lin = torch.nn.Linear(8, 8)
+    layer = Sm(mode=mode)
+    reference = layer(lin(x), edge_index)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        out = layer(lin(x), edge_index)
+        assert out.dtype == torch.bfloat16
+        out.float().sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+    assert relative_error(out, reference) < 2e-2  # bfloat16 linear layer
