@@ -6,17 +6,19 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-accel accel bench clean
+.PHONY: demo example test test-accel accel bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) install -q -c constraints.txt -e '.[test,bench]'
+	$(PIP) install -q -c constraints.txt -e '.[slides,test,bench]'
 	touch $@
 
-# The main job: the PyG pipeline example, then a quick benchmark table.
+# The main job: SmABMIL vs ABMIL on the embedded synthetic slides.
 demo: $(STAMP)
+	$(VENV)/bin/pyg-sm demo --out pyg_sm_demo
+
+example: $(STAMP)
 	$(PY) examples/pyg_pipeline.py
-	$(PY) benchmarks/sm_scaling.py --nodes 4096 16384 65536 --repeats 3 --models none --memory-steps
 
 test: $(STAMP)
 	$(PY) -m pytest -q
@@ -43,4 +45,4 @@ bench: $(STAMP)
 	$(PY) benchmarks/sm_scaling.py
 
 clean:
-	rm -rf $(VENV) $(ACCEL_VENV) benchmarks/results .pytest_cache
+	rm -rf $(VENV) $(ACCEL_VENV) benchmarks/results pyg_sm_demo .pytest_cache

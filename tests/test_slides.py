@@ -1,0 +1,238 @@
+import csv
+import json
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from torch_geometric.data import Data
+
+from pyg_sm import (PatchGraph, SlideDataset, make_synthetic_slides,
+                    patch_grid_graph, patch_radius_graph)
+from pyg_sm.cli import run as main
+from pyg_sm.training import (build_model, load_checkpoint, predict_slides,
+                             save_checkpoint)
+
+
+def edge_set(edge_index):
+    return set(map(tuple, edge_index.t().tolist()))
+
+
+def random_grid_patches(num, seed, scale=1):
+    gen = torch.Generator().manual_seed(seed)
+    cells = torch.randperm(15 * 15, generator=gen)[:num]
+    return torch.stack([cells // 15, cells % 15], dim=1) * scale
+
+
+@pytest.mark.parametrize('connectivity', [4, 8])
+@pytest.mark.parametrize('seed', range(3))
+def test_grid_graph_matches_brute_force(connectivity, seed):
+    cells = random_grid_patches(120, seed)
+    diff = (cells[:, None, :] - cells[None, :, :]).abs()
+    if connectivity == 4:
+        linked = diff.sum(-1) == 1
+    else:
+        linked = (diff.max(-1).values == 1)
+    expected = linked.nonzero().t()
+    for coords, size in [(cells, None), (cells * 224 + 1000, 224)]:
+        edge_index = patch_grid_graph(coords, connectivity, patch_size=size)
+        assert edge_set(edge_index) == edge_set(expected)
+        assert edge_set(edge_index) == edge_set(edge_index.flip(0))
+
+
+@pytest.mark.parametrize('seed', range(3))
+def test_radius_graph_matches_brute_force(seed):
+    gen = torch.Generator().manual_seed(seed)
+    coords = torch.rand(200, 2, generator=gen) * 50
+    radius = 4.5
+    distance = torch.cdist(coords.double(), coords.double())
+    expected = ((distance <= radius) & ~torch.eye(200, dtype=torch.bool))
+    edge_index = patch_radius_graph(coords, radius)
+    assert edge_set(edge_index) == edge_set(expected.nonzero().t())
+
+
+def test_grid_graph_errors():
+    cells = random_grid_patches(20, 0)
+    with pytest.raises(ValueError, match='not on a grid'):
+        patch_grid_graph(cells * 100 + 37, patch_size=64)
+    with pytest.raises(ValueError, match='share one grid cell'):
+        patch_grid_graph(torch.cat([cells, cells[:1]]))
+    with pytest.raises(ValueError, match='connectivity'):
+        patch_grid_graph(cells, connectivity=6)
+    with pytest.raises(ValueError, match='coords'):
+        patch_grid_graph(torch.zeros(5, 3))
+    with pytest.raises(ValueError, match='radius'):
+        patch_radius_graph(cells.float(), 0.0)
+    assert patch_grid_graph(torch.zeros(0, 2)).shape == (2, 0)
+
+
+def test_patch_graph_transform():
+    pos = random_grid_patches(30, 1, scale=256)
+    data = PatchGraph('grid', connectivity=4, patch_size=256)(Data(pos=pos))
+    assert torch.equal(data.edge_index, patch_grid_graph(pos, 4, 256))
+    data = PatchGraph('radius', radius=300.0)(Data(pos=pos.float()))
+    assert torch.equal(data.edge_index, patch_grid_graph(pos, 4, 256))
+    with pytest.raises(ValueError, match='radius'):
+        PatchGraph('radius')
+    with pytest.raises(ValueError, match='data.pos'):
+        PatchGraph()(Data(x=torch.zeros(3, 1)))
+
+
+@pytest.fixture(scope='module')
+def slides(tmp_path_factory):
+    return make_synthetic_slides(tmp_path_factory.mktemp('slides'),
+                                 num_slides=8, feature_dim=6, seed=3)
+
+
+def test_generator_is_deterministic(slides, tmp_path):
+    again = make_synthetic_slides(tmp_path, num_slides=8, feature_dim=6,
+                                  seed=3)
+    for name in ['slide_000', 'slide_005']:
+        with h5py.File(slides / 'features' / f'{name}.h5') as a, \
+                h5py.File(again / 'features' / f'{name}.h5') as b:
+            for key in ['features', 'coords', 'patch_labels']:
+                assert np.array_equal(a[key][()], b[key][()])
+
+
+def test_dataset_round_trip_from_generator(slides):
+    dataset = SlideDataset(slides)
+    assert len(dataset) == 8 and dataset.feature_dim == 6
+    assert dataset.labels == [0, 1] * 4
+    for index in range(len(dataset)):
+        data = dataset[index]
+        with h5py.File(slides / 'features' / f'{data.slide_id}.h5') as f:
+            assert np.array_equal(data.x.numpy(), f['features'][()])
+            assert np.array_equal(data.pos.numpy(), f['coords'][()])
+            lesion = f['patch_labels'][()].sum()
+        assert data.y.tolist() == [float(index % 2)]
+        assert (lesion > 0) == bool(index % 2)
+        assert torch.equal(data.edge_index,
+                           patch_grid_graph(data.pos, 8, 256))
+    subset = SlideDataset(slides, slide_ids=['slide_003'])
+    assert len(subset) == 1 and subset[0].slide_id == 'slide_003'
+
+
+def copy_slides(slides, tmp_path):
+    import shutil
+    target = tmp_path / 'copy'
+    shutil.copytree(slides, target)
+    return target
+
+
+def write_slide(root, slide_id, **arrays):
+    with h5py.File(root / 'features' / f'{slide_id}.h5', 'w') as f:
+        for key, value in arrays.items():
+            f[key] = value
+
+
+def test_dataset_errors_name_the_slide(slides, tmp_path):
+    root = copy_slides(slides, tmp_path)
+    with pytest.raises(ValueError, match='unknown slide ids'):
+        SlideDataset(root, slide_ids=['slide_999'])
+    cases = {
+        'missing': None,
+        'mismatched': dict(features=np.zeros((5, 6), 'f4'),
+                           coords=np.zeros((4, 2), 'i8')),
+        'no_coords': dict(features=np.zeros((5, 6), 'f4')),
+        'empty': dict(features=np.zeros((0, 6), 'f4'),
+                      coords=np.zeros((0, 2), 'i8')),
+        'wrong_dim': dict(features=np.zeros((3, 7), 'f4'),
+                          coords=np.array([[0, 0], [0, 1], [1, 0]])),
+        'bad_patch_labels': dict(features=np.zeros((3, 6), 'f4'),
+                                 coords=np.array([[0, 0], [0, 1], [1, 0]]),
+                                 patch_labels=np.zeros(2, 'u1')),
+    }
+    for slide_id, arrays in cases.items():
+        if arrays is not None:
+            write_slide(root, slide_id, **arrays)
+        with open(root / 'labels.csv', 'a') as f:
+            f.write(f'{slide_id},1\n')
+        error = FileNotFoundError if arrays is None else ValueError
+        with pytest.raises(error, match=f"slide '{slide_id}'"):
+            SlideDataset(root)
+        # Restore the CSV for the next case.
+        lines = (root / 'labels.csv').read_text().splitlines()[:-1]
+        (root / 'labels.csv').write_text('\n'.join(lines) + '\n')
+
+    features = np.ones((3, 6), 'f4')
+    features[1, 2] = np.nan
+    write_slide(root, 'nan_slide', features=features,
+                coords=np.array([[0, 0], [0, 1], [1, 0]]))
+    with open(root / 'labels.csv', 'a') as f:
+        f.write('nan_slide,0\n')
+    dataset = SlideDataset(root)
+    with pytest.raises(ValueError, match="slide 'nan_slide'.*NaN"):
+        dataset[len(dataset) - 1]
+
+
+@pytest.mark.parametrize('content, match', [
+    ('slide_id,label\nslide_000,2\n', 'label must be 0 or 1'),
+    ('slide_id,label\nslide_000,1\nslide_000,0\n', 'twice'),
+    ('name,label\nslide_000,1\n', "columns 'slide_id' and 'label'"),
+    ('slide_id,label\n', 'no slides'),
+])
+def test_label_file_errors(slides, tmp_path, content, match):
+    (tmp_path / 'labels.csv').write_text(content)
+    with pytest.raises(ValueError, match=match):
+        SlideDataset(slides, labels=str(tmp_path / 'labels.csv'))
+
+
+def test_checkpoint_round_trip_gives_identical_predictions(slides, tmp_path):
+    dataset = SlideDataset(slides)
+    options = dict(att_dim=8, sm_layers=1, sm_post=True, sm_alpha=0.4)
+    model = build_model(dataset.feature_dim, **options).eval()
+    path = tmp_path / 'model.pt'
+    save_checkpoint(path, model, dataset.feature_dim, options,
+                    dict(method='grid', connectivity=8))
+    loaded, loaded_options, graph = load_checkpoint(path)
+    assert loaded_options == options and graph['connectivity'] == 8
+    for a, b in zip(predict_slides(model, dataset),
+                    predict_slides(loaded, dataset)):
+        assert a['logit'] == b['logit']
+        assert torch.equal(a['attention'], b['attention'])
+    (tmp_path / 'junk.pt').write_bytes(b'not a checkpoint')
+    with pytest.raises(Exception):
+        load_checkpoint(tmp_path / 'junk.pt')
+
+
+def test_cli_train_then_evaluate(slides, tmp_path):
+    run = tmp_path / 'run'
+    results = main(['train', str(slides), '--out', str(run), '--epochs', '2',
+                    '--att-dim', '8', '--sm-alpha', '0.3', '--sm-pre',
+                    '--connectivity', '4', '--heatmaps', '2'])
+    saved = json.loads((run / 'results.json').read_text())
+    assert saved['validation']['num_slides'] == len(
+        saved['validation_slides']) == 2
+    assert set(saved['train_slides']).isdisjoint(saved['validation_slides'])
+    assert (run / 'checkpoint.pt').is_file()
+    assert len(list((run / 'heatmaps').glob('*.png'))) == 2
+    model, options, graph = load_checkpoint(run / 'checkpoint.pt')
+    assert options['sm_alpha'] == 0.3 and options['sm_pre']
+    assert graph['connectivity'] == 4
+
+    evaluation = main(['evaluate', str(slides), '--checkpoint',
+                       str(run / 'checkpoint.pt'), '--out',
+                       str(tmp_path / 'eval'), '--heatmaps', '1'])
+    logits = {p['slide_id']: p['logit'] for p in evaluation['predictions']}
+    assert len(logits) == 8
+    for p in results['validation_predictions']:
+        assert logits[p['slide_id']] == pytest.approx(p['logit'], abs=1e-6)
+    metrics = json.loads((tmp_path / 'eval' / 'results.json').read_text())
+    assert 0.0 <= metrics['metrics']['instance_auroc'] <= 1.0
+
+
+def test_cli_demo_end_to_end(tmp_path):
+    results = main(['demo', '--out', str(tmp_path), '--num-slides', '12',
+                    '--epochs', '2', '--heatmaps', '1'])
+    saved = json.loads((tmp_path / 'results.json').read_text())
+    for name in ['SmABMIL', 'ABMIL']:
+        assert 0.0 <= saved[name]['instance_auroc'] <= 1.0
+        assert saved[name]['bag_auroc'] == results[name]['bag_auroc']
+    assert len(list((tmp_path / 'heatmaps').glob('*.png'))) == 1
+
+
+def test_cli_errors_are_messages(tmp_path):
+    with pytest.raises(SystemExit, match='no labels file'):
+        main(['train', str(tmp_path), '--out', str(tmp_path / 'o')])
+    with pytest.raises(SystemExit):
+        main(['train', str(tmp_path), '--sm-alpha', 'high'])
