@@ -282,45 +282,38 @@ def write_outputs(rows, args):
     fig.savefig(out / 'sm_scaling.png', dpi=110)
 
 
-def write_steps_outputs(rows, num_nodes, args):
-    out = Path(args.out)
-    with open(out / 'memory_vs_steps.csv', 'w', newline='') as f:
-        writer = csv.DictWriter(f, fieldnames=['method', 'steps', 'status',
-                                               'median_s', 'peak_mb'],
-                                extrasaction='ignore')
+def write_table(out, stem, rows, label_fields, caption, label):
+    """rows -> stem.csv and a markdown table stem.md of label + time and
+    peak memory."""
+    with open(out / f'{stem}.csv', 'w', newline='') as f:
+        writer = csv.DictWriter(f, fieldnames=label_fields + [
+            'status', 'median_s', 'peak_mb', 'runs'], extrasaction='ignore')
         writer.writeheader()
         writer.writerows(rows)
-    lines = [f'Peak memory of forward + backward vs num_steps T, '
-             f'{num_nodes:,} nodes, D={args.dim}.', '',
-             '| method | T | time | peak memory |', '|---|---|---|---|']
+    lines = [caption, '',
+             '| ' + ' | '.join(label_fields + ['time', 'peak memory']) + ' |',
+             '|---' * (len(label_fields) + 2) + '|']
     for r in rows:
         cells = ([f"{r['median_s']:.3g} s", f"{r['peak_mb']:,.0f} MB"]
                  if r['status'] == 'ok' else [r['status'], '-'])
-        lines.append(f"| {r['method']} | {r['steps']} | " +
-                     ' | '.join(cells) + ' |')
-    (out / 'memory_vs_steps.md').write_text('\n'.join(lines) + '\n')
+        lines.append('| ' + ' | '.join(label(r) + cells) + ' |')
+    (out / f'{stem}.md').write_text('\n'.join(lines) + '\n')
     print('\n'.join(lines))
+
+
+def write_steps_outputs(rows, num_nodes, args):
+    write_table(Path(args.out), 'memory_vs_steps', rows, ['method', 'steps'],
+                f'Peak memory of forward + backward vs num_steps T, '
+                f'{num_nodes:,} nodes, D={args.dim}.',
+                lambda r: [r['method'], str(r['steps'])])
 
 
 def write_model_outputs(rows, args):
-    out = Path(args.out)
-    with open(out / 'smabmil.csv', 'w', newline='') as f:
-        writer = csv.DictWriter(f, fieldnames=['case', 'status', 'median_s',
-                                               'peak_mb', 'runs'],
-                                extrasaction='ignore')
-        writer.writeheader()
-        writer.writerows(rows)
-    lines = [f'SmABMIL (D={args.dim}, att_dim=128, sm_pre, sm_layers=1, '
-             f'sm_post, T={args.steps}), forward + backward; median seconds, '
-             f'peak MB above the inputs.', '',
-             '| case | time | peak memory |', '|---|---|---|']
-    for r in rows:
-        cells = ([f"{r['median_s']:.3g} s", f"{r['peak_mb']:,.0f} MB"]
-                 if r['status'] == 'ok' else [r['status'], '-'])
-        lines.append(f"| {MODEL_CASES[r['case']]} | " + ' | '.join(cells) +
-                     ' |')
-    (out / 'smabmil.md').write_text('\n'.join(lines) + '\n')
-    print('\n'.join(lines))
+    write_table(Path(args.out), 'smabmil', rows, ['case'],
+                f'SmABMIL (D={args.dim}, att_dim=128, sm_pre, sm_layers=1, '
+                f'sm_post, T={args.steps}), forward + backward; median '
+                f'seconds, peak MB above the inputs.',
+                lambda r: [MODEL_CASES[r['case']]])
 
 
 def main():

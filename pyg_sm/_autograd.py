@@ -33,21 +33,18 @@ class ColumnBlocks:
         self._like = like
         self._storage: List[Tensor] = []
 
-    def reserve(self, count: int) -> 'ColumnBlocks':
-        rows, columns = self._like.shape
-        width = self.slices[0].stop
-        self._storage = [self._like.new_empty(rows * width)
-                         for _ in range(count)]
+    def reserve(self, whole: int, blocked: int) -> 'ColumnBlocks':
+        """Allocates ``whole`` buffers for a single block, else ``blocked``
+        (blocks also need copies of their columns of the inputs)."""
+        size = self._like.size(0) * self.slices[0].stop
+        self._storage = [self._like.new_empty(size) for _ in range(
+            whole if self.whole else blocked)]
         return self
 
     def buffers(self, columns: slice) -> List[Tensor]:
         rows = self._like.size(0)
         size = rows * (columns.stop - columns.start)
         return [storage[:size].view(rows, -1) for storage in self._storage]
-
-    def read(self, values: Tensor, columns: slice, buffer: Tensor) -> Tensor:
-        """The block of ``values``, copied into ``buffer`` unless whole."""
-        return values if self.whole else buffer.copy_(values[:, columns])
 
 
 def _full_precision(method):
@@ -85,17 +82,18 @@ class SmApprox(torch.autograd.Function):
                 adjacency: Any, num_steps: int) -> Tensor:
         a = float(alpha)
         keep_iterates = ctx.needs_input_grad[2]
-        blocks = ColumnBlocks(x)
-        # Two buffers take G(t-1) and G(t) in turn; blocks also need one
-        # for their part of x.
-        blocks.reserve(2 if blocks.whole else 3)
+        # Two buffers take G(t-1) and G(t) in turn.
+        blocks = ColumnBlocks(x).reserve(whole=2, blocked=3)
         out = None if blocks.whole else x.new_empty(x.shape)
         iterates = []
         for columns in blocks.slices:
             pair = blocks.buffers(columns)
-            # A kept iterate must not live in a buffer the next block reuses.
-            start = blocks.read(x, columns, torch.empty_like(pair[-1])
-                                if keep_iterates else pair[-1])
+            if blocks.whole:
+                start = x
+            elif keep_iterates:  # kept: not in a buffer the next block reuses
+                start = x[:, columns].contiguous()
+            else:
+                start = pair[2].copy_(x[:, columns])
             current = start
             for step in range(num_steps):
                 if keep_iterates:  # each iterate needs its own tensor
@@ -125,18 +123,19 @@ class SmApprox(torch.autograd.Function):
         coefficients = [(1.0 - a) * a**k for k in range(num_steps)
                         ] + [a**num_steps]
 
-        blocks = ColumnBlocks(grad_out)
-        # Two buffers take the powers in turn; blocks also need their part
-        # of x, of grad_out and of grad_x.
-        blocks.reserve(2 if blocks.whole else 5)
+        # Two buffers take the powers in turn.
+        blocks = ColumnBlocks(grad_out).reserve(whole=2, blocked=5)
         grad_x = grad_out.new_empty(grad_out.shape)
         dots = []
         grad_weight = None
         for index, columns in enumerate(blocks.slices):
             pair = blocks.buffers(columns)
-            features = blocks.read(x, columns, pair[-1])
-            power = blocks.read(grad_out, columns, pair[-2])
-            grad_block = grad_x if blocks.whole else pair[2]
+            if blocks.whole:
+                features, power, grad_block = x, grad_out, grad_x
+            else:
+                features = pair[2].copy_(x[:, columns])
+                power = pair[3].copy_(grad_out[:, columns])
+                grad_block = pair[4]
             torch.mul(power, coefficients[0], out=grad_block)
             block_iterates = iterates[index * num_steps:(index + 1) *
                                       num_steps]
@@ -205,14 +204,15 @@ class SmExact(torch.autograd.Function):
         if need_alpha:
             # <A^T lam, y> - <lam, y>, one column block at a time.
             grad_gamma = -torch.vdot(lam.flatten(), y.flatten())
-            blocks = ColumnBlocks(lam).reserve(3)
+            blocks = ColumnBlocks(lam).reserve(whole=1, blocked=3)
             for columns in blocks.slices:
-                smoothed, lam_block, y_block = blocks.buffers(columns)
-                adjacency.matmul(blocks.read(lam, columns, lam_block),
-                                 transpose=True, out=smoothed)
-                grad_gamma += torch.vdot(
-                    smoothed.flatten(),
-                    blocks.read(y, columns, y_block).flatten())
+                smoothed, *copies = blocks.buffers(columns)
+                lam_block, y_block = (lam, y) if blocks.whole else (
+                    copies[0].copy_(lam[:, columns]),
+                    copies[1].copy_(y[:, columns]))
+                adjacency.matmul(lam_block, transpose=True, out=smoothed)
+                grad_gamma += torch.vdot(smoothed.flatten(),
+                                         y_block.flatten())
             grad_alpha = (grad_gamma / (1.0 - a)**2).to(alpha.dtype)
             grad_alpha = grad_alpha.reshape(alpha.shape)
         if need_weight:
@@ -231,8 +231,7 @@ def _solve(adjacency: Any, rhs: Tensor, a: float, transpose: bool,
         adjacency.matmul(v, transpose=transpose, out=out)
         return torch.sub(v, out, alpha=a, out=out)
 
-    blocks = ColumnBlocks(rhs)
-    blocks.reserve(4 if blocks.whole else 6)
+    blocks = ColumnBlocks(rhs).reserve(whole=4, blocked=6)
     out = rhs.new_empty(rhs.shape)
     reached = 0.0
     for columns in blocks.slices:

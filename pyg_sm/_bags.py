@@ -6,6 +6,7 @@ import torch
 from torch import Tensor
 from torch_geometric.data.data import BaseData
 
+from ._graph import check_batch
 from .dense import check_dense_inputs, padded_to_batch
 
 #: The attention value returned at padded positions of the dense form, the
@@ -82,14 +83,8 @@ def _graph_bags(x: Tensor, edge_index, edge_weight: Optional[Tensor],
         raise ValueError("a bag needs at least one instance (got 0 nodes)")
     if batch is None:
         batch = torch.zeros(x.size(0), dtype=torch.long, device=x.device)
-    elif batch.dim() != 1 or batch.numel() != x.size(0) or \
-            batch.dtype not in (torch.int32, torch.int64):
-        raise ValueError(f"'batch' must be an integer tensor of shape "
-                         f"({x.size(0)},) (got {batch.dtype}, "
-                         f"{tuple(batch.shape)})")
-    if int(batch.min()) < 0:
-        raise ValueError("'batch' must hold non-negative graph indices")
-    num_graphs = num_graphs or int(batch.max()) + 1
+    found = check_batch(batch, x.size(0))
+    num_graphs = num_graphs or found
     counts = torch.bincount(batch, minlength=num_graphs)
     if counts.numel() > num_graphs:
         raise ValueError(f"'batch' refers to graph {counts.numel() - 1} but "

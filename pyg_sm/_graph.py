@@ -36,6 +36,21 @@ def check_edge_index(edge_index: Tensor, num_nodes: int) -> None:
                              f"(found values in [{low}, {high}])")
 
 
+def check_batch(batch: Tensor, num_nodes: int) -> int:
+    """Validates a batch vector and returns the number of graphs."""
+    if batch.dtype not in _INDEX_DTYPES:
+        raise TypeError(f"'batch' must be an integer tensor (got dtype "
+                        f"{batch.dtype})")
+    if batch.dim() != 1 or batch.numel() != num_nodes:
+        raise ValueError(f"'batch' must have shape ({num_nodes},), one "
+                         f"graph index per node (got {tuple(batch.shape)})")
+    if num_nodes == 0:
+        return 0
+    if int(batch.min()) < 0:
+        raise ValueError("'batch' must hold non-negative graph indices")
+    return int(batch.max()) + 1
+
+
 def check_edge_weight(edge_weight: Tensor, num_edges: int,
                       normalize: bool) -> None:
     if not torch.is_floating_point(edge_weight):

@@ -10,7 +10,7 @@ from torch_geometric.typing import Adj, OptTensor
 from torch_geometric.utils import spmm
 
 from ._autograd import SmApprox, SmExact
-from ._graph import compute_dtype, sorted_adjacency
+from ._graph import check_batch, compute_dtype, sorted_adjacency
 
 MODES = ('approx', 'exact')
 _NONCONVERGENCE = ('warn', 'raise')
@@ -58,6 +58,8 @@ class _Adjacency:
         self.edge_index = edge_index.as_tensor()
         self.weight = edge_weight.detach()
         self._sparse = {}
+        # Scatter takes int64 indices only.
+        self._scatter_index = None if layer.fused else self.edge_index.long()
 
     def matmul(self, x: Tensor, transpose: bool = False,
                out: Optional[Tensor] = None) -> Tensor:
@@ -65,8 +67,7 @@ class _Adjacency:
         if self.layer.fused:
             return self.layer.aggregate_neighbours(
                 self._sparse_matrix(transpose), x, None, out)
-        # Scatter takes int64 indices only.
-        edge_index = self.edge_index.long()
+        edge_index = self._scatter_index
         edge_index = edge_index.flip(0) if transpose else edge_index
         result = self.layer.aggregate_neighbours(edge_index, x, self.weight)
         return result if out is None else out.copy_(result)
@@ -243,7 +244,7 @@ class Sm(MessagePassing):
                              "0-dim tensor)")
         num_nodes = x.size(0)
         dtype = compute_dtype(x)
-        num_graphs = self._check_batch(batch, num_nodes)
+        num_graphs = 1 if batch is None else check_batch(batch, num_nodes)
 
         if self.cached and self._cached_adjacency is not None:
             sorted_index, weight = self._cached_adjacency
@@ -274,23 +275,6 @@ class Sm(MessagePassing):
                           on_nonconvergence=self.on_nonconvergence)
             out = SmExact.apply(features, alpha, weight, adjacency, solver)
         return out.to(x.dtype).reshape(x.shape)
-
-    @staticmethod
-    def _check_batch(batch: OptTensor, num_nodes: int) -> int:
-        if batch is None:
-            return 1
-        if batch.dtype not in (torch.int32, torch.int64):
-            raise TypeError(f"'batch' must be an integer tensor (got dtype "
-                            f"{batch.dtype})")
-        if batch.dim() != 1 or batch.numel() != num_nodes:
-            raise ValueError(f"'batch' must have shape ({num_nodes},), one "
-                             f"graph index per node (got "
-                             f"{tuple(batch.shape)})")
-        if num_nodes == 0:
-            return 0
-        if int(batch.min()) < 0:
-            raise ValueError("'batch' must hold non-negative graph indices")
-        return int(batch.max()) + 1
 
     def aggregate_neighbours(self, edge_index: Adj, x: Tensor,
                              edge_weight: OptTensor,
