@@ -11,8 +11,9 @@ import torch
 
 from .datasets import SlideDataset
 from .heatmaps import save_heatmap
-from .training import (build_model, evaluate_predictions, load_checkpoint,
-                       predict_slides, save_checkpoint, train_model)
+from .training import (MODEL_OPTIONS, build_model, evaluate_predictions,
+                       load_checkpoint, predict_slides, save_checkpoint,
+                       train_model)
 from .transforms import PatchGraph
 
 # The model the demo compares with plain ABMIL (the same model, no Sm).
@@ -75,10 +76,7 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _model_options(args: argparse.Namespace) -> Dict:
-    return {name: getattr(args, name) for name in
-            ('att_dim', 'att_act', 'sm_mode', 'sm_alpha', 'sm_layers',
-             'sm_steps', 'sm_pre', 'sm_post', 'sm_spectral_norm',
-             'normalize')}
+    return {name: getattr(args, name) for name in MODEL_OPTIONS}
 
 
 def _graph_options(args: argparse.Namespace) -> Dict:
