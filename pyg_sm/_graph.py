@@ -60,6 +60,8 @@ def check_edge_weight(edge_weight: Tensor, num_edges: int,
         raise ValueError(f"'edge_weight' must have shape ({num_edges},), "
                          f"one weight per edge (got "
                          f"{tuple(edge_weight.shape)})")
+    if not bool(torch.isfinite(edge_weight.detach()).all()):
+        raise ValueError("'edge_weight' must be finite (found NaN or inf)")
     if normalize and edge_weight.numel() > 0 and bool(
             (edge_weight.detach() < 0).any()):
         raise ValueError("'edge_weight' must be non-negative when "
@@ -82,6 +84,7 @@ def _edges_of_sparse(adj_t, num_nodes: int) -> Tuple[Tensor, Tensor]:
     return torch.stack([source, target]), value
 
 
+@torch.compiler.disable  # EdgeIndex does not trace; this runs eagerly
 def sorted_adjacency(
     edge_index, edge_weight: Optional[Tensor], num_nodes: int,
     normalize: bool, dtype: torch.dtype

@@ -3,8 +3,9 @@ from typing import Optional, Tuple, Union
 import torch
 from torch import Tensor
 from torch.nn import Linear, ModuleList
-from torch.nn.utils import parametrize
-from torch.nn.utils.parametrizations import spectral_norm
+# The hook-based spectral norm, as the reference uses: unlike the
+# parametrization, it lets torch.save pickle a whole model.
+from torch.nn.utils import remove_spectral_norm, spectral_norm
 from torch_geometric.utils import scatter, softmax
 
 from ._bags import as_bags
@@ -19,13 +20,11 @@ ACTIVATIONS = {
 
 
 def _reset_linear(module: Linear) -> None:
-    """Linear's own initialization; under spectral normalization the
-    parametrization is rebuilt so that its power-iteration vectors match the
-    new weight (module.weight is then a computed tensor)."""
-    normalized = parametrize.is_parametrized(module, 'weight')
+    """Linear's own initialization; under spectral normalization the hook is
+    rebuilt so that its power-iteration vectors match the new weight."""
+    normalized = hasattr(module, 'weight_orig')
     if normalized:
-        parametrize.remove_parametrizations(module, 'weight',
-                                            leave_parametrized=False)
+        remove_spectral_norm(module)
     module.reset_parameters()
     if normalized:
         spectral_norm(module)

@@ -33,6 +33,9 @@ def check_dense_inputs(X: Tensor, adj: Tensor,
     if not torch.is_floating_point(adj):
         raise TypeError(f"'adj' must hold floating-point weights (got dtype "
                         f"{adj.dtype})")
+    if not torch.is_floating_point(X) and not X.dtype == torch.uint8:
+        raise TypeError(f"'X' must be a floating-point tensor (got dtype "
+                        f"{X.dtype})")
     if mask is None:
         return torch.ones(batch_size, bag_size, dtype=torch.bool,
                           device=X.device)

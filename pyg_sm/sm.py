@@ -234,6 +234,9 @@ class Sm(MessagePassing):
         return _ALPHA_MARGIN + (1 - 2 * _ALPHA_MARGIN) * torch.sigmoid(
             self.alpha_logit)
 
+    # torch.compile runs the layer eagerly (a graph break): its autograd
+    # functions keep Python state between forward and backward.
+    @torch.compiler.disable
     def forward(self, x: Tensor, edge_index: Adj, edge_weight: OptTensor = None,
                 batch: OptTensor = None) -> Tensor:
         if not isinstance(x, Tensor) or not torch.is_floating_point(x):

@@ -1,0 +1,113 @@
+"""Bad input anywhere in the public API: a ValueError or TypeError naming
+the argument and what was expected, never a crash, a hang, a silent
+broadcast or a NaN."""
+import pytest
+import torch
+from torch_geometric.data import Batch, Data
+
+from pyg_sm import (Sm, SmABMIL, SmAttentionPool, batch_to_dense,
+                    dense_to_batch, patch_grid_graph, patch_radius_graph)
+
+X = torch.randn(2, 4, 3)
+ADJ = torch.zeros(2, 4, 4)
+EDGES = torch.tensor([[0, 1, 2], [1, 2, 0]])
+x = torch.randn(4, 3)
+model = SmABMIL((3, ), att_dim=4)
+pool = SmAttentionPool(3, att_dim=4)
+layer = Sm(0.5)
+bag = Data(x=x, edge_index=EDGES, y=torch.tensor([1.0]))
+
+CASES = [
+    # (what, call, error, words the message must contain)
+    ('float edge_index', lambda: layer(x, EDGES.float()), TypeError,
+     'edge_index'),
+    ('edge_index (3, E)', lambda: layer(x, EDGES.repeat(2, 1)[:3]),
+     ValueError, 'edge_index'),
+    ('edge_index 1-D', lambda: layer(x, EDGES[0]), ValueError, 'edge_index'),
+    ('index out of range', lambda: layer(x, EDGES + 2), ValueError,
+     'edge_index'),
+    ('negative index', lambda: layer(x, EDGES - 1), ValueError,
+     'edge_index'),
+    ('edge_weight too short', lambda: layer(x, EDGES, torch.ones(2)),
+     ValueError, 'edge_weight'),
+    ('edge_weight 2-D', lambda: layer(x, EDGES, torch.ones(3, 1)),
+     ValueError, 'edge_weight'),
+    ('integer edge_weight', lambda: layer(x, EDGES, torch.ones(3).long()),
+     TypeError, 'edge_weight'),
+    ('negative edge_weight, normalize', lambda: layer(
+        x, EDGES, torch.tensor([1.0, -1.0, 1.0])), ValueError,
+     'non-negative'),
+    ('NaN edge_weight', lambda: layer(
+        x, EDGES, torch.tensor([1.0, float('nan'), 1.0])), ValueError,
+     'finite'),
+    ('integer features', lambda: layer(x.long(), EDGES), TypeError, "'x'"),
+    ('batch too short', lambda: layer(x, EDGES, batch=torch.zeros(3).long()),
+     ValueError, 'batch'),
+    ('float batch', lambda: layer(x, EDGES, batch=torch.zeros(4)),
+     TypeError, 'batch'),
+    ('negative batch', lambda: layer(x, EDGES, batch=-torch.ones(4).long()),
+     ValueError, 'batch'),
+    ('unknown mode', lambda: Sm(mode='dense'), ValueError, 'mode'),
+    ('alpha 1', lambda: Sm(alpha=1.0), ValueError, 'alpha'),
+    ('alpha -0.1', lambda: Sm(alpha=-0.1), ValueError, 'alpha'),
+    ('alpha string', lambda: Sm(alpha='learn'), ValueError, 'alpha'),
+    ('negative num_steps', lambda: Sm(num_steps=-2), ValueError,
+     'num_steps'),
+    ('unknown act', lambda: SmAttentionPool(3, act='softplus'), ValueError,
+     'act'),
+    ('unknown sm_mode', lambda: SmABMIL((3, ), sm_mode='x'), ValueError,
+     'sm_mode'),
+    ('negative sm_layers', lambda: SmABMIL((3, ), sm_layers=-1), ValueError,
+     'sm_layers'),
+    ('feature size', lambda: pool(torch.randn(4, 5), EDGES), ValueError,
+     'in_dim'),
+    ('adj of other bag size', lambda: model(X, torch.zeros(2, 5, 5)),
+     ValueError, 'adj'),
+    ('adj of other batch size', lambda: model(X, torch.zeros(3, 4, 4)),
+     ValueError, 'adj'),
+    ('integer adj', lambda: model(X, ADJ.long()), TypeError, 'adj'),
+    ('integer X', lambda: model(X.long(), ADJ), TypeError, "'X'"),
+    ('mask shape', lambda: model(X, ADJ, torch.ones(2, 3)), ValueError,
+     'mask'),
+    ('all-masked bag', lambda: model(X, ADJ, torch.tensor(
+        [[1, 1, 0, 0], [0, 0, 0, 0]])), ValueError, 'unmasked'),
+    ('empty graph bag', lambda: model(torch.randn(0, 3), EDGES[:, :0]),
+     ValueError, 'instance'),
+    ('empty bag in a batch', lambda: model(x, EDGES, batch=torch.tensor(
+        [0, 0, 2, 2])), ValueError, 'graph'),
+    ('labels of other size', lambda: model.compute_loss(
+        torch.zeros(3), X, ADJ), ValueError, "'Y'"),
+    ('labels 2-D', lambda: model.compute_loss(torch.zeros(1, 1), bag),
+     ValueError, "'Y'"),
+    ('mask with graph input', lambda: model(x, EDGES, torch.ones(4)),
+     ValueError, 'mask'),
+    ('Data and tensors', lambda: model(bag, EDGES), ValueError, 'either'),
+    ('Y of other size', lambda: dense_to_batch(X, ADJ, Y=torch.zeros(1)),
+     ValueError, "'Y'"),
+    ('CSR batched adj', lambda: dense_to_batch(X, ADJ.to_sparse_csr()),
+     TypeError, 'adj'),
+    ('coords (N, 3)', lambda: patch_grid_graph(torch.zeros(3, 3)),
+     ValueError, 'coords'),
+    ('NaN coords', lambda: patch_radius_graph(
+        torch.tensor([[0.0, float('nan')]]), 1.0), ValueError, 'finite'),
+    ('off-grid coords', lambda: patch_grid_graph(
+        torch.tensor([[0.0, 0.0], [0.0, 0.5]])), ValueError, 'grid'),
+    ('connectivity 6', lambda: patch_grid_graph(torch.zeros(1, 2), 6),
+     ValueError, 'connectivity'),
+]
+
+
+@pytest.mark.parametrize('what, call, error, words', CASES,
+                         ids=[c[0] for c in CASES])
+def test_bad_input_raises_a_clear_error(what, call, error, words):
+    with pytest.raises(error, match=words):
+        call()
+
+
+def test_finite_inputs_give_finite_outputs_at_extreme_alpha():
+    edge_index = torch.tensor([[0, 1, 1, 2], [1, 0, 2, 1]])
+    for mode in ['approx', 'exact']:
+        for alpha in [1e-6, 0.999]:
+            out = Sm(alpha, mode=mode, max_iter=5000)(x[:3], edge_index)
+            assert torch.isfinite(out).all()
+    batch_to_dense(Batch.from_data_list([bag]))  # a plain batch converts
