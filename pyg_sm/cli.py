@@ -2,6 +2,7 @@ r"""The ``pyg-sm`` command: ``demo``, ``train DATA_DIR`` and ``evaluate
 DATA_DIR --checkpoint FILE``."""
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -73,6 +74,9 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument('--seed', type=int, default=0)
     group.add_argument('--heatmaps', type=int, default=4,
                        help='number of heatmap PNGs to write')
+    group.add_argument('--device', default=None,
+                       help='cpu, cuda, cuda:1, ... (default: the GPU of '
+                            'this process if there is one, else cpu)')
 
 
 def _model_options(args: argparse.Namespace) -> Dict:
@@ -122,14 +126,39 @@ def _write_heatmaps(out: Path, predictions: Dict[str, List[Dict]],
     return written
 
 
-def _train_and_evaluate(train_set, eval_set, options, args, name):
+def _device(args: argparse.Namespace) -> torch.device:
+    if args.device is not None:
+        return torch.device(args.device)
+    if torch.cuda.is_available():
+        return torch.device('cuda', int(os.environ.get('LOCAL_RANK', 0)))
+    return torch.device('cpu')
+
+
+def _start_distributed(device: torch.device) -> int:
+    """Joins the process group torchrun describes (WORLD_SIZE > 1): gloo on
+    the CPU, nccl on GPUs. Returns this process's rank."""
+    if int(os.environ.get('WORLD_SIZE', '1')) <= 1:
+        return 0
+    if device.type == 'cuda':
+        torch.cuda.set_device(device)
+    torch.distributed.init_process_group(
+        'nccl' if device.type == 'cuda' else 'gloo')
+    return torch.distributed.get_rank()
+
+
+def _train_and_evaluate(train_set, eval_set, options, args, name,
+                        device=torch.device('cpu'), rank=0):
+    """Trains (in every process) and evaluates (in process 0, which alone
+    returns predictions and metrics)."""
     torch.manual_seed(args.seed)
-    model = build_model(train_set.feature_dim, **options)
+    model = build_model(train_set.feature_dim, **options).to(device)
     start = time.perf_counter()
     history = train_model(model, train_set, epochs=args.epochs, lr=args.lr,
                           batch_size=args.batch_size, seed=args.seed,
-                          progress=sys.stderr.isatty())
+                          progress=sys.stderr.isatty() and rank == 0)
     seconds = time.perf_counter() - start
+    if rank != 0:
+        return model, None, None
     predictions = predict_slides(model, eval_set)
     metrics = evaluate_predictions(predictions)
     print(f'{name}: trained {args.epochs} epochs in {seconds:.1f} s, final '
@@ -191,28 +220,39 @@ def _dataset(args: argparse.Namespace, slide_ids=None) -> SlideDataset:
                         graph=graph)
 
 
-def train(args: argparse.Namespace) -> Dict:
+def train(args: argparse.Namespace) -> Optional[Dict]:
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    dataset = _dataset(args)
-    train_ids, val_ids = _split(dataset.slide_ids, dataset.labels,
-                                args.val_fraction, args.seed)
-    train_set, val_set = _dataset(args, train_ids), _dataset(args, val_ids)
-    options = _model_options(args)
-    model, predictions, metrics = _train_and_evaluate(
-        train_set, val_set, options, args, 'SmABMIL')
-    checkpoint = out / 'checkpoint.pt'
-    save_checkpoint(checkpoint, model, dataset.feature_dim, options,
-                    _graph_options(args))
-    results = {'validation': metrics, 'train_slides': train_ids,
-               'validation_slides': val_ids, 'checkpoint': str(checkpoint),
-               'validation_predictions': _predictions_json(predictions)}
-    results['heatmaps'] = _write_heatmaps(out, {'SmABMIL': predictions},
-                                          args.heatmaps)
-    _print_table({'SmABMIL': metrics})
-    (out / 'results.json').write_text(json.dumps(results, indent=2))
-    print(f'\ncheckpoint: {checkpoint}; results: {out / "results.json"}')
-    return results
+    device = _device(args)
+    rank = _start_distributed(device)
+    try:
+        dataset = _dataset(args)
+        train_ids, val_ids = _split(dataset.slide_ids, dataset.labels,
+                                    args.val_fraction, args.seed)
+        train_set = _dataset(args, train_ids)
+        val_set = _dataset(args, val_ids)
+        options = _model_options(args)
+        model, predictions, metrics = _train_and_evaluate(
+            train_set, val_set, options, args, 'SmABMIL', device, rank)
+        if rank != 0:
+            return None
+        out.mkdir(parents=True, exist_ok=True)
+        checkpoint = out / 'checkpoint.pt'
+        save_checkpoint(checkpoint, model.cpu(), dataset.feature_dim,
+                        options, _graph_options(args))
+        results = {'validation': metrics, 'train_slides': train_ids,
+                   'validation_slides': val_ids,
+                   'checkpoint': str(checkpoint),
+                   'world_size': int(os.environ.get('WORLD_SIZE', '1')),
+                   'validation_predictions': _predictions_json(predictions)}
+        results['heatmaps'] = _write_heatmaps(out, {'SmABMIL': predictions},
+                                              args.heatmaps)
+        _print_table({'SmABMIL': metrics})
+        (out / 'results.json').write_text(json.dumps(results, indent=2))
+        print(f'\ncheckpoint: {checkpoint}; results: {out / "results.json"}')
+        return results
+    finally:
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
 
 
 def evaluate(args: argparse.Namespace) -> Dict:
