@@ -133,8 +133,6 @@ def build_model_step(case: str, dim: int, steps: int):
 
     from pyg_sm import SmABMIL, batch_to_dense
 
-    model = SmABMIL((dim, ), sm_pre=True, sm_layers=1, sm_post=True,
-                    sm_steps=steps)
     bags, nodes = (1, 2**20) if case == 'train-1m' else (32, 5000)
     data_list = []
     for _ in range(bags):
@@ -150,8 +148,9 @@ def build_model_step(case: str, dim: int, steps: int):
         batch.edge_index, batch.edge_weight = gcn_norm(
             batch.edge_index, None, batch.num_nodes, add_self_loops=False)
         inputs = batch_to_dense(batch, sparse=case == 'dense-coo')
-        model = SmABMIL((dim, ), sm_pre=True, sm_layers=1, sm_post=True,
-                        sm_steps=steps, normalize=False)
+    # The dense form never normalizes adj; the graph form normalizes W.
+    model = SmABMIL((dim, ), sm_pre=True, sm_layers=1, sm_post=True,
+                    sm_steps=steps, normalize=case in ('graph', 'train-1m'))
     del data_list
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
 

@@ -121,11 +121,7 @@ class SmABMIL(torch.nn.Module):
         self.classifier.reset_parameters()
 
     def _logits(self, bags: Bags) -> Tuple[Tensor, Tensor]:
-        features = self.feat_ext(bags.x)
-        z, f = self.pool.pool(features, bags.edge_index, bags.edge_weight,
-                              bags.batch, bags.num_graphs,
-                              normalize=self.pool.normalize and
-                              not bags.is_dense)
+        z, f = self.pool.pool(bags._replace(x=self.feat_ext(bags.x)))
         return self.classifier(z).squeeze(-1), bags.pad(f)
 
     def forward(

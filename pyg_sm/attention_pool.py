@@ -8,7 +8,7 @@ from torch.nn import Linear, ModuleList
 from torch.nn.utils import remove_spectral_norm, spectral_norm
 from torch_geometric.utils import scatter, softmax
 
-from ._bags import as_bags
+from ._bags import Bags, as_bags
 from ._graph import compute_dtype, sorted_adjacency
 from .sm import MODES, Sm, check_alpha, check_choice, check_count
 
@@ -165,24 +165,23 @@ class SmAttentionPool(torch.nn.Module):
     ) -> Union[Tensor, Tuple[Tensor, Tensor]]:
         r"""Pools each bag; see the class documentation for the forms."""
         bags = as_bags(x, edge_index, mask, edge_weight, batch)
-        z, f = self.pool(bags.x, bags.edge_index, bags.edge_weight,
-                         bags.batch, bags.num_graphs,
-                         normalize=self.normalize and not bags.is_dense)
+        z, f = self.pool(bags)
         return (z, bags.pad(f)) if return_att else z
 
-    def pool(self, x: Tensor, edge_index, edge_weight: Optional[Tensor],
-             batch: Tensor, num_graphs: int,
-             normalize: bool) -> Tuple[Tensor, Tensor]:
-        r"""Graph-form pooling of already validated bags: returns
+    def pool(self, bags: Bags) -> Tuple[Tensor, Tensor]:
+        r"""Pools already validated bags (graph form; the dense form's
+        :obj:`adj` is :math:`\mathbf{A}` itself, never normalized): returns
         :math:`\mathbf{z}` :math:`(B, D)` and :math:`\mathbf{f}`
         :math:`(|\mathcal{V}|)`."""
+        x, batch, num_graphs = bags.x, bags.batch, bags.num_graphs
+        normalize = self.normalize and not bags.is_dense
         if x.dim() != 2 or x.size(1) != self.in_dim:
             raise ValueError(f"instance features must have shape "
                              f"(num_nodes, in_dim={self.in_dim}) (got "
                              f"{tuple(x.shape)})")
         dtype = compute_dtype(x)
-        adjacency = sorted_adjacency(edge_index, edge_weight, x.size(0),
-                                     normalize, dtype)
+        adjacency = sorted_adjacency(bags.edge_index, bags.edge_weight,
+                                     x.size(0), normalize, dtype)
 
         def smooth(values: Tensor) -> Tensor:
             return self.sm(values, *adjacency, batch=batch)

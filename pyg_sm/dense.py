@@ -75,8 +75,8 @@ def dense_to_batch(X: Tensor, adj: Tensor, mask: Optional[Tensor] = None,
         A batch with :obj:`x`, :obj:`edge_index`, :obj:`edge_weight`,
         :obj:`batch` (and :obj:`y`), one graph per bag. It also keeps each
         node's position along :math:`N` (:obj:`dense_position`) and
-        :math:`N` itself (:obj:`dense_size`), so that :func:`batch_to_dense` restores
-        any mask exactly.
+        :math:`N` itself (:obj:`dense_size`), so that
+        :func:`batch_to_dense` restores any mask exactly.
     """
     mask = check_dense_inputs(X, adj, mask)
     if Y is not None and tuple(Y.shape) != (X.size(0), ):
