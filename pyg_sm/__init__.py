@@ -1,15 +1,16 @@
-r"""pyg-sm: the Sm operator and SmABMIL on sparse, batched PyG graphs."""
-from ._bags import PADDING_ATTENTION
-from ._solver import SmConvergenceError, SmConvergenceWarning
-from .abmil import SmABMIL
-from .attention_pool import SmAttentionPool
-from .datasets import SlideDataset
-from .dense import batch_to_dense, dense_to_batch
-from .sm import Sm
-from .synthetic import make_synthetic_slides
-from .transforms import PatchGraph, patch_grid_graph, patch_radius_graph
+r"""pyg-sm: the Sm operator and SmABMIL on sparse, batched PyG graphs.
 
-__version__ = '0.1.0'
+The library is grouped by role: :mod:`pyg_sm.nn` (layers),
+:mod:`pyg_sm.models` (MIL models), :mod:`pyg_sm.data` (input forms),
+:mod:`pyg_sm.transforms` (patch graphs), :mod:`pyg_sm.datasets`,
+:mod:`pyg_sm.visualize`, :mod:`pyg_sm.train` and :mod:`pyg_sm.utils`; the
+names below are the public API."""
+from .data import PADDING_ATTENTION, batch_to_dense, dense_to_batch
+from .datasets import SlideDataset, make_synthetic_slides
+from .models import SmABMIL
+from .nn import Sm, SmAttentionPool, SmConvergenceError, SmConvergenceWarning
+from .transforms import PatchGraph, patch_grid_graph, patch_radius_graph
+from .version import __version__
 
 __all__ = [
     'Sm',

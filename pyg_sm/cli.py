@@ -10,54 +10,80 @@ from typing import Dict, List, Optional
 
 import torch
 
-from .datasets import SlideDataset
-from .heatmaps import save_heatmap
-from .training import (MODEL_OPTIONS, build_model, evaluate_predictions,
-                       load_checkpoint, predict_slides, save_checkpoint,
-                       train_model)
-from .transforms import PatchGraph
+from .datasets import SlideDataset, make_synthetic_slides
+from .models import MODELS, build_model
+from .models.registry import ModelSpec, Option
+from .train import (evaluate_predictions, load_checkpoint, predict_slides,
+                    save_checkpoint, train_model)
+from .transforms import METHODS, PatchGraph
+from .visualize import render_heatmap
 
-# The model the demo compares with plain ABMIL (the same model, no Sm).
-DEMO_SM_OPTIONS = dict(sm_layers=1, sm_post=True, sm_alpha='trainable')
-ABMIL_OPTIONS = dict(sm_layers=0, sm_pre=False, sm_post=False)
-
-
-def _alpha(value: str):
-    if value == 'trainable':
-        return value
-    try:
-        return float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"must be 'trainable' or a float in (0, 1), got {value!r}")
+#: The model of the command line (more join it in MODELS).
+DEFAULT_MODEL = 'sm_abmil'
 
 
-def _add_model_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group('model (SmABMIL options)')
-    group.add_argument('--att-dim', type=int, default=128)
-    group.add_argument('--att-act', default='tanh',
-                       choices=['tanh', 'relu', 'gelu'])
-    group.add_argument('--sm-mode', default='approx',
-                       choices=['approx', 'exact'])
-    group.add_argument('--sm-alpha', type=_alpha, default='trainable')
-    group.add_argument('--sm-layers', type=int, default=1)
-    group.add_argument('--sm-steps', type=int, default=10)
-    group.add_argument('--sm-pre', action='store_true')
-    group.add_argument('--sm-post', action=argparse.BooleanOptionalAction,
-                       default=True)
-    group.add_argument('--sm-spectral-norm', action='store_true')
-    group.add_argument('--normalize', action=argparse.BooleanOptionalAction,
-                       default=True,
-                       help='symmetric normalization of the patch graph')
+def _text_type(option: Option):
+    """The option's parser, reporting its own message to argparse."""
+    def parse(text: str):
+        try:
+            return option.type(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+    parse.__name__ = option.name
+    return parse
+
+
+def _add_model_options(parser: argparse.ArgumentParser,
+                       spec: ModelSpec) -> None:
+    r"""A flag per option of :obj:`spec`, and ``--preset``. Flags default to
+    the preset's value; a flag given overrides it."""
+    presets = '; '.join(
+        f"'{name}': {preset.help} (" + ', '.join(
+            f'{key}={value}' for key, value in preset.values.items()) + ')'
+        for name, preset in spec.presets.items())
+    group = parser.add_argument_group(
+        f'model ({spec.model_class.__name__} options)',
+        f'Unset options take the value of --preset, else the constructor '
+        f'default. Presets: {presets}.')
+    group.add_argument('--model', default=spec.name, choices=list(MODELS),
+                       help=f'the model (default: {spec.name})')
+    group.add_argument('--preset', default=spec.default_preset,
+                       choices=list(spec.presets),
+                       help=f'named set of model options (default: '
+                            f'{spec.default_preset})')
+    defaults = spec.resolve()
+    for option in spec.options:
+        flag = '--' + option.name.replace('_', '-')
+        default = defaults[option.name]
+        help = option.help if default is None else \
+            f'{option.help} (default: {default})'
+        if option.is_switch:
+            group.add_argument(flag, dest=option.name, default=None,
+                               action=argparse.BooleanOptionalAction,
+                               help=help)
+        else:
+            group.add_argument(flag, dest=option.name, default=None,
+                               type=_text_type(option),
+                               choices=option.choices,
+                               metavar=None if option.choices else
+                               option.name.upper(), help=help)
 
 
 def _add_data_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group('data')
-    group.add_argument('data_dir', type=Path)
-    group.add_argument('--labels', default='labels.csv')
-    group.add_argument('--features-dir', default='features')
-    group.add_argument('--graph', default='grid', choices=['grid', 'radius'])
-    group.add_argument('--connectivity', type=int, default=8, choices=[4, 8])
+    group.add_argument('data_dir', type=Path,
+                       help='folder with the labels file and the features')
+    group.add_argument('--labels', default='labels.csv',
+                       help='CSV of slide_id,label, relative to DATA_DIR '
+                            '(default: labels.csv)')
+    group.add_argument('--features-dir', default='features',
+                       help='folder of the <slide_id>.h5 feature files, '
+                            'relative to DATA_DIR (default: features)')
+    group.add_argument('--graph', default='grid', choices=list(METHODS),
+                       help='patch graph: grid neighbours or a radius '
+                            '(default: grid)')
+    group.add_argument('--connectivity', type=int, default=8, choices=[4, 8],
+                       help='grid graphs: 4 or 8 neighbours (default: 8)')
     group.add_argument('--patch-size', type=float, default=None,
                        help='grid step of the coordinates (default: read '
                             'from each slide)')
@@ -67,25 +93,38 @@ def _add_data_options(parser: argparse.ArgumentParser) -> None:
 
 def _add_training_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group('training')
-    group.add_argument('--epochs', type=int, default=20)
-    group.add_argument('--lr', type=float, default=1e-3)
-    group.add_argument('--batch-size', type=int, default=4)
-    group.add_argument('--val-fraction', type=float, default=0.25)
-    group.add_argument('--seed', type=int, default=0)
+    group.add_argument('--epochs', type=int, default=20,
+                       help='passes over the training slides (default: 20)')
+    group.add_argument('--lr', type=float, default=1e-3,
+                       help='Adam learning rate (default: 0.001)')
+    group.add_argument('--batch-size', type=int, default=4,
+                       help='slides per step (per process under torchrun; '
+                            'default: 4)')
+    group.add_argument('--val-fraction', type=float, default=0.25,
+                       help='share of the slides held out for validation, '
+                            'stratified by label (default: 0.25)')
+    group.add_argument('--seed', type=int, default=0,
+                       help='seed of the split, the initialization and the '
+                            'shuffling (default: 0)')
     group.add_argument('--heatmaps', type=int, default=4,
-                       help='number of heatmap PNGs to write')
+                       help='number of heatmap PNGs to write (default: 4)')
     group.add_argument('--device', default=None,
                        help='cpu, cuda, cuda:1, ... (default: the GPU of '
                             'this process if there is one, else cpu)')
 
 
 def _model_options(args: argparse.Namespace) -> Dict:
-    return {name: getattr(args, name) for name in MODEL_OPTIONS}
+    r"""Every option of the chosen model: the preset's, then the flags."""
+    spec = MODELS[args.model]
+    given = {option.name: getattr(args, option.name)
+             for option in spec.options
+             if getattr(args, option.name) is not None}
+    return spec.resolve(args.preset, **given)
 
 
 def _graph_options(args: argparse.Namespace) -> Dict:
-    return dict(method=args.graph, connectivity=args.connectivity,
-                patch_size=args.patch_size, radius=args.radius)
+    return PatchGraph(args.graph, args.connectivity, args.patch_size,
+                      args.radius).options()
 
 
 def _split(slide_ids: List[str], labels: List[int], fraction: float,
@@ -120,8 +159,8 @@ def _write_heatmaps(out: Path, predictions: Dict[str, List[Dict]],
         if 'patch_labels' in data:
             panels.append(('true lesion mask', data.patch_labels.float()))
         path = out / 'heatmaps' / f'{data.slide_id}.png'
-        save_heatmap(path, data.pos, panels,
-                     title=f'{data.slide_id} (label {int(data.y.item())})')
+        render_heatmap(data.pos, panels, title=f'{data.slide_id} (label '
+                       f'{int(data.y.item())})').save(path)
         written.append(str(path))
     return written
 
@@ -146,12 +185,13 @@ def _start_distributed(device: torch.device) -> int:
     return torch.distributed.get_rank()
 
 
-def _train_and_evaluate(train_set, eval_set, options, args, name,
-                        device=torch.device('cpu'), rank=0):
+def _train_and_evaluate(train_set, eval_set, model_name, options, args,
+                        name, device=torch.device('cpu'), rank=0):
     """Trains (in every process) and evaluates (in process 0, which alone
     returns predictions and metrics)."""
     torch.manual_seed(args.seed)
-    model = build_model(train_set.feature_dim, **options).to(device)
+    model = build_model(train_set.feature_dim, model_name,
+                        **options).to(device)
     start = time.perf_counter()
     history = train_model(model, train_set, epochs=args.epochs, lr=args.lr,
                           batch_size=args.batch_size, seed=args.seed,
@@ -165,7 +205,7 @@ def _train_and_evaluate(train_set, eval_set, options, args, name,
           f'loss {history[-1]:.3f}', flush=True)
     return model, predictions, {**metrics, 'train_seconds': seconds,
                                 'loss_history': history,
-                                'options': options}
+                                'model': model_name, 'options': options}
 
 
 def _fmt(value: Optional[float]) -> str:
@@ -186,8 +226,6 @@ def _predictions_json(predictions: List[Dict]) -> List[Dict]:
 
 
 def demo(args: argparse.Namespace) -> Dict:
-    from .synthetic import make_synthetic_slides
-
     out = Path(args.out)
     data_dir = make_synthetic_slides(out / 'data', num_slides=args.num_slides,
                                      seed=args.seed)
@@ -200,10 +238,11 @@ def demo(args: argparse.Namespace) -> Dict:
           f'({len(train_set)} train, {len(test_set)} test)', flush=True)
     args.lr, args.batch_size = 2e-3, 4
     results, predictions = {}, {}
-    for name, options in [('SmABMIL', DEMO_SM_OPTIONS),
-                          ('ABMIL', ABMIL_OPTIONS)]:
+    spec = MODELS[DEFAULT_MODEL]
+    # The default model next to the same model without any smoothing.
+    for name, preset in [('SmABMIL', 'sm'), ('ABMIL', 'abmil')]:
         _, predictions[name], results[name] = _train_and_evaluate(
-            train_set, test_set, options, args, name)
+            train_set, test_set, spec.name, spec.resolve(preset), args, name)
     _print_table(results)
     results['heatmaps'] = _write_heatmaps(out, predictions, args.heatmaps)
     results['test_predictions'] = {n: _predictions_json(p)
@@ -232,7 +271,8 @@ def train(args: argparse.Namespace) -> Optional[Dict]:
         val_set = _dataset(args, val_ids)
         options = _model_options(args)
         model, predictions, metrics = _train_and_evaluate(
-            train_set, val_set, options, args, 'SmABMIL', device, rank)
+            train_set, val_set, args.model, options, args,
+            MODELS[args.model].model_class.__name__, device, rank)
         if rank != 0:
             return None
         out.mkdir(parents=True, exist_ok=True)
@@ -274,36 +314,56 @@ def evaluate(args: argparse.Namespace) -> Dict:
     return results
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """Room for the longest flag, so that every help text starts on the
+    flag's own line."""
+    def __init__(self, prog: str):
+        super().__init__(prog, max_help_position=52, width=120)
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(
-        prog='pyg-sm', description='Sm attention MIL on slide graphs.')
+        prog='pyg-sm', description='Sm attention MIL on slide graphs.',
+        formatter_class=_HelpFormatter)
     commands = root.add_subparsers(dest='command', required=True)
 
     demo_parser = commands.add_parser(
-        'demo', help='train SmABMIL and ABMIL on a synthetic dataset and '
-                     'compare localization')
-    demo_parser.add_argument('--out', default='pyg_sm_demo')
-    demo_parser.add_argument('--num-slides', type=int, default=160)
-    demo_parser.add_argument('--epochs', type=int, default=20)
-    demo_parser.add_argument('--seed', type=int, default=0)
-    demo_parser.add_argument('--heatmaps', type=int, default=4)
+        'demo', formatter_class=_HelpFormatter,
+        help='train SmABMIL and ABMIL on a synthetic dataset and '
+             'compare localization')
+    demo_parser.add_argument('--out', default='pyg_sm_demo',
+                             help='output folder (default: pyg_sm_demo)')
+    demo_parser.add_argument('--num-slides', type=int, default=160,
+                             help='synthetic slides to make (default: 160)')
+    demo_parser.add_argument('--epochs', type=int, default=20,
+                             help='training epochs (default: 20)')
+    demo_parser.add_argument('--seed', type=int, default=0,
+                             help='seed of the data, split and training '
+                                  '(default: 0)')
+    demo_parser.add_argument('--heatmaps', type=int, default=4,
+                             help='heatmap PNGs to write (default: 4)')
     demo_parser.set_defaults(run=demo)
 
     train_parser = commands.add_parser(
-        'train', help='train SmABMIL on DATA_DIR (labels.csv + HDF5 '
-                      'features)')
+        'train', formatter_class=_HelpFormatter,
+        help='train SmABMIL on DATA_DIR (labels.csv + HDF5 features)')
     _add_data_options(train_parser)
-    _add_model_options(train_parser)
+    _add_model_options(train_parser, MODELS[DEFAULT_MODEL])
     _add_training_options(train_parser)
-    train_parser.add_argument('--out', default='pyg_sm_run')
+    train_parser.add_argument('--out', default='pyg_sm_run',
+                              help='output folder (default: pyg_sm_run)')
     train_parser.set_defaults(run=train)
 
     eval_parser = commands.add_parser(
-        'evaluate', help='evaluate a checkpoint on DATA_DIR')
+        'evaluate', formatter_class=_HelpFormatter,
+        help='evaluate a checkpoint on DATA_DIR')
     _add_data_options(eval_parser)
-    eval_parser.add_argument('--checkpoint', type=Path, required=True)
-    eval_parser.add_argument('--out', default='pyg_sm_eval')
-    eval_parser.add_argument('--heatmaps', type=int, default=4)
+    eval_parser.add_argument('--checkpoint', type=Path, required=True,
+                             help='checkpoint.pt written by pyg-sm train')
+    eval_parser.add_argument('--out', default='pyg_sm_eval',
+                             help='output folder (default: pyg_sm_eval)')
+    eval_parser.add_argument('--heatmaps', type=int, default=4,
+                             help='heatmap PNGs to write (default: 4)')
     eval_parser.set_defaults(run=evaluate)
     return root
 

@@ -27,7 +27,7 @@ def fresh_model():
 
 
 def train_rank(rank, world_size, init_file, result_file):
-    from pyg_sm.training import train_model
+    from pyg_sm.train import train_model
 
     torch.distributed.init_process_group(
         'gloo', init_method=f'file://{init_file}', rank=rank,

@@ -7,6 +7,7 @@ from torch_geometric.data import Batch, Data
 
 from pyg_sm import (Sm, SmABMIL, SmAttentionPool, batch_to_dense,
                     dense_to_batch, patch_grid_graph, patch_radius_graph)
+from pyg_sm.data import prepare_adjacency
 
 X = torch.randn(2, 4, 3)
 ADJ = torch.zeros(2, 4, 4)
@@ -59,6 +60,17 @@ CASES = [
      'sm_mode'),
     ('negative sm_layers', lambda: SmABMIL((3, ), sm_layers=-1), ValueError,
      'sm_layers'),
+    ('in_dim 0', lambda: SmAttentionPool(0), ValueError, 'in_dim'),
+    ('att_dim 0', lambda: SmAttentionPool(3, att_dim=0), ValueError,
+     'att_dim'),
+    ('model att_dim 0', lambda: SmABMIL((3, ), att_dim=0), ValueError,
+     'att_dim'),
+    ('tol 0', lambda: Sm(mode='exact', tol=0.0), ValueError, 'tol'),
+    ('prepared graph and edge_weight', lambda: layer(x, prepare_adjacency(
+        EDGES, None, 4, True, torch.float32), torch.ones(3)), ValueError,
+     'prepared'),
+    ('prepared graph of other size', lambda: layer(x[:3], prepare_adjacency(
+        EDGES, None, 4, True, torch.float32)), ValueError, 'adjacency has 4'),
     ('feature size', lambda: pool(torch.randn(4, 5), EDGES), ValueError,
      'in_dim'),
     ('adj of other bag size', lambda: model(X, torch.zeros(2, 5, 5)),

@@ -12,7 +12,7 @@ from torch_geometric.data import Batch
 
 import ddp_helpers
 from pyg_sm import make_synthetic_slides
-from pyg_sm.training import make_optimizer, train_step
+from pyg_sm.train import make_optimizer, train_step
 
 
 def test_ddp_matches_single_process_on_the_same_global_batches(tmp_path):

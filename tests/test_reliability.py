@@ -6,7 +6,7 @@ from torch_geometric.data import Batch, Data
 from torch_geometric.utils import grid, remove_self_loops
 
 from pyg_sm import Sm, SmABMIL
-from pyg_sm.training import train_model
+from pyg_sm.train import train_model
 from reference import relative_error
 
 #: The documented tolerance of CPU autocast (bfloat16) against float32.

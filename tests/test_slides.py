@@ -1,4 +1,3 @@
-import csv
 import json
 
 import h5py
@@ -10,8 +9,10 @@ from torch_geometric.data import Data
 from pyg_sm import (PatchGraph, SlideDataset, make_synthetic_slides,
                     patch_grid_graph, patch_radius_graph)
 from pyg_sm.cli import run as main
-from pyg_sm.training import (build_model, load_checkpoint, predict_slides,
-                             save_checkpoint)
+from pyg_sm.transforms import GridPatchGraph, RadiusPatchGraph
+from pyg_sm.visualize import render_heatmap
+from pyg_sm.models import build_model
+from pyg_sm.train import load_checkpoint, predict_slides, save_checkpoint
 
 
 def edge_set(edge_index):
@@ -78,6 +79,39 @@ def test_patch_graph_transform():
         PatchGraph()(Data(x=torch.zeros(3, 1)))
 
 
+def test_one_transform_per_method_with_pyg_functional_names():
+    from torch_geometric.data.datapipes import DatasetAdapter
+
+    pos = random_grid_patches(30, 2, scale=224) + 1000
+    old = Data(pos=pos, edge_index=torch.zeros(2, 1, dtype=torch.long),
+               edge_weight=torch.ones(1), edge_attr=torch.ones(1, 3))
+    data = GridPatchGraph(connectivity=4)(old.clone())
+    # The step is inferred from the coordinates; stale edge data is gone.
+    assert torch.equal(data.edge_index, patch_grid_graph(pos, 4, 224))
+    assert 'edge_weight' not in data and 'edge_attr' not in data
+    data = RadiusPatchGraph(radius=300.0)(old.clone())
+    assert torch.equal(data.edge_index, patch_grid_graph(pos, 4, 224))
+    assert 'edge_weight' not in data and 'edge_attr' not in data
+    pipe = DatasetAdapter([Data(pos=pos)]).grid_patch_graph(connectivity=8)
+    assert torch.equal(next(iter(pipe)).edge_index,
+                       patch_grid_graph(pos, 8, 224))
+    pipe = DatasetAdapter([Data(pos=pos.float())]).radius_patch_graph(300.0)
+    assert next(iter(pipe)).edge_index.size(1) > 0
+    assert isinstance(PatchGraph('grid').transform, GridPatchGraph)
+    assert PatchGraph('radius', radius=2.0).options()['radius'] == 2.0
+    with pytest.raises(ValueError, match='radius'):
+        RadiusPatchGraph(-1.0)
+
+
+def test_heatmap_renders_an_image_and_writes_nothing(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    pos = random_grid_patches(40, 0, scale=256)
+    image = render_heatmap(pos, [('a', torch.rand(40)),
+                                 ('b', torch.rand(40))], title='t')
+    assert image.mode == 'RGBA' and image.width > image.height > 100
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.fixture(scope='module')
 def slides(tmp_path_factory):
     return make_synthetic_slides(tmp_path_factory.mktemp('slides'),
@@ -110,6 +144,29 @@ def test_dataset_round_trip_from_generator(slides):
                            patch_grid_graph(data.pos, 8, 256))
     subset = SlideDataset(slides, slide_ids=['slide_003'])
     assert len(subset) == 1 and subset[0].slide_id == 'slide_003'
+
+
+def test_dataset_transform_and_pre_transform(slides):
+    seen = []
+
+    def pre_transform(data):
+        seen.append(data.slide_id)
+        data.marked = torch.ones(1)
+        return data
+
+    def transform(data):
+        data.x = data.x * 0
+        return data
+
+    dataset = SlideDataset(slides, pre_transform=pre_transform,
+                           transform=transform)
+    for _ in range(2):
+        data = dataset[1]
+        assert 'marked' in data and float(data.x.abs().sum()) == 0
+    assert seen == ['slide_001']  # once, then kept in memory
+    plain = SlideDataset(slides)
+    assert float(plain[1].x.abs().sum()) > 0
+    assert float(dataset._cache[1].x.abs().sum()) > 0  # cache untouched
 
 
 def copy_slides(slides, tmp_path):

@@ -7,7 +7,7 @@ from torch_geometric.data import Batch, Data
 from torch_geometric.typing import WITH_TORCH_SPARSE, SparseTensor
 from torch_geometric.utils import to_torch_coo_tensor, to_torch_csr_tensor
 
-import pyg_sm._autograd
+import pyg_sm.nn._autograd
 from pyg_sm import Sm, SmConvergenceError, SmConvergenceWarning
 from reference import (dense_adjacency, dense_approx, dense_exact,
                        random_undirected_graph, relative_error)
@@ -139,8 +139,8 @@ def blocks(request, monkeypatch):
     """Runs a test once as is and once with every input split into blocks
     of 2 columns, the path large inputs take."""
     if request.param == 'column-blocks':
-        monkeypatch.setattr(pyg_sm._autograd, '_WHOLE_BLOCK', 0)
-        monkeypatch.setattr(pyg_sm._autograd, '_BLOCK_COLUMNS', 2)
+        monkeypatch.setattr(pyg_sm.nn._autograd, '_WHOLE_BLOCK', 0)
+        monkeypatch.setattr(pyg_sm.nn._autograd, '_BLOCK_COLUMNS', 2)
     return request.param
 
 

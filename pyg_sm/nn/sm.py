@@ -1,5 +1,5 @@
 import warnings
-from typing import Optional, Tuple, Union
+from typing import Optional, Union
 
 import torch
 from torch import Tensor
@@ -9,44 +9,21 @@ from torch_geometric.nn.conv import MessagePassing
 from torch_geometric.typing import Adj, OptTensor
 from torch_geometric.utils import spmm
 
+from ..data.adjacency import Adjacency, compute_dtype, prepare_adjacency
+from ..utils.checks import (check_alpha, check_choice, check_count,
+                            check_features, check_positive)
 from ._autograd import SmApprox, SmExact
-from ._graph import check_batch, compute_dtype, sorted_adjacency
 
+#: The modes of :class:`Sm`.
 MODES = ('approx', 'exact')
-_NONCONVERGENCE = ('warn', 'raise')
+#: What :class:`Sm` does when an exact solve stops above ``tol``.
+NONCONVERGENCE = ('warn', 'raise')
 # Keeps a trainable alpha strictly inside (0, 1) in float32, where a plain
 # sigmoid rounds to exactly 1 beyond a logit of about 17.
 _ALPHA_MARGIN = 1e-6
 
 
-def check_alpha(alpha: Union[float, str]) -> None:
-    if isinstance(alpha, str):
-        if alpha != 'trainable':
-            raise ValueError(f"'alpha' must be 'trainable' or a float in "
-                             f"(0, 1) (got '{alpha}')")
-    elif isinstance(alpha, bool) or not isinstance(alpha, (int, float)):
-        raise TypeError(f"'alpha' must be 'trainable' or a float in (0, 1) "
-                        f"(got {type(alpha).__name__})")
-    elif not 0.0 < alpha < 1.0:
-        raise ValueError(f"'alpha' must lie strictly inside (0, 1) "
-                         f"(got {alpha})")
-
-
-def check_choice(name: str, value: str, choices: Tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ValueError(f"'{name}' must be one of {list(choices)} "
-                         f"(got {value!r})")
-
-
-def check_count(name: str, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"'{name}' must be an int (got "
-                        f"{type(value).__name__})")
-    if value < 0:
-        raise ValueError(f"'{name}' must be non-negative (got {value})")
-
-
-class _Adjacency:
+class _Propagation:
     r"""``A`` of one call, applied through the layer's :meth:`propagate`:
     one fused sparse matmul on CSR built from the sorted
     :class:`EdgeIndex` (its CSR/CSC caches are shared by every call that
@@ -168,8 +145,11 @@ class Sm(MessagePassing):
     Shapes:
         - **input:**
           node features :math:`(|\mathcal{V}|, *)`,
-          edge indices :math:`(2, |\mathcal{E}|)` or a sparse
-          :math:`(|\mathcal{V}|, |\mathcal{V}|)` adjacency,
+          edge indices :math:`(2, |\mathcal{E}|)`, a sparse
+          :math:`(|\mathcal{V}|, |\mathcal{V}|)` adjacency, or an
+          :class:`~pyg_sm.data.Adjacency` prepared once for several calls
+          by :func:`~pyg_sm.data.prepare_adjacency` (then without
+          edge weights and batch, which it holds),
           edge weights :math:`(|\mathcal{E}|)` *(optional)*,
           batch vector :math:`(|\mathcal{V}|)` *(optional, exact mode: one
           stopping test per graph)*
@@ -194,10 +174,8 @@ class Sm(MessagePassing):
         check_count('num_steps', num_steps)
         check_choice('mode', mode, MODES)
         check_count('max_iter', max_iter)
-        check_choice('on_nonconvergence', on_nonconvergence,
-                     _NONCONVERGENCE)
-        if tol is not None and not tol > 0:
-            raise ValueError(f"'tol' must be positive (got {tol})")
+        check_choice('on_nonconvergence', on_nonconvergence, NONCONVERGENCE)
+        check_positive('tol', tol, allow_none=True)
         if self.flow != 'source_to_target':
             raise ValueError("Sm supports flow='source_to_target' only; pass "
                              "'edge_index.flip(0)' to reverse the edges")
@@ -217,7 +195,7 @@ class Sm(MessagePassing):
             self.alpha_logit = Parameter(torch.empty(()))
         else:
             self.register_parameter('alpha_logit', None)
-        self._cached_adjacency: Optional[Tuple[EdgeIndex, Tensor]] = None
+        self._cached_adjacency: Optional[Adjacency] = None
         self.reset_parameters()
 
     def reset_parameters(self):
@@ -237,46 +215,49 @@ class Sm(MessagePassing):
     # torch.compile runs the layer eagerly (a graph break): its autograd
     # functions keep Python state between forward and backward.
     @torch.compiler.disable
-    def forward(self, x: Tensor, edge_index: Adj, edge_weight: OptTensor = None,
+    def forward(self, x: Tensor, edge_index: Union[Adj, Adjacency],
+                edge_weight: OptTensor = None,
                 batch: OptTensor = None) -> Tensor:
-        if not isinstance(x, Tensor) or not torch.is_floating_point(x):
-            raise TypeError(f"'x' must be a floating-point tensor (got "
-                            f"{getattr(x, 'dtype', type(x).__name__)})")
-        if x.dim() == 0:
-            raise ValueError("'x' must have shape (num_nodes, *) (got a "
-                             "0-dim tensor)")
+        check_features(x)
         num_nodes = x.size(0)
         dtype = compute_dtype(x)
-        num_graphs = 1 if batch is None else check_batch(batch, num_nodes)
-
-        if self.cached and self._cached_adjacency is not None:
-            sorted_index, weight = self._cached_adjacency
-            if sorted_index.get_sparse_size(0) != num_nodes:
-                raise ValueError(f"Sm(cached=True) was first called on "
-                                 f"{sorted_index.get_sparse_size(0)} nodes "
-                                 f"and now on {num_nodes}; call "
-                                 f"reset_parameters() to drop the cache")
+        if isinstance(edge_index, Adjacency):
+            # Prepared once for several calls (SmAttentionPool does this).
+            if edge_weight is not None or batch is not None:
+                raise ValueError("'edge_weight' and 'batch' are part of a "
+                                 "prepared Adjacency; pass them to "
+                                 "prepare_adjacency instead")
+            adjacency = edge_index
+        elif self.cached and self._cached_adjacency is not None:
+            adjacency = self._cached_adjacency
         else:
-            sorted_index, weight = sorted_adjacency(
-                edge_index, edge_weight, num_nodes, self.normalize, dtype)
+            adjacency = prepare_adjacency(edge_index, edge_weight, num_nodes,
+                                          self.normalize, dtype, batch)
             if self.cached:
-                self._cached_adjacency = (sorted_index, weight)
-        weight = weight.to(dtype)
+                self._cached_adjacency = adjacency
+        if adjacency.num_nodes != num_nodes:
+            raise ValueError(
+                f"the adjacency has {adjacency.num_nodes} nodes but 'x' has "
+                f"{num_nodes}" + ("; Sm(cached=True) caches the graph of its "
+                                  "first call: call reset_parameters() to "
+                                  "drop it" if self.cached else ""))
+        weight = adjacency.edge_weight.to(dtype)
 
         if self.num_steps == 0 and self.mode == 'approx':
             return x
-        adjacency = _Adjacency(self, sorted_index, weight)
+        propagation = _Propagation(self, adjacency.edge_index, weight)
         alpha = self.alpha.to(device=x.device, dtype=dtype)
         features = x.reshape(num_nodes, -1).to(dtype)
         if self.mode == 'approx':
-            out = SmApprox.apply(features, alpha, weight, adjacency,
+            out = SmApprox.apply(features, alpha, weight, propagation,
                                  self.num_steps)
         else:
             tol = self.tol or (1e-10 if dtype == torch.float64 else 1e-5)
-            solver = dict(batch=batch, num_graphs=num_graphs, tol=tol,
+            solver = dict(batch=adjacency.batch,
+                          num_graphs=adjacency.num_graphs, tol=tol,
                           max_iter=self.max_iter,
                           on_nonconvergence=self.on_nonconvergence)
-            out = SmExact.apply(features, alpha, weight, adjacency, solver)
+            out = SmExact.apply(features, alpha, weight, propagation, solver)
         return out.to(x.dtype).reshape(x.shape)
 
     def aggregate_neighbours(self, edge_index: Adj, x: Tensor,

@@ -1,8 +1,12 @@
-"""Validation and the one canonical form of every adjacency Sm accepts: an
-``EdgeIndex`` sorted by target node, with one weight per edge. Row ``i`` of
+r"""Every adjacency Sm accepts, reduced to one canonical form: an
+:class:`Adjacency` holding an ``EdgeIndex`` sorted by target node (int32
+where it fits) and one weight per edge, normalized if asked. Row ``i`` of
 ``A`` holds the weights of the edges ``j -> i`` (PyG's ``source_to_target``
-flow), so ``A x`` is what message passing computes."""
-from typing import Optional, Tuple
+flow), so ``A x`` is what message passing computes.
+
+It is prepared once per forward, with the checks and the host
+synchronizations they need, and then reused by every Sm of that forward."""
+from typing import NamedTuple, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -11,7 +15,7 @@ from torch_geometric.nn.conv.gcn_conv import gcn_norm
 from torch_geometric.typing import SparseTensor
 from torch_geometric.utils import is_torch_sparse_tensor, to_edge_index
 
-_INDEX_DTYPES = (torch.int32, torch.int64)
+from ..utils.checks import check_batch, check_edge_index, check_edge_weight
 
 
 def compute_dtype(x: Tensor) -> torch.dtype:
@@ -21,51 +25,26 @@ def compute_dtype(x: Tensor) -> torch.dtype:
         else torch.float32
 
 
-def check_edge_index(edge_index: Tensor, num_nodes: int) -> None:
-    if edge_index.dtype not in _INDEX_DTYPES:
-        raise TypeError(f"'edge_index' must hold int64 or int32 node "
-                        f"indices (got dtype {edge_index.dtype})")
-    if edge_index.dim() != 2 or edge_index.size(0) != 2:
-        raise ValueError(f"'edge_index' must have shape (2, num_edges) "
-                         f"(got {tuple(edge_index.shape)})")
-    if edge_index.numel() > 0:
-        low, high = int(edge_index.min()), int(edge_index.max())
-        if low < 0 or high >= num_nodes:
-            raise ValueError(f"'edge_index' must hold node indices in "
-                             f"[0, {num_nodes - 1}] for {num_nodes} nodes "
-                             f"(found values in [{low}, {high}])")
+class Adjacency(NamedTuple):
+    r"""The adjacency of one call, checked and prepared: pass it to
+    :class:`~pyg_sm.Sm` in place of :obj:`edge_index` to skip the checks.
 
+    Attributes:
+        edge_index (EdgeIndex): Sorted by target (column), int32 where the
+            sizes allow.
+        edge_weight (torch.Tensor): One weight per edge, in that order
+            (normalized if it was prepared with :obj:`normalize=True`).
+        batch (torch.Tensor, optional): The batch vector, if any.
+        num_graphs (int): The number of graphs of the batch.
+    """
+    edge_index: EdgeIndex
+    edge_weight: Tensor
+    batch: Optional[Tensor]
+    num_graphs: int
 
-def check_batch(batch: Tensor, num_nodes: int) -> int:
-    """Validates a batch vector and returns the number of graphs."""
-    if batch.dtype not in _INDEX_DTYPES:
-        raise TypeError(f"'batch' must be an integer tensor (got dtype "
-                        f"{batch.dtype})")
-    if batch.dim() != 1 or batch.numel() != num_nodes:
-        raise ValueError(f"'batch' must have shape ({num_nodes},), one "
-                         f"graph index per node (got {tuple(batch.shape)})")
-    if num_nodes == 0:
-        return 0
-    if int(batch.min()) < 0:
-        raise ValueError("'batch' must hold non-negative graph indices")
-    return int(batch.max()) + 1
-
-
-def check_edge_weight(edge_weight: Tensor, num_edges: int,
-                      normalize: bool) -> None:
-    if not torch.is_floating_point(edge_weight):
-        raise TypeError(f"'edge_weight' must be a floating-point tensor "
-                        f"(got dtype {edge_weight.dtype})")
-    if edge_weight.dim() != 1 or edge_weight.numel() != num_edges:
-        raise ValueError(f"'edge_weight' must have shape ({num_edges},), "
-                         f"one weight per edge (got "
-                         f"{tuple(edge_weight.shape)})")
-    if not bool(torch.isfinite(edge_weight.detach()).all()):
-        raise ValueError("'edge_weight' must be finite (found NaN or inf)")
-    if normalize and edge_weight.numel() > 0 and bool(
-            (edge_weight.detach() < 0).any()):
-        raise ValueError("'edge_weight' must be non-negative when "
-                         "normalize=True (degrees would be negative)")
+    @property
+    def num_nodes(self) -> int:
+        return self.edge_index.get_sparse_size(0)
 
 
 def _edges_of_sparse(adj_t, num_nodes: int) -> Tuple[Tensor, Tensor]:
@@ -85,13 +64,17 @@ def _edges_of_sparse(adj_t, num_nodes: int) -> Tuple[Tensor, Tensor]:
 
 
 @torch.compiler.disable  # EdgeIndex does not trace; this runs eagerly
-def sorted_adjacency(
+def prepare_adjacency(
     edge_index, edge_weight: Optional[Tensor], num_nodes: int,
-    normalize: bool, dtype: torch.dtype
-) -> Tuple[EdgeIndex, Tensor]:
-    r"""Returns ``A`` as an :class:`EdgeIndex` sorted by target and the edge
-    weights in that order, normalized to :math:`D^{-1/2} W D^{-1/2}` if
-    :obj:`normalize`. Gradients flow back to :obj:`edge_weight`."""
+    normalize: bool, dtype: torch.dtype, batch: Optional[Tensor] = None,
+    num_graphs: Optional[int] = None,
+) -> Adjacency:
+    r"""Checks an adjacency in any accepted form (``edge_index``,
+    ``EdgeIndex``, torch sparse tensor, ``SparseTensor``) and returns it as an
+    :class:`Adjacency`, with weights normalized to :math:`D^{-1/2} W
+    D^{-1/2}` if :obj:`normalize`, in :obj:`dtype`. Gradients flow back to
+    :obj:`edge_weight`. :obj:`num_graphs` is read from :obj:`batch` (checked)
+    when not given."""
     if isinstance(edge_index, SparseTensor) or is_torch_sparse_tensor(
             edge_index):
         if edge_weight is not None:
@@ -133,4 +116,6 @@ def sorted_adjacency(
         edge_index = EdgeIndex(edge_index.as_tensor().int(),
                                sparse_size=(num_nodes, num_nodes),
                                sort_order='col')
-    return edge_index, edge_weight
+    if num_graphs is None:
+        num_graphs = 1 if batch is None else check_batch(batch, num_nodes)
+    return Adjacency(edge_index, edge_weight, batch, num_graphs)

@@ -1,24 +1,13 @@
+r"""Slide feature bags in the layout slide-processing pipelines write."""
 import csv
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Callable, Dict, Optional, Sequence, Union
 
 import torch
 from torch_geometric.data import Data
+from torch_geometric.transforms import BaseTransform
 
-from .transforms import PatchGraph
-
-
-def grid_step(coords: torch.Tensor) -> List[float]:
-    r"""The grid step of patch coordinates along each axis: the smallest
-    positive gap between distinct values (the other axis's step when an axis
-    has a single value, 1 for a single patch)."""
-    steps = []
-    for axis in range(2):
-        values = torch.unique(coords[:, axis].double())
-        gaps = values.diff()
-        steps.append(float(gaps.min()) if gaps.numel() else None)
-    known = [s for s in steps if s is not None] or [1.0]
-    return [s if s is not None else known[0] for s in steps]
+from ..transforms import GridPatchGraph
 
 
 class SlideDataset(torch.utils.data.Dataset):
@@ -49,11 +38,19 @@ class SlideDataset(torch.utils.data.Dataset):
             to :obj:`root`. (default: :obj:`"features"`)
         slide_ids (list of str, optional): Use only these slides (each must
             be in the CSV). (default: :obj:`None`, all)
-        graph (PatchGraph, optional): How to link patches. Grid graphs
-            without a :obj:`patch_size` take each slide's grid step from its
-            coordinates. (default: 8-neighbour grid)
+        graph (BaseTransform, optional): How to link patches, e.g. a
+            :class:`~pyg_sm.transforms.GridPatchGraph` (which reads each
+            slide's grid step from its coordinates unless given a
+            :obj:`patch_size`), a :class:`~pyg_sm.transforms.RadiusPatchGraph`
+            or a :class:`~pyg_sm.PatchGraph`.
+            (default: :obj:`GridPatchGraph(connectivity=8)`)
         in_memory (bool, optional): Keep loaded slides (with their graphs)
             in memory. (default: :obj:`True`)
+        transform (callable, optional): Applied to each slide on every
+            access, as in PyG datasets. (default: :obj:`None`)
+        pre_transform (callable, optional): Applied to each slide once when
+            it is loaded, after :obj:`graph` (and kept with it when
+            :obj:`in_memory`). (default: :obj:`None`)
     """
     def __init__(
         self,
@@ -61,15 +58,19 @@ class SlideDataset(torch.utils.data.Dataset):
         labels: str = 'labels.csv',
         features_dir: str = 'features',
         slide_ids: Optional[Sequence[str]] = None,
-        graph: Optional[PatchGraph] = None,
+        graph: Optional[BaseTransform] = None,
         in_memory: bool = True,
+        transform: Optional[Callable[[Data], Data]] = None,
+        pre_transform: Optional[Callable[[Data], Data]] = None,
     ):
         import h5py
 
         self.root = Path(root)
         self.features_dir = self.root / features_dir
-        self.graph = graph or PatchGraph('grid', connectivity=8)
+        self.graph = graph or GridPatchGraph(connectivity=8)
         self.in_memory = in_memory
+        self.transform = transform
+        self.pre_transform = pre_transform
         self._cache: Dict[int, Data] = {}
         table = self._read_labels(self.root / labels)
         if slide_ids is not None:
@@ -144,8 +145,16 @@ class SlideDataset(torch.utils.data.Dataset):
         return len(self.slide_ids)
 
     def __getitem__(self, index: int) -> Data:
-        if index in self._cache:
-            return self._cache[index]
+        data = self._cache.get(index)
+        if data is None:
+            data = self._load(index)
+            if self.in_memory:
+                self._cache[index] = data
+        if self.transform is not None:
+            data = self.transform(data.clone())
+        return data
+
+    def _load(self, index: int) -> Data:
         import h5py
 
         slide_id = self.slide_ids[index]
@@ -161,15 +170,12 @@ class SlideDataset(torch.utils.data.Dataset):
                     slide_id=slide_id)
         if patch_labels is not None:
             data.patch_labels = patch_labels
-        graph = self.graph
-        if graph.method == 'grid' and graph.patch_size is None:
-            graph = PatchGraph('grid', graph.connectivity, grid_step(pos))
         try:
-            data = graph(data)
+            data = self.graph(data)
         except ValueError as error:
             raise ValueError(f"slide '{slide_id}': {error}") from error
-        if self.in_memory:
-            self._cache[index] = data
+        if self.pre_transform is not None:
+            data = self.pre_transform(data)
         return data
 
     def __repr__(self) -> str:

@@ -8,10 +8,12 @@ from torch.nn import Linear, ModuleList
 from torch.nn.utils import remove_spectral_norm, spectral_norm
 from torch_geometric.utils import scatter, softmax
 
-from ._bags import Bags, as_bags
-from ._graph import compute_dtype, sorted_adjacency
-from .sm import MODES, Sm, check_alpha, check_choice, check_count
+from ..data.adjacency import compute_dtype
+from ..data.bags import Bags, as_bags
+from ..utils.checks import check_alpha, check_choice, check_count, check_dim
+from .sm import MODES, Sm
 
+#: The activations of the attention network, by name.
 ACTIVATIONS = {
     'tanh': torch.nn.Tanh,
     'relu': torch.nn.ReLU,
@@ -120,11 +122,11 @@ class SmAttentionPool(torch.nn.Module):
         **sm_kwargs,
     ):
         super().__init__()
-        check_count('in_dim', in_dim)
-        check_count('att_dim', att_dim)
+        check_dim('in_dim', in_dim)
+        check_dim('att_dim', att_dim)
         check_choice('act', act, tuple(ACTIVATIONS))
         check_choice('sm_mode', sm_mode, MODES)
-        check_alpha(sm_alpha)
+        check_alpha(sm_alpha, 'sm_alpha')
         check_count('sm_layers', sm_layers)
         check_count('sm_steps', sm_steps)
         self.in_dim = in_dim
@@ -136,9 +138,10 @@ class SmAttentionPool(torch.nn.Module):
         self.sm_spectral_norm = sm_spectral_norm
         self.normalize = normalize
 
-        # The pool normalizes the graph once per call for every Sm use.
-        self.sm = Sm(sm_alpha, sm_steps, sm_mode, normalize=False,
-                     **sm_kwargs)
+        # The bags carry the graph, normalized once per forward for every Sm
+        # use: the layer itself never normalizes.
+        self.sm = Sm(alpha=sm_alpha, num_steps=sm_steps, mode=sm_mode,
+                     normalize=False, **sm_kwargs)
         self.activation = ACTIVATIONS[act]()
         self.proj1 = Linear(in_dim, att_dim)
         self.mlp = ModuleList(
@@ -169,22 +172,20 @@ class SmAttentionPool(torch.nn.Module):
         return (z, bags.pad(f)) if return_att else z
 
     def pool(self, bags: Bags) -> Tuple[Tensor, Tensor]:
-        r"""Pools already validated bags (graph form; the dense form's
-        :obj:`adj` is :math:`\mathbf{A}` itself, never normalized): returns
-        :math:`\mathbf{z}` :math:`(B, D)` and :math:`\mathbf{f}`
-        :math:`(|\mathcal{V}|)`."""
+        r"""Pools already validated bags: returns :math:`\mathbf{z}`
+        :math:`(B, D)` and :math:`\mathbf{f}` :math:`(|\mathcal{V}|)`. The
+        graph is prepared once (:meth:`Bags.adjacency
+        <pyg_sm.data.Bags.adjacency>`) and shared with every other user of
+        the same bags in this forward."""
         x, batch, num_graphs = bags.x, bags.batch, bags.num_graphs
-        normalize = self.normalize and not bags.is_dense
         if x.dim() != 2 or x.size(1) != self.in_dim:
             raise ValueError(f"instance features must have shape "
                              f"(num_nodes, in_dim={self.in_dim}) (got "
                              f"{tuple(x.shape)})")
-        dtype = compute_dtype(x)
-        adjacency = sorted_adjacency(bags.edge_index, bags.edge_weight,
-                                     x.size(0), normalize, dtype)
+        adjacency = bags.adjacency(self.normalize, compute_dtype(x))
 
         def smooth(values: Tensor) -> Tensor:
-            return self.sm(values, *adjacency, batch=batch)
+            return self.sm(values, adjacency)
 
         if self.sm_pre:
             x = smooth(x)

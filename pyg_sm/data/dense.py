@@ -13,43 +13,7 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Batch, Data
 
-
-def check_dense_inputs(X: Tensor, adj: Tensor,
-                       mask: Optional[Tensor]) -> Tensor:
-    r"""Validates the padded form and returns the boolean mask."""
-    if not isinstance(X, Tensor) or X.dim() < 2:
-        raise ValueError(f"'X' must have shape (batch_size, bag_size, ...) "
-                         f"(got {tuple(getattr(X, 'shape', ()))})")
-    batch_size, bag_size = X.shape[:2]
-    if not isinstance(adj, Tensor):
-        raise TypeError(f"'adj' must be a tensor (got {type(adj).__name__})")
-    if adj.layout not in (torch.strided, torch.sparse_coo):
-        raise TypeError(f"'adj' must be dense or sparse COO (got layout "
-                        f"{adj.layout}); convert it with .to_sparse_coo()")
-    if tuple(adj.shape) != (batch_size, bag_size, bag_size):
-        raise ValueError(f"'adj' must have shape (batch_size, bag_size, "
-                         f"bag_size) = ({batch_size}, {bag_size}, {bag_size}) "
-                         f"to match 'X' (got {tuple(adj.shape)})")
-    if not torch.is_floating_point(adj):
-        raise TypeError(f"'adj' must hold floating-point weights (got dtype "
-                        f"{adj.dtype})")
-    if not torch.is_floating_point(X) and not X.dtype == torch.uint8:
-        raise TypeError(f"'X' must be a floating-point tensor (got dtype "
-                        f"{X.dtype})")
-    if mask is None:
-        return torch.ones(batch_size, bag_size, dtype=torch.bool,
-                          device=X.device)
-    if not isinstance(mask, Tensor) or tuple(mask.shape) != (batch_size,
-                                                              bag_size):
-        raise ValueError(f"'mask' must have shape (batch_size, bag_size) = "
-                         f"({batch_size}, {bag_size}) to match 'X' (got "
-                         f"{tuple(getattr(mask, 'shape', ()))})")
-    mask = mask != 0
-    empty = (~mask.any(dim=1)).nonzero().flatten()
-    if empty.numel() > 0:
-        raise ValueError(f"every bag needs at least one unmasked instance; "
-                         f"bag(s) {empty.tolist()} have none")
-    return mask
+from ..utils.checks import check_dense_inputs
 
 
 def dense_to_batch(X: Tensor, adj: Tensor, mask: Optional[Tensor] = None,

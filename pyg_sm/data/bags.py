@@ -1,30 +1,55 @@
-"""The two input forms of the pool and the model, reduced to one: nodes,
+"""The two input forms of the pool and the models, reduced to one: nodes,
 edges and a batch vector, plus the mask to pad node outputs back with."""
-from typing import NamedTuple, Optional
+import dataclasses
+from typing import Dict, Optional, Tuple
 
 import torch
 from torch import Tensor
 from torch_geometric.data.data import BaseData
 
-from ._graph import check_batch
-from .dense import check_dense_inputs, padded_to_batch
+from ..utils.checks import check_batch, check_dense_inputs
+from .adjacency import Adjacency, prepare_adjacency
+from .dense import padded_to_batch
 
 #: The attention value returned at padded positions of the dense form, the
 #: value a padded instance has inside the softmax.
 PADDING_ATTENTION = float('-inf')
 
 
-class Bags(NamedTuple):
+@dataclasses.dataclass(frozen=True)
+class Bags:
+    r"""Validated bags of one call, in the graph form.
+
+    :meth:`adjacency` prepares the graph once (checks, sorting,
+    normalization) and every later call of the same forward, including on
+    the copies :meth:`with_features` makes, reuses it."""
     x: Tensor
     edge_index: object
     edge_weight: Optional[Tensor]
     batch: Tensor
     num_graphs: int
     mask: Optional[Tensor]  # (B, N) for the dense form, else None
+    _prepared: Dict[Tuple[bool, torch.dtype], Adjacency] = dataclasses.field(
+        default_factory=dict, repr=False, compare=False)
 
     @property
     def is_dense(self) -> bool:
         return self.mask is not None
+
+    def with_features(self, x: Tensor) -> 'Bags':
+        r"""The same bags (and graph) with new node features."""
+        return dataclasses.replace(self, x=x)
+
+    def adjacency(self, normalize: bool, dtype: torch.dtype) -> Adjacency:
+        r"""The bags' graph as an :class:`Adjacency` in :obj:`dtype`,
+        normalized if :obj:`normalize` in the graph form (the dense form's
+        :obj:`adj` is :math:`\mathbf{A}` itself, never normalized)."""
+        key = (normalize and not self.is_dense, dtype)
+        if key not in self._prepared:
+            self._prepared[key] = prepare_adjacency(
+                self.edge_index, self.edge_weight, self.x.size(0), key[0],
+                dtype, batch=self.batch, num_graphs=self.num_graphs)
+        return self._prepared[key]
 
     def pad(self, node_values: Tensor) -> Tensor:
         """(num_nodes,) -> (B, N) with PADDING_ATTENTION at padding."""
@@ -65,9 +90,9 @@ def as_bags(X, adj=None, mask: Optional[Tensor] = None,
             raise ValueError("'edge_weight' and 'batch' belong to the graph "
                              "form; the dense form takes 'adj' and 'mask'")
         mask = check_dense_inputs(X, adj, mask)
-        bags = padded_to_batch(X, adj, mask)
-        return Bags(bags.x, bags.edge_index, bags.edge_weight, bags.batch,
-                    bags.num_graphs, mask)
+        batch = padded_to_batch(X, adj, mask)
+        return Bags(batch.x, batch.edge_index, batch.edge_weight, batch.batch,
+                    batch.num_graphs, mask)
     if mask is not None:
         raise ValueError("'mask' belongs to the dense form (adj of shape "
                          "(batch_size, bag_size, bag_size)); graph inputs "

@@ -167,7 +167,8 @@ class SmApprox(torch.autograd.Function):
             grad_alpha = (torch.stack(dots).view(len(blocks.slices), -1) *
                           derivative).sum()
             grad_alpha = grad_alpha.to(alpha.dtype).reshape(alpha.shape)
-        return (grad_x if need_x else None), grad_alpha, grad_weight, None, None
+        grad_x = grad_x if need_x else None
+        return grad_x, grad_alpha, grad_weight, None, None
 
 
 class SmExact(torch.autograd.Function):

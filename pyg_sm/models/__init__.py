@@ -1,0 +1,9 @@
+r"""MIL models on one base class (:class:`MILModel`), and the declaration of
+their options that the command line, :func:`build_model` and checkpoints
+read (:data:`MODELS`)."""
+from .base import MILModel
+from .registry import MODELS, ModelSpec, Option, Preset, build_model
+from .sm_abmil import SmABMIL
+
+__all__ = ['MILModel', 'SmABMIL', 'MODELS', 'ModelSpec', 'Option', 'Preset',
+           'build_model']

@@ -1,0 +1,176 @@
+r"""The models' options, declared once.
+
+Each model has a :class:`ModelSpec`: its class, its options (name, help
+text, value type, choices; the default is read from the constructor's
+signature, so it cannot drift from it) and named presets. The ``pyg-sm``
+command builds its model flags from it, :func:`build_model` checks options
+against it, and checkpoints record the model's name and options in its
+terms."""
+import dataclasses
+import inspect
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
+
+import torch
+
+from ..nn.attention_pool import ACTIVATIONS
+from ..nn.sm import MODES, NONCONVERGENCE, Sm
+from .sm_abmil import SmABMIL
+
+
+def parse_alpha(value: str) -> Union[float, str]:
+    r"""``'trainable'`` or a float, from text."""
+    if value == 'trainable':
+        return value
+    try:
+        return float(value)
+    except ValueError:
+        raise ValueError(f"must be 'trainable' or a float in (0, 1), got "
+                         f"{value!r}") from None
+
+
+@dataclasses.dataclass(frozen=True)
+class Option:
+    r"""One constructor option of a model.
+
+    Args:
+        name (str): The keyword argument.
+        help (str): What it does, for the command line.
+        type (callable, optional): Parses a value from text; :obj:`None`
+            for a boolean switch.
+        choices (sequence, optional): The allowed values.
+        owner (type, optional): The class whose signature holds the default,
+            when the model passes the option through (an :class:`Sm`
+            option). (default: the model's class)
+    """
+    name: str
+    help: str
+    type: Optional[Callable[[str], Any]] = None
+    choices: Optional[Sequence] = None
+    owner: Optional[type] = None
+
+    def default(self, model_class: type) -> Any:
+        owner = self.owner or model_class
+        return inspect.signature(owner).parameters[self.name].default
+
+    @property
+    def is_switch(self) -> bool:
+        return self.type is None
+
+
+@dataclasses.dataclass(frozen=True)
+class Preset:
+    r"""A named set of option values, and what it is."""
+    help: str
+    values: Dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    r"""A model the command line and checkpoints know by :obj:`name`.
+
+    Args:
+        name (str): The name in checkpoints and ``--model``.
+        model_class (type): The :class:`~pyg_sm.models.MILModel` subclass,
+            built as ``model_class(in_shape=(feature_dim,), **options)``.
+        options (tuple of Option): Its options.
+        presets (dict of Preset): Named sets of option values; the first is
+            the command line's default model.
+    """
+    name: str
+    model_class: type
+    options: Tuple[Option, ...]
+    presets: Dict[str, Preset]
+
+    def defaults(self) -> Dict[str, Any]:
+        r"""Every option's default, from the constructors' signatures."""
+        return {option.name: option.default(self.model_class)
+                for option in self.options}
+
+    @property
+    def default_preset(self) -> str:
+        return next(iter(self.presets))
+
+    def check(self, options: Dict[str, Any]) -> None:
+        unknown = sorted(set(options) - {o.name for o in self.options})
+        if unknown:
+            raise ValueError(f"unknown {self.name} options: {unknown} "
+                             f"(known: {[o.name for o in self.options]})")
+
+    def resolve(self, preset: Optional[str] = None,
+                **overrides) -> Dict[str, Any]:
+        r"""Every option's value: the defaults, then :obj:`preset` (the
+        default preset if :obj:`None`), then :obj:`overrides`."""
+        preset = self.default_preset if preset is None else preset
+        if preset not in self.presets:
+            raise ValueError(f"unknown preset {preset!r} of {self.name} "
+                             f"(known: {list(self.presets)})")
+        self.check(overrides)
+        return {**self.defaults(), **self.presets[preset].values,
+                **overrides}
+
+    def build(self, feature_dim: int, **options) -> torch.nn.Module:
+        self.check(options)
+        return self.model_class(in_shape=(feature_dim, ), **options)
+
+
+def _sm_options() -> Tuple[Option, ...]:
+    r"""The options of :class:`~pyg_sm.Sm` a model passes through."""
+    return (
+        Option('tol', 'exact mode: relative residual at which the solve '
+               'stops (unset: 1e-10 in float64, 1e-5 otherwise)',
+               type=float, owner=Sm),
+        Option('max_iter', 'exact mode: conjugate-gradient iterations at '
+               'most', type=int, owner=Sm),
+        Option('on_nonconvergence', 'exact mode: warn or raise when a solve '
+               'stops above tol', type=str, choices=NONCONVERGENCE,
+               owner=Sm),
+        Option('fused', 'one sparse matrix product per step (else message '
+               '+ scatter-add; same numbers)', owner=Sm),
+    )
+
+
+SM_ABMIL = ModelSpec(
+    name='sm_abmil',
+    model_class=SmABMIL,
+    options=(
+        Option('att_dim', 'size of the attention network', type=int),
+        Option('att_act', 'activation of the attention network', type=str,
+               choices=tuple(ACTIVATIONS)),
+        Option('sm_mode', 'Sm mode', type=str, choices=MODES),
+        Option('sm_alpha', "Sm alpha: a float in (0, 1) or 'trainable'",
+               type=parse_alpha),
+        Option('sm_layers', 'Sm layers in the attention network', type=int),
+        Option('sm_steps', 'steps of the approx mode', type=int),
+        Option('sm_pre', 'smooth the instances before the attention '
+               'network'),
+        Option('sm_post', 'smooth the attention values'),
+        Option('sm_spectral_norm', 'spectral normalization on the '
+               "attention network's linear layers"),
+        Option('normalize', 'symmetric normalization D^-1/2 W D^-1/2 of the '
+               'patch graph'),
+    ) + _sm_options(),
+    presets={
+        # The first preset is the command line's default model.
+        'sm': Preset('one Sm layer in the attention network and Sm on the '
+                     'attention values', dict(sm_layers=1, sm_post=True)),
+        'abmil': Preset("no smoothing at all, plain ABMIL: the "
+                        "constructor's defaults",
+                        dict(sm_layers=0, sm_pre=False, sm_post=False)),
+    },
+)
+
+#: The models the command line and checkpoints know, by name.
+MODELS: Dict[str, ModelSpec] = {SM_ABMIL.name: SM_ABMIL}
+
+
+def model_spec(name: str) -> ModelSpec:
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r} (known: {list(MODELS)})")
+    return MODELS[name]
+
+
+def build_model(feature_dim: int, model: str = 'sm_abmil',
+                **options) -> torch.nn.Module:
+    r"""Builds the model :obj:`model` for instances of :obj:`feature_dim`
+    features with :obj:`options` (the constructor's defaults elsewhere)."""
+    return model_spec(model).build(feature_dim, **options)

@@ -1,0 +1,95 @@
+from typing import Tuple, Union
+
+import torch
+from torch import Tensor
+
+from ..data.bags import Bags
+from ..nn.attention_pool import SmAttentionPool
+from .base import MILModel
+
+
+class SmABMIL(MILModel):
+    r"""Attention-based multiple-instance learning with the Sm operator
+    (torchmil's :obj:`SmABMIL`), on PyG batches and on the reference's dense
+    form.
+
+    A feature extractor maps the instances of each bag to
+    :math:`D` features, :class:`~pyg_sm.SmAttentionPool` pools them into
+    :math:`\mathbf{z}` and attention values :math:`\mathbf{f}`, and a
+    linear layer maps :math:`\mathbf{z}` to the bag logit.
+
+    Args:
+        in_shape (tuple): Shape of one instance's input to
+            :obj:`feat_ext`; :math:`D` is read from :obj:`feat_ext`'s output
+            on it.
+        att_dim (int, optional): Attention size. (default: :obj:`128`)
+        att_act (str, optional): :obj:`"tanh"`, :obj:`"relu"` or
+            :obj:`"gelu"`. (default: :obj:`"tanh"`)
+        sm_mode (str, optional): :obj:`"approx"` or :obj:`"exact"`.
+            (default: :obj:`"approx"`)
+        sm_alpha (float or str, optional): :math:`\alpha \in (0, 1)` or
+            :obj:`"trainable"`. (default: :obj:`"trainable"`)
+        sm_layers (int, optional): Sm layers in the attention network.
+            (default: :obj:`0`)
+        sm_steps (int, optional): Steps of the approx mode.
+            (default: :obj:`10`)
+        sm_pre (bool, optional): Smooth the instances before pooling.
+            (default: :obj:`False`)
+        sm_post (bool, optional): Smooth the attention values.
+            (default: :obj:`False`)
+        sm_spectral_norm (bool, optional): Spectral normalization on the
+            pool's linear layers. (default: :obj:`False`)
+        feat_ext (torch.nn.Module, optional): Instance feature extractor.
+            (default: :obj:`Identity()`)
+        criterion (torch.nn.Module, optional): Loss on the logits.
+            (default: :obj:`BCEWithLogitsLoss()`)
+        normalize (bool, optional): Graph form only: normalize edge weights
+            to :math:`\mathbf{D}^{-1/2}\mathbf{W}\mathbf{D}^{-1/2}`. The dense
+            form takes :obj:`adj` as :math:`\mathbf{A}`, as the reference.
+            (default: :obj:`True`)
+        **sm_kwargs (optional): Further arguments of :class:`~pyg_sm.Sm`.
+
+    Every method (:meth:`forward`, :meth:`compute_loss`, :meth:`predict`,
+    from :class:`~pyg_sm.models.MILModel`) takes either form: a PyG
+    ``Data``/``Batch`` (or ``x, edge_index, edge_weight=..., batch=...``),
+    outputs per graph :math:`(B,)` and per node :math:`(|\mathcal{V}|,)`;
+    or the dense ``(X, adj, mask)``, outputs :math:`(B,)` and
+    :math:`(B, N)` with :obj:`-inf` at padded positions.
+
+    Shapes:
+        - **input:** see above
+        - **output:** logits :math:`(B,)`; with :obj:`return_att=True` also
+          the attention values before the softmax.
+    """
+    def __init__(
+        self,
+        in_shape: tuple,
+        att_dim: int = 128,
+        att_act: str = 'tanh',
+        sm_mode: str = 'approx',
+        sm_alpha: Union[float, str] = 'trainable',
+        sm_layers: int = 0,
+        sm_steps: int = 10,
+        sm_pre: bool = False,
+        sm_post: bool = False,
+        sm_spectral_norm: bool = False,
+        feat_ext: torch.nn.Module = torch.nn.Identity(),
+        criterion: torch.nn.Module = torch.nn.BCEWithLogitsLoss(),
+        normalize: bool = True,
+        **sm_kwargs,
+    ):
+        super().__init__(in_shape, feat_ext, criterion)
+        self.pool = SmAttentionPool(
+            in_dim=self.feature_dim, att_dim=att_dim, act=att_act,
+            sm_mode=sm_mode, sm_alpha=sm_alpha, sm_layers=sm_layers,
+            sm_steps=sm_steps, sm_pre=sm_pre, sm_post=sm_post,
+            sm_spectral_norm=sm_spectral_norm, normalize=normalize,
+            **sm_kwargs)
+        self.classifier = self.bag_head()
+
+    def pool_bags(self, bags: Bags) -> Tuple[Tensor, Tensor]:
+        return self.pool.pool(bags)
+
+    def __repr__(self) -> str:
+        return (f'{self.__class__.__name__}(in_shape={self.in_shape}, '
+                f'feat_ext={self.feat_ext}, pool={self.pool})')

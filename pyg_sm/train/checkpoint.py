@@ -1,0 +1,67 @@
+r"""Checkpoints: the model's name and options (as :data:`~pyg_sm.models.MODELS`
+declares them), the patch-graph settings and the weights. Loading builds
+the right model class."""
+import os
+from pathlib import Path
+from typing import Dict, Tuple, Union
+
+import torch
+
+from ..models.registry import MODELS, model_spec
+from ..version import __version__
+
+#: The format written; 'pyg-sm/1' (before models had names) still loads.
+CHECKPOINT_FORMAT = 'pyg-sm/2'
+_READABLE = ('pyg-sm/1', CHECKPOINT_FORMAT)
+
+
+def model_name(model: torch.nn.Module) -> str:
+    r"""The name :data:`~pyg_sm.models.MODELS` knows :obj:`model`'s class
+    by."""
+    for name, spec in MODELS.items():
+        if type(model) is spec.model_class:
+            return name
+    raise ValueError(f"{type(model).__name__} is not a model checkpoints "
+                     f"know (known: {list(MODELS)})")
+
+
+def atomic_save(obj, path: Union[str, Path]) -> None:
+    r""":func:`torch.save` to a temporary file beside :obj:`path`, then a
+    rename: a crash never leaves a half-written file at :obj:`path`."""
+    path = Path(path)
+    temporary = path.with_name(f'.{path.name}.tmp-{os.getpid()}')
+    try:
+        torch.save(obj, temporary)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def save_checkpoint(path: Union[str, Path], model: torch.nn.Module,
+                    feature_dim: int, options: Dict, graph: Dict) -> None:
+    r"""Writes :obj:`model` (its name, :obj:`options` as given to its
+    constructor, its weights), the instance feature size and the
+    patch-graph settings :obj:`graph` to :obj:`path`, atomically."""
+    name = model_name(model)
+    model_spec(name).check(options)
+    atomic_save({'format': CHECKPOINT_FORMAT, 'model': name,
+                 'options': dict(options), 'feature_dim': feature_dim,
+                 'graph': dict(graph), 'pyg_sm_version': __version__,
+                 'state_dict': model.state_dict()}, path)
+
+
+def load_checkpoint(
+        path: Union[str, Path]) -> Tuple[torch.nn.Module, Dict, Dict]:
+    r"""Returns the model (in eval mode, on the CPU), its options and its
+    patch-graph settings."""
+    checkpoint = torch.load(path, map_location='cpu', weights_only=True)
+    if not isinstance(checkpoint, dict) or checkpoint.get(
+            'format') not in _READABLE:
+        raise ValueError(f"{path} is not a pyg-sm checkpoint")
+    if checkpoint['format'] == 'pyg-sm/1':  # SmABMIL, before names
+        name, options = 'sm_abmil', checkpoint['model_options']
+    else:
+        name, options = checkpoint['model'], checkpoint['options']
+    model = model_spec(name).build(checkpoint['feature_dim'], **options)
+    model.load_state_dict(checkpoint['state_dict'])
+    return model.eval(), options, checkpoint['graph']

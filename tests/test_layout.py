@@ -1,0 +1,111 @@
+"""The package's rooms and the one-way order of imports between them (every
+import of a pyg_sm module, including those inside functions)."""
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parent.parent / 'pyg_sm'
+
+# Imports run one way: cli -> train -> models -> nn -> data / utils, and
+# datasets / visualize -> transforms. A room may import the rooms listed.
+ALLOWED = {
+    'version': set(),
+    'utils': set(),
+    'data': {'utils'},
+    'transforms': {'data', 'utils'},
+    'nn': {'data', 'utils'},
+    'models': {'nn', 'data', 'utils', 'version'},
+    'datasets': {'transforms', 'data', 'utils'},
+    'visualize': {'transforms', 'data', 'utils'},
+    'train': {'models', 'nn', 'datasets', 'transforms', 'data', 'utils',
+              'version'},
+    'cli': {'train', 'models', 'nn', 'datasets', 'visualize', 'transforms',
+            'data', 'utils', 'version'},
+    '__main__': {'cli'},
+}
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix('').parts)
+    if parts[-1] == '__init__':
+        parts.pop()
+    return '.'.join(parts)
+
+
+def imported_modules(path: Path):
+    """The pyg_sm modules a file imports (absolute names)."""
+    name = module_name(path)
+    package = name if path.name == '__init__.py' else name.rsplit('.', 1)[0]
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split('.')
+                base = base[:len(base) - node.level + 1]
+                target = '.'.join(base + ([node.module] if node.module
+                                          else []))
+            else:
+                target = node.module or ''
+            if target.startswith('pyg_sm'):
+                yield target
+                for alias in node.names:  # `from . import sub`
+                    if (PACKAGE.parent / (target.replace('.', '/') + '/' +
+                                          alias.name)).is_dir() or \
+                            (PACKAGE.parent / (target.replace('.', '/') +
+                                               f'/{alias.name}.py')).is_file():
+                        yield f'{target}.{alias.name}'
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.startswith('pyg_sm'):
+                    yield alias.name
+
+
+def room(module: str) -> str:
+    parts = module.split('.')
+    return parts[1] if len(parts) > 1 else '__init__'
+
+
+def import_graph():
+    return {module_name(path): set(imported_modules(path))
+            for path in PACKAGE.rglob('*.py')}
+
+
+def test_rooms_import_only_downwards():
+    wrong = []
+    for module, targets in import_graph().items():
+        source = room(module)
+        if source == '__init__':  # the public names come from every room
+            continue
+        for target in targets:
+            if room(target) != source and \
+                    room(target) not in ALLOWED[source]:
+                wrong.append(f'{module} -> {target}')
+    assert not wrong, wrong
+
+
+def test_module_graph_has_no_cycles():
+    graph = import_graph()
+    state = {}
+
+    def visit(module, path):
+        state[module] = 'open'
+        for target in graph.get(module, ()):
+            if state.get(target) == 'open':
+                raise AssertionError(' -> '.join(path + [target]))
+            if target not in state:
+                visit(target, path + [target])
+        state[module] = 'done'
+
+    for module in graph:
+        if module not in state:
+            visit(module, [module])
+
+
+def test_every_room_is_a_package_two_levels_deep_at_most():
+    rooms = {p.name for p in PACKAGE.iterdir() if p.is_dir()
+             and p.name != '__pycache__'}
+    assert rooms == {'utils', 'data', 'nn', 'models', 'transforms',
+                     'datasets', 'visualize', 'train'}
+    for name in rooms:
+        assert (PACKAGE / name / '__init__.py').is_file()
+        assert not [p for p in (PACKAGE / name).iterdir()
+                    if p.is_dir() and p.name != '__pycache__']
+    assert set(ALLOWED) >= {room(m) for m in import_graph()} - {'__init__'}

@@ -1,0 +1,190 @@
+"""The model options declared once (models.registry): the command line's
+flags, build_model and checkpoints all read that declaration."""
+import argparse
+import inspect
+import re
+from pathlib import Path
+
+import pytest
+import torch
+from torch_geometric.data import Batch, Data
+from torch_geometric.utils import grid, remove_self_loops
+
+import pyg_sm.data.bags
+import pyg_sm.nn.sm
+from pyg_sm import Sm, SmABMIL
+from pyg_sm.cli import _model_options, parser
+from pyg_sm.models import MODELS, ModelSpec, build_model
+from pyg_sm.models.registry import SM_ABMIL
+from pyg_sm.train import legacy_pickle, load_checkpoint, save_checkpoint
+
+LEGACY = Path(__file__).parent / 'data'
+
+
+def subcommand_parsers():
+    root = parser()
+    commands = next(a for a in root._actions
+                    if isinstance(a, argparse._SubParsersAction))
+    return commands.choices
+
+
+def test_defaults_are_the_constructors():
+    model = inspect.signature(SmABMIL).parameters
+    layer = inspect.signature(Sm).parameters
+    for name, value in SM_ABMIL.defaults().items():
+        expected = (model[name] if name in model else layer[name]).default
+        assert value == expected, name
+    # Every keyword of the constructor but the modules and in_shape.
+    assert set(model) - set(SM_ABMIL.defaults()) == {
+        'in_shape', 'feat_ext', 'criterion', 'sm_kwargs'}
+
+
+def test_every_option_is_a_flag_with_help_and_every_flag_has_help():
+    train = subcommand_parsers()['train']
+    flags = {o for a in train._actions for o in a.option_strings}
+    for option in SM_ABMIL.options:
+        assert '--' + option.name.replace('_', '-') in flags, option.name
+    for name in ('tol', 'max_iter', 'on_nonconvergence', 'fused'):
+        assert '--' + name.replace('_', '-') in flags  # every Sm option
+    for name, command in subcommand_parsers().items():
+        bare = [a.option_strings or a.dest for a in command._actions
+                if not a.help]
+        assert not bare, (name, bare)
+        text = command.format_help()
+        assert not re.findall(r'^  +--[a-z-]+( [A-Z_]+)?$', text, re.M), name
+
+
+def options_of(*argv):
+    return _model_options(parser().parse_args(['train', 'data', *argv]))
+
+
+def test_presets_and_flags():
+    default = options_of()
+    assert default == SM_ABMIL.resolve('sm')
+    assert default['sm_layers'] == 1 and default['sm_post'] is True
+    abmil = options_of('--preset', 'abmil')
+    assert abmil['sm_layers'] == 0 and not abmil['sm_post'] \
+        and not abmil['sm_pre']
+    # A flag given overrides the preset, in both directions.
+    assert options_of('--preset', 'abmil', '--sm-post')['sm_post'] is True
+    assert options_of('--no-sm-post')['sm_post'] is False
+    train_help = subcommand_parsers()['train'].format_help()
+    for name, preset in SM_ABMIL.presets.items():
+        assert f"'{name}'" in train_help
+
+
+def test_sm_options_reach_the_layer():
+    options = options_of('--sm-mode', 'exact', '--tol', '1e-6', '--max-iter',
+                         '50', '--on-nonconvergence', 'raise', '--no-fused',
+                         '--sm-alpha', '0.25')
+    model = build_model(4, **options)
+    sm = model.pool.sm
+    assert (sm.mode, sm.tol, sm.max_iter, sm.on_nonconvergence, sm.fused,
+            sm.fixed_alpha) == ('exact', 1e-6, 50, 'raise', False, 0.25)
+
+
+@pytest.mark.parametrize('argv, words', [
+    (['--sm-alpha', 'high'], "'trainable' or a float"),
+    (['--sm-mode', 'dense'], 'invalid choice'),
+    (['--preset', 'fancy'], 'invalid choice'),
+])
+def test_bad_flags_are_messages(argv, words, capsys):
+    with pytest.raises(SystemExit):
+        parser().parse_args(['train', 'data', *argv])
+    assert words in capsys.readouterr().err
+
+
+def test_model_passes_every_option_to_the_pool_by_keyword():
+    values = dict(att_dim=6, att_act='gelu', sm_mode='exact', sm_alpha=0.2,
+                  sm_layers=2, sm_steps=7, sm_pre=True, sm_post=True,
+                  sm_spectral_norm=True, normalize=False, tol=1e-4,
+                  max_iter=33, on_nonconvergence='raise', fused=False)
+    pool = SmABMIL((3, ), **values).pool
+    assert (pool.att_dim, pool.act, pool.sm_layers, pool.sm_pre,
+            pool.sm_post, pool.sm_spectral_norm, pool.normalize) == (
+        6, 'gelu', 2, True, True, True, False)
+    assert (pool.sm.mode, pool.sm.fixed_alpha, pool.sm.num_steps,
+            pool.sm.tol, pool.sm.max_iter, pool.sm.on_nonconvergence,
+            pool.sm.fused) == ('exact', 0.2, 7, 1e-4, 33, 'raise', False)
+
+
+def bag_batch():
+    bags = []
+    for side in (5, 6):
+        edge_index, _ = remove_self_loops(grid(side, side)[0])
+        bags.append(Data(x=torch.randn(side * side, 4),
+                         edge_index=edge_index))
+    return Batch.from_data_list(bags)
+
+
+@pytest.mark.parametrize('mode', ['approx', 'exact'])
+def test_the_graph_is_prepared_once_per_forward(mode, monkeypatch):
+    calls = []
+    prepare = pyg_sm.data.bags.prepare_adjacency
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return prepare(*args, **kwargs)
+
+    monkeypatch.setattr(pyg_sm.data.bags, 'prepare_adjacency', counting)
+    monkeypatch.setattr(pyg_sm.nn.sm, 'prepare_adjacency', counting)
+    model = SmABMIL((4, ), att_dim=8, sm_mode=mode, sm_pre=True,
+                    sm_layers=2, sm_post=True)
+    batch = bag_batch()
+    model(batch)  # Sm runs four times: pre, two layers, post
+    assert len(calls) == 1
+    model.compute_loss(torch.zeros(2), batch)
+    assert len(calls) == 2
+
+
+def test_checkpoint_records_the_model_and_loads_its_class(tmp_path,
+                                                          monkeypatch):
+    class OtherModel(SmABMIL):
+        pass
+
+    spec = ModelSpec('other', OtherModel, SM_ABMIL.options, SM_ABMIL.presets)
+    monkeypatch.setitem(MODELS, 'other', spec)
+    options = dict(att_dim=8, sm_layers=1)
+    model = build_model(4, 'other', **options)
+    save_checkpoint(tmp_path / 'c.pt', model, 4, options, dict(method='grid'))
+    raw = torch.load(tmp_path / 'c.pt', weights_only=True)
+    assert raw['format'] == 'pyg-sm/2' and raw['model'] == 'other'
+    loaded, loaded_options, _ = load_checkpoint(tmp_path / 'c.pt')
+    assert type(loaded) is OtherModel and loaded_options == options
+    assert [p.name for p in tmp_path.iterdir()] == ['c.pt']  # no temp file
+    raw['model'] = 'missing'
+    torch.save(raw, tmp_path / 'bad.pt')
+    with pytest.raises(ValueError, match="unknown model 'missing'"):
+        load_checkpoint(tmp_path / 'bad.pt')
+    with pytest.raises(ValueError, match='unknown sm_abmil options'):
+        build_model(4, bogus=1)
+
+
+def legacy_outputs():
+    return torch.load(LEGACY / 'legacy_0.1.0_outputs.pt', weights_only=True)
+
+
+def check_against_legacy_outputs(model):
+    saved = legacy_outputs()
+    with torch.no_grad():
+        logits, att = model.eval()(saved['x'], saved['edge_index'],
+                                   batch=saved['batch'], return_att=True)
+    assert torch.equal(logits, saved['logits'])
+    assert torch.equal(att, saved['attention'])
+
+
+def test_checkpoint_written_by_0_1_0_still_loads():
+    model, options, graph = load_checkpoint(
+        LEGACY / 'legacy_0.1.0_checkpoint.pt')
+    assert type(model) is SmABMIL and options['sm_alpha'] == 0.3
+    assert graph['connectivity'] == 4
+    check_against_legacy_outputs(model)
+
+
+def test_whole_model_pickled_by_0_1_0_loads_through_legacy_pickle():
+    path = LEGACY / 'legacy_0.1.0_whole_model.pt'
+    with pytest.raises(ModuleNotFoundError, match='pyg_sm.abmil'):
+        torch.load(path, weights_only=False)
+    model = torch.load(path, weights_only=False, pickle_module=legacy_pickle)
+    assert type(model) is SmABMIL
+    check_against_legacy_outputs(model)
