@@ -44,14 +44,16 @@ def imported_modules(path: Path):
                                           else []))
             else:
                 target = node.module or ''
-            if target.startswith('pyg_sm'):
+            if not target.startswith('pyg_sm'):
+                continue
+            folder = PACKAGE.parent / target.replace('.', '/')
+            submodules = [alias.name for alias in node.names
+                          if (folder / alias.name).is_dir() or
+                          (folder / f'{alias.name}.py').is_file()]
+            if submodules:  # `from . import sub` imports sub
+                yield from (f'{target}.{sub}' for sub in submodules)
+            else:
                 yield target
-                for alias in node.names:  # `from . import sub`
-                    if (PACKAGE.parent / (target.replace('.', '/') + '/' +
-                                          alias.name)).is_dir() or \
-                            (PACKAGE.parent / (target.replace('.', '/') +
-                                               f'/{alias.name}.py')).is_file():
-                        yield f'{target}.{alias.name}'
         elif isinstance(node, ast.Import):
             for alias in node.names:
                 if alias.name.startswith('pyg_sm'):
