@@ -53,6 +53,8 @@ def _add_model_options(parser: argparse.ArgumentParser,
                             f'{spec.default_preset})')
     defaults = spec.resolve()
     for option in spec.options:
+        if not option.flag:
+            continue
         flag = '--' + option.name.replace('_', '-')
         default = defaults[option.name]
         help = option.help if default is None else \
@@ -118,7 +120,7 @@ def _model_options(args: argparse.Namespace) -> Dict:
     spec = MODELS[args.model]
     given = {option.name: getattr(args, option.name)
              for option in spec.options
-             if getattr(args, option.name) is not None}
+             if option.flag and getattr(args, option.name) is not None}
     return spec.resolve(args.preset, **given)
 
 

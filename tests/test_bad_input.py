@@ -102,8 +102,8 @@ CASES = [
      ValueError, 'coords'),
     ('NaN coords', lambda: patch_radius_graph(
         torch.tensor([[0.0, float('nan')]]), 1.0), ValueError, 'finite'),
-    ('off-grid coords', lambda: patch_grid_graph(
-        torch.tensor([[0.0, 0.0], [0.0, 0.5]])), ValueError, 'grid'),
+    ('two patches at one place', lambda: patch_grid_graph(
+        torch.tensor([[0.0, 0.0], [0.0, 0.01]])), ValueError, 'grid cell'),
     ('connectivity 6', lambda: patch_grid_graph(torch.zeros(1, 2), 6),
      ValueError, 'connectivity'),
 ]

@@ -43,7 +43,8 @@ def test_every_option_is_a_flag_with_help_and_every_flag_has_help():
     train = subcommand_parsers()['train']
     flags = {o for a in train._actions for o in a.option_strings}
     for option in SM_ABMIL.options:
-        assert '--' + option.name.replace('_', '-') in flags, option.name
+        assert ('--' + option.name.replace('_', '-') in flags) == \
+            option.flag, option.name
     for name in ('tol', 'max_iter', 'on_nonconvergence', 'fused'):
         assert '--' + name.replace('_', '-') in flags  # every Sm option
     for name, command in subcommand_parsers().items():

@@ -54,8 +54,8 @@ def test_radius_graph_matches_brute_force(seed):
 
 def test_grid_graph_errors():
     cells = random_grid_patches(20, 0)
-    with pytest.raises(ValueError, match='not on a grid'):
-        patch_grid_graph(cells * 100 + 37, patch_size=64)
+    # Patches more than a step apart stay unlinked (a wrong patch_size).
+    assert patch_grid_graph(cells * 100 + 37, patch_size=64).shape == (2, 0)
     with pytest.raises(ValueError, match='share one grid cell'):
         patch_grid_graph(torch.cat([cells, cells[:1]]))
     with pytest.raises(ValueError, match='connectivity'):
@@ -65,6 +65,33 @@ def test_grid_graph_errors():
     with pytest.raises(ValueError, match='radius'):
         patch_radius_graph(cells.float(), 0.0)
     assert patch_grid_graph(torch.zeros(0, 2)).shape == (2, 0)
+
+
+def test_grid_graph_links_clam_contours_with_their_own_origins():
+    # Two tissue pieces tiled from their own corners (offsets that are not
+    # multiples of the step), touching along a column; a third piece lies
+    # far away. Steps of 256 px, coordinates off by up to 3 px.
+    step = 256
+    a = torch.stack(torch.meshgrid(torch.arange(4), torch.arange(3),
+                                   indexing='ij'), -1).reshape(-1, 2) * step
+    b = a + torch.tensor([4 * step - 37, 101])   # touches a's last column
+    c = a + torch.tensor([20 * step, 20 * step])  # far away
+    jitter = torch.randint(-3, 4, (36, 2))
+    coords = torch.cat([a, b, c]) + jitter
+    edge_index = patch_grid_graph(coords, 8, step)
+    piece = torch.arange(36) // 12
+    src, dst = edge_index
+    assert not bool(((piece[src] == 2) != (piece[dst] == 2)).any())
+    across = ((piece[src] == 0) & (piece[dst] == 1)).sum()
+    assert across > 0  # a and b are linked where they touch
+    # Within each piece, exactly the lattice's 8 neighbours.
+    lattice = patch_grid_graph(a // step, 8)
+    for k in range(3):
+        inside = (piece[src] == k) & (piece[dst] == k)
+        assert edge_set(edge_index[:, inside] - 12 * k) == edge_set(lattice)
+    # Distances of the cross links are at most a step (+ tolerance) per axis.
+    delta = (coords[src] - coords[dst]).abs().double() / step
+    assert float(delta.max()) <= 1.05
 
 
 def test_patch_graph_transform():
@@ -159,11 +186,14 @@ def test_dataset_transform_and_pre_transform(slides):
         return data
 
     dataset = SlideDataset(slides, pre_transform=pre_transform,
-                           transform=transform)
+                           transform=transform, in_memory=True)
     for _ in range(2):
         data = dataset[1]
         assert 'marked' in data and float(data.x.abs().sum()) == 0
     assert seen == ['slide_001']  # once, then kept in memory
+    lazy = SlideDataset(slides, pre_transform=pre_transform)
+    lazy[1], lazy[1]
+    assert seen == ['slide_001'] * 3 and not lazy._cache  # read each time
     plain = SlideDataset(slides)
     assert float(plain[1].x.abs().sum()) > 0
     assert float(dataset._cache[1].x.abs().sum()) > 0  # cache untouched
@@ -223,7 +253,7 @@ def test_dataset_errors_name_the_slide(slides, tmp_path):
 
 
 @pytest.mark.parametrize('content, match', [
-    ('slide_id,label\nslide_000,2\n', 'label must be 0 or 1'),
+    ('slide_id,label\nslide_000,\n', 'empty label'),
     ('slide_id,label\nslide_000,1\nslide_000,0\n', 'twice'),
     ('name,label\nslide_000,1\n', "columns 'slide_id' and 'label'"),
     ('slide_id,label\n', 'no slides'),

@@ -1,145 +1,168 @@
-r"""Slide feature bags in the layout slide-processing pipelines write."""
-import csv
+r"""Slide feature bags in the layouts slide-processing pipelines write."""
+import hashlib
+import json
+import os
+import warnings
 from pathlib import Path
-from typing import Callable, Dict, Optional, Sequence, Union
+from typing import Callable, Dict, List, Optional, Sequence, Union
 
 import torch
 from torch_geometric.data import Data
 from torch_geometric.transforms import BaseTransform
 
 from ..transforms import GridPatchGraph
+from .labels import LabelTable, class_names, read_labels
+from .layouts import SlideError, find_layout
 
 
 class SlideDataset(torch.utils.data.Dataset):
-    r"""Whole-slide feature bags in the layout of CLAM / TRIDENT-style
-    pipelines, as PyG :class:`~torch_geometric.data.Data` objects.
+    r"""Whole-slide feature bags, as PyG :class:`~torch_geometric.data.Data`
+    objects, read one slide at a time.
 
     .. code-block:: none
 
         root/
-          labels.csv               slide_id,label  (label 0 or 1)
+          labels.csv               slide_id,label[,case_id,...]
           features/<slide_id>.h5   features (N, D), coords (N, 2),
                                    patch_labels (N,) optional
 
+    CLAM's ``pt_files/`` + ``h5_files/`` and torchmil's processed ``.npy``
+    folders are read too (:obj:`layout`). Labels may be integers or strings;
+    the classes are the sorted distinct labels or :obj:`classes`, and each
+    item's :obj:`y` is its class index. Without a labels file the items have
+    no :obj:`y` (for scoring new slides).
+
     Each item has :obj:`x` (the features, float32), :obj:`pos` (the
-    coordinates), :obj:`edge_index` (the patch graph), :obj:`y` (the label,
-    shape :math:`(1,)`), :obj:`slide_id` and, when present,
-    :obj:`patch_labels`. Every slide of the CSV is checked when the dataset
-    is built (missing file, missing or mismatched datasets, empty slide,
-    inconsistent feature size) and its features when loaded (NaN or inf);
-    each error names the slide. Feature files without a row in the CSV are
-    not part of the dataset.
+    coordinates), :obj:`edge_index` (the patch graph), :obj:`slide_id`, and
+    when known :obj:`y` (shape :math:`(1,)`), :obj:`patch_labels` and
+    :obj:`patch_size_level0` (the grid step TRIDENT records). The files'
+    headers are checked when the dataset is built (missing, empty or
+    unreadable files, missing or mismatched datasets, empty slides,
+    inconsistent feature sizes); :meth:`check` also reads every value
+    (NaN / inf, truncation), streaming. Each error names the slide and the
+    file.
 
     Args:
         root (str or Path): The dataset folder.
-        labels (str, optional): The CSV file, relative to :obj:`root`.
+        labels (str, optional): The labels CSV, relative to :obj:`root`;
+            :obj:`None` for none (then the layout's own labels, if any).
             (default: :obj:`"labels.csv"`)
-        features_dir (str, optional): The folder of the HDF5 files, relative
-            to :obj:`root`. (default: :obj:`"features"`)
-        slide_ids (list of str, optional): Use only these slides (each must
-            be in the CSV). (default: :obj:`None`, all)
+        features_dir (str, optional): HDF5 layout: the folder of the feature
+            files, relative to :obj:`root`. (default: :obj:`"features"`)
+        slide_ids (list of str, optional): Use only these slides. (default:
+            :obj:`None`: those of the labels file, or every slide found)
         graph (BaseTransform, optional): How to link patches, e.g. a
             :class:`~pyg_sm.transforms.GridPatchGraph` (which reads each
-            slide's grid step from its coordinates unless given a
-            :obj:`patch_size`), a :class:`~pyg_sm.transforms.RadiusPatchGraph`
-            or a :class:`~pyg_sm.PatchGraph`.
+            slide's grid step from ``patch_size_level0`` or its coordinates
+            unless given a :obj:`patch_size`), a
+            :class:`~pyg_sm.transforms.RadiusPatchGraph` or a
+            :class:`~pyg_sm.PatchGraph`.
             (default: :obj:`GridPatchGraph(connectivity=8)`)
-        in_memory (bool, optional): Keep loaded slides (with their graphs)
-            in memory. (default: :obj:`True`)
+        in_memory (bool, optional): Keep loaded slides in memory (for small
+            sets); otherwise every access reads the slide again.
+            (default: :obj:`False`)
         transform (callable, optional): Applied to each slide on every
             access, as in PyG datasets. (default: :obj:`None`)
-        pre_transform (callable, optional): Applied to each slide once when
-            it is loaded, after :obj:`graph` (and kept with it when
-            :obj:`in_memory`). (default: :obj:`None`)
+        pre_transform (callable, optional): Applied to each slide when it is
+            loaded, after :obj:`graph`. (default: :obj:`None`)
+        layout (str, optional): :obj:`"h5"`, :obj:`"clam"`,
+            :obj:`"torchmil"` or :obj:`"auto"` (from the files found).
+            (default: :obj:`"auto"`)
+        classes (list of str, optional): The classes in this order.
+            (default: :obj:`None`, the sorted distinct labels)
+        graph_cache (str or Path, optional): A folder where each slide's
+            patch graph is kept, keyed by the file's identity (path, size,
+            modification time) and the graph settings, so that it is built
+            once per slide and read back afterwards. (default: :obj:`None`)
     """
     def __init__(
         self,
         root: Union[str, Path],
-        labels: str = 'labels.csv',
+        labels: Optional[str] = 'labels.csv',
         features_dir: str = 'features',
         slide_ids: Optional[Sequence[str]] = None,
         graph: Optional[BaseTransform] = None,
-        in_memory: bool = True,
+        in_memory: bool = False,
         transform: Optional[Callable[[Data], Data]] = None,
         pre_transform: Optional[Callable[[Data], Data]] = None,
+        layout: str = 'auto',
+        classes: Optional[Sequence[str]] = None,
+        graph_cache: Optional[Union[str, Path]] = None,
     ):
-        import h5py
-
         self.root = Path(root)
-        self.features_dir = self.root / features_dir
+        self.layout = find_layout(self.root, layout, features_dir)
         self.graph = graph or GridPatchGraph(connectivity=8)
         self.in_memory = in_memory
         self.transform = transform
         self.pre_transform = pre_transform
+        self.graph_cache = None if graph_cache is None else Path(graph_cache)
         self._cache: Dict[int, Data] = {}
-        table = self._read_labels(self.root / labels)
+
+        table = self._label_table(labels)
+        known = table.labels if table is not None else None
         if slide_ids is not None:
-            unknown = [s for s in slide_ids if s not in table]
-            if unknown:
-                raise ValueError(f"unknown slide ids (not in {labels}): "
-                                 f"{unknown[:5]}")
-            table = {s: table[s] for s in slide_ids}
-        self.slide_ids = list(table)
-        self.labels = [table[s] for s in self.slide_ids]
+            slide_ids = list(slide_ids)
+            if known is not None:
+                unknown = [s for s in slide_ids if s not in known]
+                if unknown:
+                    raise ValueError(f"unknown slide ids (not in "
+                                     f"{labels}): {unknown[:5]}")
+        else:
+            slide_ids = list(known) if known is not None else \
+                self.layout.slide_ids()
+        if not slide_ids:
+            raise ValueError(f"no slides found in {self.root} (layout "
+                             f"'{self.layout.name}')")
+        self.slide_ids: List[str] = slide_ids
+        if known is not None:
+            names = [known[s] for s in slide_ids]
+            self.classes: Optional[List[str]] = class_names(
+                list(known.values()), classes)
+            index = {name: i for i, name in enumerate(self.classes)}
+            self.labels: Optional[List[int]] = [index[n] for n in names]
+            self.case_ids = None if table.case_ids is None else \
+                [table.case_ids[s] for s in slide_ids]
+        else:
+            self.classes = list(classes) if classes is not None else None
+            self.labels = None
+            self.case_ids = None
+
         self.feature_dim: Optional[int] = None
         for slide_id in self.slide_ids:
-            path = self.path(slide_id)
-            if not path.is_file():
-                raise FileNotFoundError(f"slide '{slide_id}': no feature "
-                                        f"file {path}")
-            with h5py.File(path, 'r') as f:
-                self._check_layout(slide_id, f)
+            self._check_dim(slide_id, self.layout.shapes(slide_id)[1])
 
-    def _read_labels(self, path: Path) -> Dict[str, int]:
-        if not path.is_file():
-            raise FileNotFoundError(f"no labels file {path}")
-        with open(path, newline='') as f:
-            reader = csv.DictReader(f)
-            if not reader.fieldnames or not {'slide_id', 'label'} <= set(
-                    reader.fieldnames):
-                raise ValueError(f"{path} needs the columns 'slide_id' and "
-                                 f"'label' (got {reader.fieldnames})")
-            table: Dict[str, int] = {}
-            for row in reader:
-                slide_id = row['slide_id'].strip()
-                if slide_id in table:
-                    raise ValueError(f"slide '{slide_id}' appears twice in "
-                                     f"{path}")
-                if row['label'].strip() not in ('0', '1'):
-                    raise ValueError(f"slide '{slide_id}': label must be 0 "
-                                     f"or 1 (got {row['label']!r})")
-                table[slide_id] = int(row['label'])
-        if not table:
-            raise ValueError(f"{path} lists no slides")
-        return table
+    def _label_table(self, labels: Optional[str]) -> Optional[LabelTable]:
+        if labels is not None:
+            return read_labels(self.root / labels)
+        stored = self.layout.bag_labels()
+        return None if stored is None else LabelTable(stored)
 
-    def _check_layout(self, slide_id: str, f) -> None:
-        for name in ('features', 'coords'):
-            if name not in f:
-                raise ValueError(f"slide '{slide_id}': the HDF5 file has no "
-                                 f"'{name}' dataset")
-        features, coords = f['features'].shape, f['coords'].shape
-        if len(features) != 2:
-            raise ValueError(f"slide '{slide_id}': 'features' must be "
-                             f"(N, D) (got {features})")
-        if len(coords) != 2 or coords[1] != 2 or coords[0] != features[0]:
-            raise ValueError(f"slide '{slide_id}': 'coords' must be "
-                             f"({features[0]}, 2) to match 'features' "
-                             f"(got {coords})")
-        if features[0] == 0:
-            raise ValueError(f"slide '{slide_id}' has no patches")
-        if 'patch_labels' in f and f['patch_labels'].shape != (features[0],):
-            raise ValueError(f"slide '{slide_id}': 'patch_labels' must be "
-                             f"({features[0]},) (got "
-                             f"{f['patch_labels'].shape})")
+    def _check_dim(self, slide_id: str, dim: int) -> None:
         if self.feature_dim is None:
-            self.feature_dim = features[1]
-        elif features[1] != self.feature_dim:
-            raise ValueError(f"slide '{slide_id}' has {features[1]} features "
-                             f"per patch, the others {self.feature_dim}")
+            self.feature_dim = dim
+        elif dim != self.feature_dim:
+            raise SlideError(slide_id, self.path(slide_id), f"has {dim} "
+                             f"features per patch, the others "
+                             f"{self.feature_dim}")
+
+    @property
+    def has_labels(self) -> bool:
+        return self.labels is not None
 
     def path(self, slide_id: str) -> Path:
-        return self.features_dir / f'{slide_id}.h5'
+        r"""The slide's main file."""
+        return self.layout.path(slide_id)
+
+    def check(self, progress: Optional[Callable] = None) -> None:
+        r"""Reads every slide's files once, in chunks, without keeping them:
+        they open, hold the datasets, their shapes agree and the features
+        and coordinates are finite. The first problem raises a
+        :class:`~pyg_sm.datasets.layouts.SlideError` naming the slide and
+        the file. :obj:`progress` wraps the iteration (e.g. ``tqdm``)."""
+        ids = self.slide_ids if progress is None else progress(
+            self.slide_ids)
+        for slide_id in ids:
+            self._check_dim(slide_id, self.layout.check(slide_id)[1])
 
     def __len__(self) -> int:
         return len(self.slide_ids)
@@ -155,29 +178,61 @@ class SlideDataset(torch.utils.data.Dataset):
         return data
 
     def _load(self, index: int) -> Data:
-        import h5py
-
         slide_id = self.slide_ids[index]
-        with h5py.File(self.path(slide_id), 'r') as f:
-            x = torch.from_numpy(f['features'][()]).float()
-            pos = torch.from_numpy(f['coords'][()])
-            patch_labels = (torch.from_numpy(f['patch_labels'][()]).long()
-                            if 'patch_labels' in f else None)
+        arrays = self.layout.read(slide_id)
+        x = arrays['features']
         if not bool(torch.isfinite(x).all()):
-            raise ValueError(f"slide '{slide_id}': 'features' hold NaN or "
-                             f"inf values")
-        data = Data(x=x, pos=pos, y=torch.tensor([float(self.labels[index])]),
-                    slide_id=slide_id)
-        if patch_labels is not None:
-            data.patch_labels = patch_labels
+            raise SlideError(slide_id, self.path(slide_id),
+                             "'features' hold NaN or inf values")
+        data = Data(x=x, pos=arrays['coords'], slide_id=slide_id)
+        if self.labels is not None:
+            data.y = torch.tensor([self.labels[index]])
+        if 'patch_labels' in arrays:
+            data.patch_labels = arrays['patch_labels']
+        if arrays.get('patch_size_level0') is not None:
+            data.patch_size_level0 = float(arrays['patch_size_level0'])
         try:
-            data = self.graph(data)
+            data = self._with_graph(slide_id, data)
+        except SlideError:
+            raise
         except ValueError as error:
-            raise ValueError(f"slide '{slide_id}': {error}") from error
+            raise SlideError(slide_id, self.path(slide_id),
+                             str(error)) from error
+        if data.num_nodes > 1 and data.edge_index.size(1) == 0:
+            warnings.warn(f"slide '{slide_id}': its patch graph links no "
+                          f"patches ({self.graph}); check --patch-size or "
+                          f"--radius", stacklevel=2)
         if self.pre_transform is not None:
             data = self.pre_transform(data)
         return data
 
+    def _graph_key(self, slide_id: str) -> str:
+        stat = os.stat(self.path(slide_id))
+        settings = self.graph.options() if hasattr(self.graph, 'options') \
+            else repr(self.graph)
+        text = json.dumps([str(self.path(slide_id).resolve()), stat.st_size,
+                           stat.st_mtime_ns, type(self.graph).__name__,
+                           settings], sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+    def _with_graph(self, slide_id: str, data: Data) -> Data:
+        if self.graph_cache is None:
+            return self.graph(data)
+        path = self.graph_cache / f'{self._graph_key(slide_id)}.pt'
+        if path.is_file():
+            try:
+                data.edge_index = torch.load(path, weights_only=True)
+                return data
+            except Exception:  # a damaged cache entry is rebuilt
+                pass
+        data = self.graph(data)
+        self.graph_cache.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f'.{path.name}.{os.getpid()}')
+        torch.save(data.edge_index, temporary)
+        os.replace(temporary, path)
+        return data
+
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}({len(self)} slides, '
-                f'root={str(self.root)!r}, graph={self.graph})')
+                f'root={str(self.root)!r}, layout={self.layout.name!r}, '
+                f'graph={self.graph})')

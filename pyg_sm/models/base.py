@@ -7,6 +7,29 @@ import torch
 from torch import Tensor
 
 from ..data.bags import Bags, as_bags
+from ..utils.checks import check_dim
+
+#: The reference's default criterion (one logit per bag). A model given it
+#: with ``num_classes > 1`` uses :class:`~torch.nn.CrossEntropyLoss`.
+DEFAULT_CRITERION = torch.nn.BCEWithLogitsLoss()
+
+
+def bag_loss(criterion: torch.nn.Module, logits: Tensor,
+             Y: Tensor) -> Tensor:
+    r"""The criterion on bag logits: float targets :math:`(B,)` for one logit
+    per bag (binary), class indices :math:`(B,)` for :math:`(B, K)`."""
+    if logits.dim() == 1:
+        return criterion(logits.float(), Y.float())
+    return criterion(logits.float(), Y.long())
+
+
+def bag_probabilities(logits: Tensor) -> Tensor:
+    r"""Class probabilities :math:`(B, K)` of bag logits: the sigmoid as
+    :math:`(1 - p, p)` for one logit per bag, else the softmax."""
+    if logits.dim() == 1:
+        p = torch.sigmoid(logits.float())
+        return torch.stack([1 - p, p], dim=-1)
+    return torch.softmax(logits.float(), dim=-1)
 
 
 def probe_feature_dim(feat_ext: torch.nn.Module, in_shape: tuple) -> int:
@@ -55,15 +78,25 @@ class MILModel(torch.nn.Module):
       :math:`(B, N)`. Outputs are :math:`(B,)` and :math:`(B, N)`; padded
       positions never influence them and their attention is :obj:`-inf`.
 
+    The bag head (SPEC.md) gives one logit per bag with
+    :obj:`num_classes=1`, the reference's binary head, and :math:`K` logits
+    with :obj:`num_classes=K > 1`; the default criterion is then
+    :class:`~torch.nn.CrossEntropyLoss` on class indices.
+
     Args:
         in_shape (tuple or int): Shape of one instance's input to
             :obj:`feat_ext`.
         feat_ext (torch.nn.Module): Instance feature extractor.
         criterion (torch.nn.Module): Loss on the logits.
+        num_classes (int, optional): :math:`K`. (default: :obj:`1`)
     """
     def __init__(self, in_shape, feat_ext: torch.nn.Module,
-                 criterion: torch.nn.Module):
+                 criterion: torch.nn.Module, num_classes: int = 1):
         super().__init__()
+        check_dim('num_classes', num_classes)
+        if num_classes > 1 and criterion is DEFAULT_CRITERION:
+            criterion = torch.nn.CrossEntropyLoss()
+        self._head_size = num_classes
         self.in_shape = (in_shape, ) if isinstance(in_shape, int) else \
             tuple(in_shape)
         self.feat_ext = feat_ext
@@ -71,8 +104,13 @@ class MILModel(torch.nn.Module):
         self.criterion = criterion
 
     def bag_head(self) -> torch.nn.Linear:
-        r"""The layer from :math:`\mathbf{z}` to the bag logit."""
-        return torch.nn.Linear(self.feature_dim, 1)
+        r"""The layer from :math:`\mathbf{z}` to the bag logit(s)."""
+        return torch.nn.Linear(self.feature_dim, self._head_size)
+
+    @property
+    def num_classes(self) -> int:
+        r"""Logits per bag: 1 (binary, the reference) or :math:`K`."""
+        return self.classifier.out_features
 
     def pool_bags(self, bags: Bags) -> Tuple[Tensor, Tensor]:
         r"""Pools bags of extracted features: returns :math:`\mathbf{z}`
@@ -87,7 +125,10 @@ class MILModel(torch.nn.Module):
 
     def _logits(self, bags: Bags) -> Tuple[Tensor, Tensor]:
         z, f = self.pool_bags(bags.with_features(self.feat_ext(bags.x)))
-        return self.classifier(z).squeeze(-1), bags.pad(f)
+        logits = self.classifier(z)
+        if self.num_classes == 1:
+            logits = logits.squeeze(-1)
+        return logits, bags.pad(f)
 
     def forward(
         self,
@@ -99,8 +140,9 @@ class MILModel(torch.nn.Module):
         edge_weight: Optional[Tensor] = None,
         batch: Optional[Tensor] = None,
     ) -> Union[Tensor, Tuple[Tensor, Tensor]]:
-        r"""Bag logits :math:`(B,)` and, with :obj:`return_att=True`, the
-        attention values before the softmax."""
+        r"""Bag logits :math:`(B,)` (:math:`(B, K)` with :math:`K > 1`
+        classes) and, with :obj:`return_att=True`, the attention values
+        before the softmax."""
         logits, att = self._logits(as_bags(X, adj, mask, edge_weight, batch))
         return (logits, att) if return_att else logits
 
@@ -114,15 +156,16 @@ class MILModel(torch.nn.Module):
         edge_weight: Optional[Tensor] = None,
         batch: Optional[Tensor] = None,
     ) -> Tuple[Tensor, dict]:
-        r"""Returns the logits :math:`(B,)` and ``{criterion class name:
-        loss}`` for the bag labels :obj:`Y` :math:`(B,)`."""
+        r"""Returns the logits and ``{criterion class name: loss}`` for the
+        bag labels :obj:`Y` :math:`(B,)` (0/1, or class indices with
+        :math:`K > 1` classes)."""
         bags = as_bags(X, adj, mask, edge_weight, batch)
         if not isinstance(Y, Tensor) or tuple(Y.shape) != (bags.num_graphs, ):
             raise ValueError(f"'Y' must have shape (batch_size,) = "
                              f"({bags.num_graphs},), one label per bag (got "
                              f"{tuple(getattr(Y, 'shape', ()))})")
         logits, _ = self._logits(bags)
-        loss = self.criterion(logits.float(), Y.float())
+        loss = bag_loss(self.criterion, logits, Y)
         return logits, {self.criterion.__class__.__name__: loss}
 
     def predict(

@@ -41,12 +41,16 @@ class Option:
         owner (type, optional): The class whose signature holds the default,
             when the model passes the option through (an :class:`Sm`
             option). (default: the model's class)
+        flag (bool, optional): Whether the command line has a flag for it;
+            :obj:`False` for options the data decide (the number of
+            classes). (default: :obj:`True`)
     """
     name: str
     help: str
     type: Optional[Callable[[str], Any]] = None
     choices: Optional[Sequence] = None
     owner: Optional[type] = None
+    flag: bool = True
 
     def default(self, model_class: type) -> Any:
         owner = self.owner or model_class
@@ -148,6 +152,9 @@ SM_ABMIL = ModelSpec(
                "attention network's linear layers"),
         Option('normalize', 'symmetric normalization D^-1/2 W D^-1/2 of the '
                'patch graph'),
+        Option('num_classes', 'logits per bag: 1 for two classes, else the '
+               'number of classes (pyg-sm train sets it from the labels)',
+               type=int, flag=False),
     ) + _sm_options(),
     presets={
         # The first preset is the command line's default model.

@@ -5,7 +5,7 @@ from torch import Tensor
 
 from ..data.bags import Bags
 from ..nn.attention_pool import SmAttentionPool
-from .base import MILModel
+from .base import DEFAULT_CRITERION, MILModel
 
 
 class SmABMIL(MILModel):
@@ -42,7 +42,12 @@ class SmABMIL(MILModel):
         feat_ext (torch.nn.Module, optional): Instance feature extractor.
             (default: :obj:`Identity()`)
         criterion (torch.nn.Module, optional): Loss on the logits.
-            (default: :obj:`BCEWithLogitsLoss()`)
+            (default: :obj:`BCEWithLogitsLoss()`, and
+            :obj:`CrossEntropyLoss()` when :obj:`num_classes > 1`)
+        num_classes (int, optional): Keyword only. :obj:`1`: one logit per
+            bag, the reference's binary head; :math:`K > 1`: :math:`K`
+            logits per bag, labels are class indices. The attention branch
+            is shared by all classes. (default: :obj:`1`)
         normalize (bool, optional): Graph form only: normalize edge weights
             to :math:`\mathbf{D}^{-1/2}\mathbf{W}\mathbf{D}^{-1/2}`. The dense
             form takes :obj:`adj` as :math:`\mathbf{A}`, as the reference.
@@ -58,7 +63,8 @@ class SmABMIL(MILModel):
 
     Shapes:
         - **input:** see above
-        - **output:** logits :math:`(B,)`; with :obj:`return_att=True` also
+        - **output:** logits :math:`(B,)`, or :math:`(B, K)` with
+          :obj:`num_classes=K > 1`; with :obj:`return_att=True` also
           the attention values before the softmax.
     """
     def __init__(
@@ -74,11 +80,13 @@ class SmABMIL(MILModel):
         sm_post: bool = False,
         sm_spectral_norm: bool = False,
         feat_ext: torch.nn.Module = torch.nn.Identity(),
-        criterion: torch.nn.Module = torch.nn.BCEWithLogitsLoss(),
+        criterion: torch.nn.Module = DEFAULT_CRITERION,
+        *,
+        num_classes: int = 1,
         normalize: bool = True,
         **sm_kwargs,
     ):
-        super().__init__(in_shape, feat_ext, criterion)
+        super().__init__(in_shape, feat_ext, criterion, num_classes)
         self.pool = SmAttentionPool(
             in_dim=self.feature_dim, att_dim=att_dim, act=att_act,
             sm_mode=sm_mode, sm_alpha=sm_alpha, sm_layers=sm_layers,

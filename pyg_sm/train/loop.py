@@ -7,7 +7,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data.distributed import DistributedSampler
 from torch_geometric.loader import DataLoader
 
-from ..models.base import MILModel
+from ..models.base import MILModel, bag_loss
 
 
 def make_optimizer(model: torch.nn.Module, lr: float = 1e-3,
@@ -23,7 +23,7 @@ def train_step(model: torch.nn.Module, criterion: torch.nn.Module,
     a method of the wrapped module) is what synchronizes the gradients."""
     optimizer.zero_grad()
     logits = model(batch)
-    loss = criterion(logits.float(), batch.y.float())
+    loss = bag_loss(criterion, logits, batch.y)
     loss.backward()
     optimizer.step()
     return loss.item()

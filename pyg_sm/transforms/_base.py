@@ -19,6 +19,38 @@ def cell_keys(cells: Tensor) -> Tuple[Tensor, int]:
     return cells[:, 0] * width + cells[:, 1], width
 
 
+def close_pairs(position: Tensor, reach: float, keep) -> Tensor:
+    r"""The coalesced ``edge_index`` of every pair of distinct points whose
+    offset ``delta = position[source] - position[target]`` passes
+    :obj:`keep` (a function of :math:`(P, 2)` offsets), among the pairs
+    within one cell of side :obj:`reach` of each other on both axes: points
+    are binned into such cells, sorted by key once, and only the 3 x 3 cells
+    around each point are searched. :obj:`keep` must reject pairs farther
+    than :obj:`reach` on an axis."""
+    num_nodes = position.size(0)
+    device = position.device
+    key, width = cell_keys(torch.floor(position / reach).long())
+    sorted_key, order = torch.sort(key)
+    src, dst = [], []
+    for dx in (-1, 0, 1):
+        for dy in (-1, 0, 1):
+            wanted = key + dx * width + dy
+            start = torch.searchsorted(sorted_key, wanted)
+            count = torch.searchsorted(sorted_key, wanted, right=True) - start
+            query = torch.repeat_interleave(
+                torch.arange(num_nodes, device=device), count)
+            # Position of each candidate inside its run of equal keys.
+            offset = torch.arange(query.numel(), device=device) - \
+                torch.repeat_interleave(torch.cumsum(count, 0) - count,
+                                        count)
+            candidate = order[start[query] + offset]
+            chosen = keep(position[candidate] - position[query]) & \
+                (candidate != query)
+            src.append(candidate[chosen])
+            dst.append(query[chosen])
+    return edges_from_pairs(src, dst, num_nodes).to(device)
+
+
 def edges_from_pairs(src: List[Tensor], dst: List[Tensor],
                      num_nodes: int) -> Tensor:
     r"""The coalesced ``edge_index`` of the pairs ``src -> dst``."""

@@ -6,15 +6,14 @@ from torch import Tensor
 from torch_geometric.data import Data
 from torch_geometric.data.datapipes import functional_transform
 
-from ..utils.checks import check_coords
-from ._base import PatchGraphTransform, cell_keys, edges_from_pairs
+from ..utils.checks import check_choice, check_coords
+from ._base import PatchGraphTransform, close_pairs
 
-#: The neighbour offsets of 4- and 8-connected grids.
-OFFSETS = {
-    4: [(-1, 0), (1, 0), (0, -1), (0, 1)],
-    8: [(dx, dy) for dx in (-1, 0, 1) for dy in (-1, 0, 1)
-        if (dx, dy) != (0, 0)],
-}
+#: The neighbourhoods of grid graphs.
+CONNECTIVITIES = (4, 8)
+#: How far off a multiple of the grid step coordinates may be, as a
+#: fraction of the step.
+TOLERANCE = 0.05
 
 
 def grid_step(coords: Tensor) -> List[float]:
@@ -32,62 +31,62 @@ def grid_step(coords: Tensor) -> List[float]:
 
 def patch_grid_graph(coords: Tensor, connectivity: int = 8,
                      patch_size: Optional[Union[float, Tuple[float, float]]]
-                     = None) -> Tensor:
-    r"""The 4- or 8-neighbour graph of patches on a regular grid.
+                     = None, tolerance: float = TOLERANCE) -> Tensor:
+    r"""The 4- or 8-neighbour graph of patches laid out on grids.
+
+    Two patches are linked when they are within one grid step of each other
+    on each axis (8 neighbours), or within one step in the sum of the two
+    axes (4 neighbours), up to :obj:`tolerance` of a step. On a single
+    lattice this is exactly the grid's 4- or 8-neighbourhood; it also links
+    the patches of several grids with different origins where they touch
+    (CLAM tiles each tissue contour from its own corner), and leaves pieces
+    of tissue more than a step apart unlinked.
 
     Args:
         coords (torch.Tensor): Patch positions :math:`(N, 2)`, in grid units
-            (integers) or in pixels with :obj:`patch_size`, from any
-            origin.
+            or in pixels with :obj:`patch_size`, from any origin.
         connectivity (int, optional): :obj:`4` (edges along the axes) or
             :obj:`8` (diagonals too). (default: :obj:`8`)
         patch_size (float or (float, float), optional): Grid step in the units
             of :obj:`coords`; :obj:`None` means the coordinates are grid
             units already. (default: :obj:`None`)
+        tolerance (float, optional): Slack, as a fraction of a step, for
+            coordinates that are not exact multiples of it.
+            (default: :obj:`0.05`)
 
     Returns:
         A symmetric, coalesced :obj:`edge_index` :math:`(2, E)` without
         self-loops.
     """
     check_coords(coords)
-    if connectivity not in OFFSETS:
-        raise ValueError(f"'connectivity' must be 4 or 8 (got "
-                         f"{connectivity!r})")
+    check_choice('connectivity', connectivity, CONNECTIVITIES)
+    if not 0 <= tolerance < 0.5:
+        raise ValueError(f"'tolerance' must be in [0, 0.5) (got "
+                         f"{tolerance})")
     num_nodes = coords.size(0)
     if num_nodes == 0:
         return torch.empty(2, 0, dtype=torch.long, device=coords.device)
-    # Grids of patches start anywhere: measure from the first row/column.
     position = coords.double()
-    position = position - position.min(dim=0).values
     if patch_size is not None:
         step = torch.as_tensor(patch_size, dtype=torch.float64,
                                device=coords.device)
-        if not bool((step > 0).all()):
+        if not bool((step > 0).all()) or not bool(torch.isfinite(step).all()):
             raise ValueError(f"'patch_size' must be positive (got "
                              f"{patch_size})")
         position = position / step
-    cells = torch.round(position)
-    if float((position - cells).abs().max()) > 1e-3:
-        raise ValueError("'coords' are not on a grid"
-                         + (f" of step patch_size={patch_size}"
-                            if patch_size is not None else
-                            " of integer units; pass 'patch_size' for "
-                            "pixel coordinates"))
-    key, width = cell_keys(cells.long())
-    sorted_key, order = torch.sort(key)
-    if bool((sorted_key[1:] == sorted_key[:-1]).any()):
+    reach = 1.0 + tolerance
+    if connectivity == 8:
+        def keep(delta):
+            return delta.abs().amax(dim=1) <= reach
+    else:
+        def keep(delta):
+            return delta.abs().sum(dim=1) <= reach
+    edge_index = close_pairs(position, reach, keep)
+    delta = (position[edge_index[0]] - position[edge_index[1]]).abs()
+    if bool((delta.amax(dim=1) <= tolerance).any()):
         raise ValueError("two patches share one grid cell: 'coords' or "
                          "'patch_size' are inconsistent")
-    node = torch.arange(num_nodes, device=coords.device)
-    src, dst = [], []
-    for dx, dy in OFFSETS[connectivity]:
-        wanted = key + dx * width + dy
-        found = torch.searchsorted(sorted_key, wanted).clamp_max(num_nodes -
-                                                                 1)
-        hit = sorted_key[found] == wanted
-        src.append(order[found[hit]])
-        dst.append(node[hit])
-    return edges_from_pairs(src, dst, num_nodes).to(coords.device)
+    return edge_index
 
 
 @functional_transform('grid_patch_graph')
@@ -100,15 +99,14 @@ class GridPatchGraph(PatchGraphTransform):
         connectivity (int, optional): :obj:`4` (edges along the axes) or
             :obj:`8` (diagonals too). (default: :obj:`8`)
         patch_size (float, optional): The grid step of :obj:`pos` (pixels).
-            :obj:`None` infers each slide's step from its coordinates
+            :obj:`None` takes each slide's :obj:`patch_size_level0` (which
+            TRIDENT records) or infers the step from its coordinates
             (:func:`grid_step`: the smallest gap between patches along each
             axis). (default: :obj:`None`)
     """
     def __init__(self, connectivity: int = 8,
                  patch_size: Optional[float] = None):
-        if connectivity not in OFFSETS:
-            raise ValueError(f"'connectivity' must be 4 or 8 (got "
-                             f"{connectivity!r})")
+        check_choice('connectivity', connectivity, CONNECTIVITIES)
         self.connectivity = connectivity
         self.patch_size = patch_size
 
@@ -116,6 +114,8 @@ class GridPatchGraph(PatchGraphTransform):
         r"""The grid step used for :obj:`data`."""
         if self.patch_size is not None:
             return self.patch_size
+        if data.get('patch_size_level0') is not None:
+            return float(data.patch_size_level0)
         return grid_step(data.pos)
 
     def edges(self, data: Data) -> Tensor:

@@ -5,7 +5,7 @@ from torch_geometric.data import Data
 from torch_geometric.data.datapipes import functional_transform
 
 from ..utils.checks import check_coords, check_positive
-from ._base import PatchGraphTransform, cell_keys, edges_from_pairs
+from ._base import PatchGraphTransform, close_pairs
 
 
 def patch_radius_graph(coords: Tensor, radius: float) -> Tensor:
@@ -24,27 +24,8 @@ def patch_radius_graph(coords: Tensor, radius: float) -> Tensor:
     num_nodes = coords.size(0)
     if num_nodes == 0:
         return torch.empty(2, 0, dtype=torch.long, device=coords.device)
-    position = coords.double()
-    key, width = cell_keys(torch.floor(position / radius).long())
-    sorted_key, order = torch.sort(key)
-    src, dst = [], []
-    for dx in (-1, 0, 1):
-        for dy in (-1, 0, 1):
-            wanted = key + dx * width + dy
-            start = torch.searchsorted(sorted_key, wanted)
-            count = torch.searchsorted(sorted_key, wanted, right=True) - start
-            query = torch.repeat_interleave(torch.arange(
-                num_nodes, device=coords.device), count)
-            # Position of each candidate inside its run of equal keys.
-            offset = torch.arange(query.numel(), device=coords.device) - \
-                torch.repeat_interleave(torch.cumsum(count, 0) - count,
-                                        count)
-            candidate = order[start[query] + offset]
-            distance = (position[query] - position[candidate]).norm(dim=1)
-            keep = (distance <= radius) & (candidate != query)
-            src.append(candidate[keep])
-            dst.append(query[keep])
-    return edges_from_pairs(src, dst, num_nodes).to(coords.device)
+    return close_pairs(coords.double(), radius,
+                       lambda delta: delta.norm(dim=1) <= radius)
 
 
 @functional_transform('radius_patch_graph')
