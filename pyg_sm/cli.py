@@ -1,25 +1,38 @@
-r"""The ``pyg-sm`` command: ``demo``, ``train DATA_DIR`` and ``evaluate
-DATA_DIR --checkpoint FILE``."""
+r"""The ``pyg-sm`` command: ``demo``, ``train DATA_DIR``, ``evaluate DATA_DIR
+--checkpoint FILE`` and ``predict DATA_DIR --checkpoint FILE``."""
 import argparse
 import json
 import os
+import platform
+import shlex
+import shutil
 import sys
-import time
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 import torch
 
 from .datasets import SlideDataset, make_synthetic_slides
+from .datasets.layouts import LAYOUTS
 from .models import MODELS, build_model
 from .models.registry import ModelSpec, Option
-from .train import (evaluate_predictions, load_checkpoint, predict_slides,
-                    save_checkpoint, train_model)
+from .train import (MONITORS, Interrupted, fit, load_checkpoint,
+                    read_checkpoint, save_checkpoint, validate)
+from .train.export import score_slides, write_predictions
+from .train.metrics import evaluate_predictions, mean_and_sd
+from .train.splits import (check_split, fold_slides, read_split_file,
+                           split_slides)
 from .transforms import METHODS, PatchGraph
+from .version import __version__
 from .visualize import render_heatmap
 
 #: The model of the command line (more join it in MODELS).
 DEFAULT_MODEL = 'sm_abmil'
+#: The graph settings of ``train`` when no flag is given.
+DEFAULT_GRAPH = dict(graph='grid', connectivity=8, patch_size=None,
+                     radius=None)
+#: Exit status after an interrupt (as a shell reports SIGINT).
+INTERRUPTED = 130
 
 
 def _text_type(option: Option):
@@ -71,48 +84,91 @@ def _add_model_options(parser: argparse.ArgumentParser,
                                option.name.upper(), help=help)
 
 
-def _add_data_options(parser: argparse.ArgumentParser) -> None:
+def _add_data_options(parser: argparse.ArgumentParser,
+                      graph_from_checkpoint: bool = False) -> None:
     group = parser.add_argument_group('data')
     group.add_argument('data_dir', type=Path,
                        help='folder with the labels file and the features')
-    group.add_argument('--labels', default='labels.csv',
-                       help='CSV of slide_id,label, relative to DATA_DIR '
-                            '(default: labels.csv)')
+    group.add_argument('--labels', default=None,
+                       help='CSV of slide_id,label[,case_id], relative to '
+                            'DATA_DIR (default: labels.csv)')
+    group.add_argument('--layout', default='auto',
+                       choices=['auto', *LAYOUTS],
+                       help='h5 (features/<id>.h5, TRIDENT), clam '
+                            '(pt_files/ + h5_files/), torchmil (.npy '
+                            'folders); auto picks by the files found '
+                            '(default: auto)')
     group.add_argument('--features-dir', default='features',
-                       help='folder of the <slide_id>.h5 feature files, '
+                       help='h5 layout: folder of the <slide_id>.h5 files, '
                             'relative to DATA_DIR (default: features)')
-    group.add_argument('--graph', default='grid', choices=list(METHODS),
+    source = 'the checkpoint' if graph_from_checkpoint else None
+    group.add_argument('--graph', default=None, choices=list(METHODS),
                        help='patch graph: grid neighbours or a radius '
-                            '(default: grid)')
-    group.add_argument('--connectivity', type=int, default=8, choices=[4, 8],
-                       help='grid graphs: 4 or 8 neighbours (default: 8)')
+                            f'(default: {source or "grid"})')
+    group.add_argument('--connectivity', type=int, default=None,
+                       choices=[4, 8],
+                       help='grid graphs: 4 or 8 neighbours '
+                            f'(default: {source or 8})')
     group.add_argument('--patch-size', type=float, default=None,
-                       help='grid step of the coordinates (default: read '
-                            'from each slide)')
+                       help='grid step of the coordinates in pixels '
+                            '(default: ' + (source or "each slide's "
+                                            "patch_size_level0, else read "
+                                            "from its coordinates") + ')')
     group.add_argument('--radius', type=float, default=None,
-                       help='linking distance of radius graphs')
+                       help='linking distance of radius graphs'
+                            + (f' (default: {source})' if source else ''))
+    group.add_argument('--workers', type=int, default=0,
+                       help='processes that read slides ahead (default: 0, '
+                            'read in the main process)')
+    group.add_argument('--batch-size', type=int, default=None,
+                       help='slides per batch (per process under torchrun; '
+                            'default: 4 to train, 1 to score)')
+    group.add_argument('--device', default=None,
+                       help='cpu, cuda, cuda:1, ... (default: the GPU of '
+                            'this process if there is one, else cpu)')
 
 
 def _add_training_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group('training')
+    group.add_argument('--classes', default=None,
+                       help='comma-separated class names in order (default: '
+                            'the sorted distinct labels)')
     group.add_argument('--epochs', type=int, default=20,
                        help='passes over the training slides (default: 20)')
     group.add_argument('--lr', type=float, default=1e-3,
                        help='Adam learning rate (default: 0.001)')
-    group.add_argument('--batch-size', type=int, default=4,
-                       help='slides per step (per process under torchrun; '
-                            'default: 4)')
+    group.add_argument('--weight-decay', type=float, default=1e-4,
+                       help='Adam weight decay (default: 0.0001)')
     group.add_argument('--val-fraction', type=float, default=0.25,
-                       help='share of the slides held out for validation, '
-                            'stratified by label (default: 0.25)')
+                       help='share of the slides held out for validation, by '
+                            'patient (case_id) and stratified by label '
+                            '(default: 0.25)')
+    group.add_argument('--test-fraction', type=float, default=0.0,
+                       help='share held out as a test set, evaluated once '
+                            'with the best checkpoint (default: 0)')
+    group.add_argument('--split-file', type=Path, default=None,
+                       help='CSV slide_id,split (train/val/test) that fixes '
+                            'the split')
+    group.add_argument('--folds', type=int, default=None,
+                       help='K-fold cross-validation by patient: K runs in '
+                            'OUT/fold_<k>, reported with mean and sd')
+    group.add_argument('--monitor', default='val_loss',
+                       choices=list(MONITORS),
+                       help='validation metric that picks the best '
+                            'checkpoint (default: val_loss)')
     group.add_argument('--seed', type=int, default=0,
                        help='seed of the split, the initialization and the '
                             'shuffling (default: 0)')
+    group.add_argument('--in-memory', action='store_true',
+                       help='keep all slides in memory (small cohorts)')
     group.add_argument('--heatmaps', type=int, default=4,
                        help='number of heatmap PNGs to write (default: 4)')
-    group.add_argument('--device', default=None,
-                       help='cpu, cuda, cuda:1, ... (default: the GPU of '
-                            'this process if there is one, else cpu)')
+    group.add_argument('--resume', action='store_true',
+                       help='continue the run in --out from its last '
+                            'checkpoint')
+    group.add_argument('--overwrite', action='store_true',
+                       help='replace the run in --out (its files are '
+                            'deleted first)')
 
 
 def _model_options(args: argparse.Namespace) -> Dict:
@@ -124,47 +180,29 @@ def _model_options(args: argparse.Namespace) -> Dict:
     return spec.resolve(args.preset, **given)
 
 
-def _graph_options(args: argparse.Namespace) -> Dict:
-    return PatchGraph(args.graph, args.connectivity, args.patch_size,
-                      args.radius).options()
-
-
-def _split(slide_ids: List[str], labels: List[int], fraction: float,
-           seed: int):
-    """A train/validation split by seed, stratified by label."""
-    if not 0 < fraction < 1:
-        raise SystemExit(f"--val-fraction must be in (0, 1), got {fraction}")
-    generator = torch.Generator().manual_seed(seed)
-    train, val = [], []
-    for label in sorted(set(labels)):
-        ids = [s for s, y in zip(slide_ids, labels) if y == label]
-        order = torch.randperm(len(ids), generator=generator).tolist()
-        cut = max(1, round(len(ids) * fraction)) if len(ids) > 1 else 0
-        val += [ids[i] for i in order[:cut]]
-        train += [ids[i] for i in order[cut:]]
-    return train, val
-
-
-def _write_heatmaps(out: Path, predictions: Dict[str, List[Dict]],
-                    count: int) -> List[str]:
-    """Heatmaps of the first `count` slides with lesions (else any), one
-    attention panel per model, plus the true mask when known."""
-    first = next(iter(predictions.values()))
-    order = sorted(range(len(first)), key=lambda i: -int(
-        first[i]['data'].get('patch_labels', torch.zeros(1)).sum()))
-    (out / 'heatmaps').mkdir(parents=True, exist_ok=True)
-    written = []
-    for i in order[:count]:
-        data = first[i]['data']
-        panels = [(f'{name} attention', preds[i]['attention'])
-                  for name, preds in predictions.items()]
-        if 'patch_labels' in data:
-            panels.append(('true lesion mask', data.patch_labels.float()))
-        path = out / 'heatmaps' / f'{data.slide_id}.png'
-        render_heatmap(data.pos, panels, title=f'{data.slide_id} (label '
-                       f'{int(data.y.item())})').save(path)
-        written.append(str(path))
-    return written
+def _graph_options(args: argparse.Namespace,
+                   saved: Optional[Dict] = None) -> Dict:
+    r"""The patch-graph settings: the flags over :obj:`saved` (a
+    checkpoint's, where a flag that differs is an error) or the
+    defaults."""
+    flags = {'graph': args.graph, 'connectivity': args.connectivity,
+             'patch_size': args.patch_size, 'radius': args.radius}
+    if saved is None:
+        merged = {k: DEFAULT_GRAPH[k] if v is None else v
+                  for k, v in flags.items()}
+    else:
+        saved = {'graph' if k == 'method' else k: v
+                 for k, v in saved.items()}
+        conflicts = [f'--{k.replace("_", "-")} {v} (checkpoint: '
+                     f'{saved.get(k)})' for k, v in flags.items()
+                     if v is not None and v != saved.get(k)]
+        if conflicts:
+            raise ValueError(f"the checkpoint was trained with other patch "
+                             f"graphs: {'; '.join(conflicts)}; leave these "
+                             f"flags out to use the checkpoint's")
+        merged = {k: saved.get(k, DEFAULT_GRAPH[k]) for k in DEFAULT_GRAPH}
+    return PatchGraph(merged['graph'], merged['connectivity'],
+                      merged['patch_size'], merged['radius']).options()
 
 
 def _device(args: argparse.Namespace) -> torch.device:
@@ -187,27 +225,105 @@ def _start_distributed(device: torch.device) -> int:
     return torch.distributed.get_rank()
 
 
-def _train_and_evaluate(train_set, eval_set, model_name, options, args,
-                        name, device=torch.device('cpu'), rank=0):
-    """Trains (in every process) and evaluates (in process 0, which alone
-    returns predictions and metrics)."""
-    torch.manual_seed(args.seed)
-    model = build_model(train_set.feature_dim, model_name,
-                        **options).to(device)
-    start = time.perf_counter()
-    history = train_model(model, train_set, epochs=args.epochs, lr=args.lr,
-                          batch_size=args.batch_size, seed=args.seed,
-                          progress=sys.stderr.isatty() and rank == 0)
-    seconds = time.perf_counter() - start
-    if rank != 0:
-        return model, None, None
-    predictions = predict_slides(model, eval_set)
-    metrics = evaluate_predictions(predictions)
-    print(f'{name}: trained {args.epochs} epochs in {seconds:.1f} s, final '
-          f'loss {history[-1]:.3f}', flush=True)
-    return model, predictions, {**metrics, 'train_seconds': seconds,
-                                'loss_history': history,
-                                'model': model_name, 'options': options}
+def _versions() -> Dict[str, str]:
+    import torch_geometric
+
+    return {'pyg_sm': __version__, 'torch': torch.__version__,
+            'torch_geometric': torch_geometric.__version__,
+            'python': platform.python_version()}
+
+
+def _write_json(path: Path, content: Dict) -> None:
+    temporary = path.with_name(f'.{path.name}.tmp-{os.getpid()}')
+    temporary.write_text(json.dumps(content, indent=2, default=str))
+    os.replace(temporary, path)
+
+
+def _progress(enabled: bool):
+    from tqdm.auto import tqdm
+
+    return (lambda items: tqdm(items, desc='checking slides', leave=False)) \
+        if enabled else None
+
+
+def _dataset(args: argparse.Namespace, graph: Dict, labels: Optional[str],
+             slide_ids=None, classes=None, cache: Optional[Path] = None,
+             in_memory: bool = False) -> SlideDataset:
+    return SlideDataset(
+        args.data_dir, labels=labels, features_dir=args.features_dir,
+        slide_ids=slide_ids, layout=args.layout, classes=classes,
+        graph=PatchGraph(graph['method'], graph['connectivity'],
+                         graph['patch_size'], graph['radius']),
+        graph_cache=cache, in_memory=in_memory)
+
+
+def _record_json(record: Dict, classes: Sequence[str]) -> Dict:
+    return {'slide_id': record['slide_id'],
+            'label': None if record['label'] is None
+            else classes[record['label']],
+            'probabilities': dict(zip(classes, record['probabilities'])),
+            'predicted': classes[record['prediction']],
+            'logits': record['logits']}
+
+
+def _heatmap_slides(records: List[Dict], count: int) -> List[str]:
+    r"""The :obj:`count` slides to draw: those with the most lesion patches
+    first, when patch labels exist, else the first ones."""
+    def lesions(record):
+        labels = record.get('patch_labels')
+        return 0 if labels is None else -int((labels > 0).sum())
+    return [r['slide_id'] for r in sorted(records, key=lesions)[:count]]
+
+
+def _write_heatmaps(out: Path, slide_ids: Sequence[str], read,
+                    attention: Dict[str, Dict[str, torch.Tensor]],
+                    titles: Dict[str, str]) -> List[str]:
+    r"""A heatmap per slide: one attention panel per model (:obj:`attention`
+    maps a model name to per-slide values) and the true lesion mask when
+    known; :obj:`read(slide_id)` gives its coordinates and patch labels."""
+    if not slide_ids:
+        return []
+    (out / 'heatmaps').mkdir(parents=True, exist_ok=True)
+    written = []
+    for slide_id in slide_ids:
+        pos, patch_labels = read(slide_id)
+        panels = [(f'{name} attention', values[slide_id])
+                  for name, values in attention.items()]
+        if patch_labels is not None:
+            panels.append(('true lesion mask', patch_labels.float()))
+        path = out / 'heatmaps' / f'{slide_id}.png'
+        render_heatmap(pos, panels, title=titles.get(slide_id, slide_id)
+                       ).save(path)
+        written.append(str(path))
+    return written
+
+
+def _read_from_dataset(dataset: SlideDataset):
+    def read(slide_id):
+        arrays = dataset.layout.read(slide_id)
+        return arrays['coords'], arrays.get('patch_labels')
+    return read
+
+
+def _read_from_scores(folder: Path, records: List[Dict]):
+    import h5py
+
+    patch_labels = {r['slide_id']: r.get('patch_labels') for r in records}
+
+    def read(slide_id):
+        with h5py.File(folder / 'scores' / f'{slide_id}.h5', 'r') as f:
+            return torch.from_numpy(f['coords'][()]), patch_labels[slide_id]
+    return read
+
+
+def _attention_from_scores(folder: Path, ids: Sequence[str]) -> Dict:
+    import h5py
+
+    out = {}
+    for slide_id in ids:
+        with h5py.File(folder / 'scores' / f'{slide_id}.h5', 'r') as f:
+            out[slide_id] = torch.from_numpy(f['attention_logits'][()])
+    return out
 
 
 def _fmt(value: Optional[float]) -> str:
@@ -216,104 +332,358 @@ def _fmt(value: Optional[float]) -> str:
 
 def _print_table(results: Dict[str, Dict]) -> None:
     print(f"\n{'model':<10} {'bag AUROC':>10} {'instance AUROC':>15} "
-          f"{'bag acc':>8}")
+          f"{'bag acc':>8} {'bal acc':>8}")
     for name, r in results.items():
         print(f"{name:<10} {_fmt(r['bag_auroc']):>10} "
-              f"{_fmt(r['instance_auroc']):>15} {_fmt(r['bag_accuracy']):>8}")
-
-
-def _predictions_json(predictions: List[Dict]) -> List[Dict]:
-    return [{'slide_id': p['slide_id'], 'label': p['label'],
-             'logit': p['logit']} for p in predictions]
+              f"{_fmt(r['instance_auroc']):>15} {_fmt(r['bag_accuracy']):>8} "
+              f"{_fmt(r['balanced_accuracy']):>8}")
 
 
 def demo(args: argparse.Namespace) -> Dict:
     out = Path(args.out)
     data_dir = make_synthetic_slides(out / 'data', num_slides=args.num_slides,
                                      seed=args.seed)
-    dataset = SlideDataset(data_dir)
-    train_ids, test_ids = _split(dataset.slide_ids, dataset.labels, 0.3,
-                                 args.seed)
-    train_set = SlideDataset(data_dir, slide_ids=train_ids)
-    test_set = SlideDataset(data_dir, slide_ids=test_ids)
+    dataset = SlideDataset(data_dir, in_memory=True)
+    split = split_slides(dataset.slide_ids, dataset.labels,
+                         val_fraction=0.3, seed=args.seed)
+    train_set = SlideDataset(data_dir, slide_ids=split['train'],
+                             in_memory=True)
+    test_set = SlideDataset(data_dir, slide_ids=split['val'], in_memory=True)
     print(f'synthetic dataset: {len(dataset)} slides in {data_dir} '
           f'({len(train_set)} train, {len(test_set)} test)', flush=True)
-    args.lr, args.batch_size = 2e-3, 4
-    results, predictions = {}, {}
     spec = MODELS[DEFAULT_MODEL]
+    results, attention = {}, {}
     # The default model next to the same model without any smoothing.
     for name, preset in [('SmABMIL', 'sm'), ('ABMIL', 'abmil')]:
-        _, predictions[name], results[name] = _train_and_evaluate(
-            train_set, test_set, spec.name, spec.resolve(preset), args, name)
+        torch.manual_seed(args.seed)
+        model = build_model(dataset.feature_dim, spec.name,
+                            **spec.resolve(preset))
+        history = fit(model, train_set, epochs=args.epochs, lr=2e-3,
+                      batch_size=4, seed=args.seed, log=lambda _: None,
+                      progress=sys.stderr.isatty())
+        seconds = sum(entry['seconds'] for entry in history)
+        result = validate(model, test_set, dataset.classes)
+        records = result.pop('records')
+        print(f'{name}: trained {args.epochs} epochs in {seconds:.1f} s, '
+              f"final loss {history[-1]['train_loss']:.3f}", flush=True)
+        attention[name] = {r['slide_id']: r['attention'] for r in records}
+        results[name] = {**result, 'train_seconds': seconds,
+                         'loss_history': [e['train_loss'] for e in history],
+                         'options': spec.resolve(preset),
+                         'test_predictions': [_record_json(
+                             r, dataset.classes) for r in records]}
     _print_table(results)
-    results['heatmaps'] = _write_heatmaps(out, predictions, args.heatmaps)
-    results['test_predictions'] = {n: _predictions_json(p)
-                                   for n, p in predictions.items()}
-    (out / 'results.json').write_text(json.dumps(results, indent=2))
+    titles = {s: f'{s} (label {dataset.classes[y]})'
+              for s, y in zip(dataset.slide_ids, dataset.labels)}
+    results['heatmaps'] = _write_heatmaps(
+        out, _heatmap_slides(records, args.heatmaps),
+        _read_from_dataset(test_set), attention, titles)
+    _write_json(out / 'results.json', results)
     print(f'\nresults: {out / "results.json"}; heatmaps: {out / "heatmaps"}')
     return results
 
 
-def _dataset(args: argparse.Namespace, slide_ids=None) -> SlideDataset:
-    graph = PatchGraph(**_graph_options(args))
-    return SlideDataset(args.data_dir, labels=args.labels,
-                        features_dir=args.features_dir, slide_ids=slide_ids,
-                        graph=graph)
+def _prepare_out(out: Path, args: argparse.Namespace) -> None:
+    r"""A run folder is new, resumed (``--resume``) or replaced
+    (``--overwrite``, which deletes the old run's files first)."""
+    if args.resume and args.overwrite:
+        raise ValueError('--resume and --overwrite exclude each other')
+    holds = out.is_dir() and any(out.iterdir())
+    if args.resume:
+        if not (out / 'results.json').is_file():
+            raise FileNotFoundError(f"--resume: {out} holds no run to "
+                                    f"continue (no results.json)")
+        return
+    if holds and not args.overwrite:
+        raise ValueError(f"{out} holds a previous run; pass --resume to "
+                         f"continue it or --overwrite to replace it")
+    if holds:
+        if not (out / 'results.json').is_file():
+            raise ValueError(f"--overwrite: {out} is not a pyg-sm run folder "
+                             f"(no results.json); choose another --out")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def _resume_command() -> str:
+    argv = [a for a in sys.argv[1:] if a not in ('--overwrite', '--resume')]
+    return shlex.join(['pyg-sm', *argv, '--resume'])
+
+
+def _splits(args, dataset: SlideDataset) -> List[Dict[str, List[str]]]:
+    r"""The run's splits: one, or one per fold."""
+    ids, labels, cases = dataset.slide_ids, dataset.labels, dataset.case_ids
+    if args.split_file is not None:
+        if args.folds:
+            raise ValueError('--split-file and --folds exclude each other')
+        split = read_split_file(args.data_dir / args.split_file
+                                if not args.split_file.is_absolute()
+                                and not args.split_file.exists()
+                                else args.split_file, ids)
+        splits = [split]
+    elif args.folds:
+        held = split_slides(ids, labels, cases, 0.0, args.test_fraction,
+                            args.seed)['test']
+        rest = [i for i, s in enumerate(ids) if s not in set(held)]
+        folds = fold_slides([ids[i] for i in rest], [labels[i] for i in rest],
+                            None if cases is None else
+                            [cases[i] for i in rest], args.folds, args.seed)
+        splits = [{'train': [s for j, f in enumerate(folds) if j != k
+                             for s in f], 'val': folds[k], 'test': held}
+                  for k in range(args.folds)]
+    else:
+        splits = [split_slides(ids, labels, cases, args.val_fraction,
+                               args.test_fraction, args.seed)]
+    for split in splits:
+        check_split(split, ids, labels, dataset.classes, cases)
+    return splits
 
 
 def train(args: argparse.Namespace) -> Optional[Dict]:
     out = Path(args.out)
+    if args.epochs < 1:
+        raise ValueError(f'--epochs must be at least 1 (got {args.epochs})')
     device = _device(args)
     rank = _start_distributed(device)
     try:
-        dataset = _dataset(args)
-        train_ids, val_ids = _split(dataset.slide_ids, dataset.labels,
-                                    args.val_fraction, args.seed)
-        train_set = _dataset(args, train_ids)
-        val_set = _dataset(args, val_ids)
-        options = _model_options(args)
-        model, predictions, metrics = _train_and_evaluate(
-            train_set, val_set, args.model, options, args,
-            MODELS[args.model].model_class.__name__, device, rank)
+        if rank == 0:
+            _prepare_out(out, args)
+        if torch.distributed.is_initialized():
+            torch.distributed.barrier()
+        graph = _graph_options(args)
+        classes = None if args.classes is None else args.classes.split(',')
+        dataset = _dataset(args, graph, args.labels or 'labels.csv',
+                           classes=classes, cache=out / 'graph_cache')
+        if not dataset.has_labels:
+            raise ValueError(f'{args.data_dir}: training needs labels')
+        splits = _splits(args, dataset)
+        dataset.check(_progress(sys.stderr.isatty() and rank == 0))
+        options = {**_model_options(args),
+                   'num_classes': 1 if len(dataset.classes) == 2
+                   else len(dataset.classes)}
+        results = {'status': 'running', 'command': sys.argv,
+                   'arguments': vars(args), 'seed': args.seed,
+                   'versions': _versions(), 'classes': dataset.classes,
+                   'class_map': {c: i for i, c in enumerate(dataset.classes)},
+                   'model': args.model, 'options': options, 'graph': graph,
+                   'world_size': int(os.environ.get('WORLD_SIZE', '1'))}
+        runs = []
+        for k, split in enumerate(splits):
+            run_dir = out / f'fold_{k + 1}' if len(splits) > 1 else out
+            run = _train_one(args, dataset, split, options, graph, run_dir,
+                             device, rank, results)
+            runs.append(run)
         if rank != 0:
             return None
-        out.mkdir(parents=True, exist_ok=True)
-        checkpoint = out / 'checkpoint.pt'
-        save_checkpoint(checkpoint, model.cpu(), dataset.feature_dim,
-                        options, _graph_options(args))
-        results = {'validation': metrics, 'train_slides': train_ids,
-                   'validation_slides': val_ids,
-                   'checkpoint': str(checkpoint),
-                   'world_size': int(os.environ.get('WORLD_SIZE', '1')),
-                   'validation_predictions': _predictions_json(predictions)}
-        results['heatmaps'] = _write_heatmaps(out, {'SmABMIL': predictions},
-                                              args.heatmaps)
-        _print_table({'SmABMIL': metrics})
-        (out / 'results.json').write_text(json.dumps(results, indent=2))
-        print(f'\ncheckpoint: {checkpoint}; results: {out / "results.json"}')
+        if len(runs) > 1:
+            results['folds'] = [{'fold': k + 1, 'dir': str(out / f'fold_'
+                                                           f'{k + 1}'),
+                                 'validation': r['validation'],
+                                 'test': r.get('test')}
+                                for k, r in enumerate(runs)]
+            results['summary'] = {
+                key: mean_and_sd([r['validation'][key] for r in runs])
+                for key in ('bag_auroc', 'balanced_accuracy', 'bag_accuracy',
+                            'instance_auroc')}
+            for key, value in results['summary'].items():
+                if value['mean'] is not None:
+                    print(f"{key}: {value['mean']:.3f} +- {value['sd']:.3f} "
+                          f"over {value['n']} folds")
+        else:
+            results.update(runs[0])
+        results['status'] = 'finished'
+        _write_json(out / 'results.json', results)
+        print(f'\nresults: {out / "results.json"}')
         return results
     finally:
         if torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
 
 
-def evaluate(args: argparse.Namespace) -> Dict:
+def _train_one(args, dataset: SlideDataset, split: Dict[str, List[str]],
+               options: Dict, graph: Dict, run_dir: Path, device, rank: int,
+               results: Dict) -> Dict:
+    r"""One training run (one fold) in :obj:`run_dir`: checkpoints every
+    epoch, the best one by ``--monitor``, the final evaluation of the best
+    checkpoint on the validation and test slides."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cache = Path(args.out) / 'graph_cache'
+
+    def subset(ids):
+        return _dataset(args, graph, args.labels or 'labels.csv', ids,
+                        dataset.classes, cache, args.in_memory)
+
+    train_set, val_set = subset(split['train']), subset(split['val'])
+    run = {'split': split}
+    state_path = run_dir / 'results.json'
+    if rank == 0 and run_dir != Path(args.out):
+        previous = json.loads(state_path.read_text()) \
+            if state_path.is_file() else {}
+        if previous.get('status') == 'finished' and args.resume:
+            print(f'{run_dir}: finished before, kept', flush=True)
+            return previous
+    fingerprint = {'model': args.model, 'options': options, 'graph': graph,
+                   'classes': dataset.classes, 'seed': args.seed,
+                   'lr': args.lr, 'weight_decay': args.weight_decay,
+                   'batch_size': args.batch_size or 4, 'split': split,
+                   'monitor': args.monitor}
+    resume = args.resume and (run_dir / 'last.pt').is_file()
+    if rank == 0:
+        _write_json(state_path, {**results, **run, 'status': 'running'})
+    torch.manual_seed(args.seed)
+    model = build_model(dataset.feature_dim, args.model, **options).to(
+        device)
+    checkpoint = run_dir / 'checkpoint.pt'
+
+    def save_best(best_model, entry):
+        save_checkpoint(checkpoint, best_model, dataset.feature_dim, options,
+                        graph, dataset.classes, epoch=entry['epoch'],
+                        monitor=args.monitor, value=entry[args.monitor])
+
+    print(f"training on {len(split['train'])} slides, validating on "
+          f"{len(split['val'])}" + (f", testing on {len(split['test'])}"
+                                    if split['test'] else '') +
+          f' ({run_dir})', file=sys.stderr, flush=True)
+    try:
+        history = fit(model, train_set, epochs=args.epochs, lr=args.lr,
+                      weight_decay=args.weight_decay,
+                      batch_size=args.batch_size or 4, seed=args.seed,
+                      workers=args.workers, val_set=val_set,
+                      classes=dataset.classes, monitor=args.monitor,
+                      run_dir=run_dir, save_best=save_best,
+                      fingerprint=fingerprint, resume=resume,
+                      progress=sys.stderr.isatty() and rank == 0)
+    except Interrupted as stop:
+        if rank == 0:
+            _write_json(state_path, {**results, **run,
+                                     'status': 'interrupted'})
+            _write_json(Path(args.out) / 'results.json',
+                        {**results, 'status': 'interrupted'})
+            print(f'{stop}\nresume with: {_resume_command()}',
+                  file=sys.stderr, flush=True)
+        raise SystemExit(INTERRUPTED) from None
+    run['history'] = history
+    if rank == 0 and not checkpoint.is_file():  # the monitor was never finite
+        save_best(model, {'epoch': len(history), args.monitor: None})
+    if torch.distributed.is_initialized():
+        torch.distributed.barrier()
+    best, _, _ = load_checkpoint(checkpoint)
+    best = best.to(device)
+    run['checkpoint'] = str(checkpoint)
+    for name, ids in (('validation', split['val']), ('test', split['test'])):
+        if not ids:
+            continue
+        part = subset(ids)
+        records = score_slides(best, part, run_dir,
+                               batch_size=args.batch_size or 1,
+                               workers=args.workers, geojson=False)
+        if rank != 0:  # process 0 gathers the records and writes
+            continue
+        metrics = evaluate_predictions(records, dataset.classes)
+        run[name] = {**metrics, 'predictions': [
+            _record_json(r, dataset.classes) for r in records]}
+        _print_table({f'{name}': metrics})
+        if name == 'validation':
+            chosen = _heatmap_slides(records, args.heatmaps)
+            run['heatmaps'] = _write_heatmaps(
+                run_dir, chosen, _read_from_scores(run_dir, records),
+                {MODELS[args.model].model_class.__name__:
+                 _attention_from_scores(run_dir, chosen)},
+                {p['slide_id']: _title(p) for p in run[name]['predictions']})
+    if rank != 0:
+        return run
+    _write_json(state_path, {**results, **run, 'status': 'finished'})
+    print(f'checkpoint: {checkpoint}', flush=True)
+    return run
+
+
+def _title(prediction: Dict) -> str:
+    label = '' if prediction['label'] is None else \
+        f", label {prediction['label']}"
+    probability = prediction['probabilities'][prediction['predicted']]
+    return (f"{prediction['slide_id']}{label}, predicted "
+            f"{prediction['predicted']} (p={probability:.2f})")
+
+
+def _slide_list(path: Path) -> List[str]:
+    r"""Slide ids, one per line, or a CSV with a ``slide_id`` column."""
+    if not path.is_file():
+        raise FileNotFoundError(f"no slide list {path}")
+    lines = [line.strip() for line in
+             path.read_text(encoding='utf-8-sig').splitlines()]
+    lines = [line for line in lines if line]
+    if lines and ',' in lines[0]:
+        header = [c.strip() for c in lines[0].split(',')]
+        if 'slide_id' not in header:
+            raise ValueError(f"{path}: a CSV slide list needs a 'slide_id' "
+                             f"column")
+        column = header.index('slide_id')
+        return [line.split(',')[column].strip() for line in lines[1:]]
+    return lines
+
+
+def score(args: argparse.Namespace, metrics: bool) -> Optional[Dict]:
+    r"""``predict`` (and ``evaluate``, which adds metrics): scores the
+    slides, writes per-slide files, the predictions table and results."""
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    model, options, graph = load_checkpoint(args.checkpoint)
-    for name, value in graph.items():
-        setattr(args, 'graph' if name == 'method' else name, value)
-    dataset = _dataset(args)
-    predictions = predict_slides(model, dataset)
-    metrics = evaluate_predictions(predictions)
-    _print_table({'SmABMIL': metrics})
-    results = {'metrics': metrics, 'checkpoint': str(args.checkpoint),
-               'predictions': _predictions_json(predictions),
-               'heatmaps': _write_heatmaps(out, {'SmABMIL': predictions},
-                                           args.heatmaps)}
-    (out / 'results.json').write_text(json.dumps(results, indent=2))
-    print(f'\nresults: {out / "results.json"}')
-    return results
+    device = _device(args)
+    rank = _start_distributed(device)
+    try:
+        saved = read_checkpoint(args.checkpoint)
+        graph = _graph_options(args, saved['graph'])
+        classes = saved['classes']
+        labels = args.labels
+        if labels is None and (metrics or (args.data_dir /
+                                           'labels.csv').is_file()):
+            labels = 'labels.csv'
+        slide_ids = None if args.slide_ids is None else \
+            _slide_list(args.slide_ids)
+        dataset = _dataset(args, graph, labels, slide_ids, classes,
+                           out / 'graph_cache')
+        if metrics and not dataset.has_labels:
+            raise ValueError(f"evaluate needs labels ({args.data_dir}); "
+                             f"'pyg-sm predict' scores slides without them")
+        if rank == 0:
+            out.mkdir(parents=True, exist_ok=True)
+        dataset.check(_progress(sys.stderr.isatty() and rank == 0))
+        model, _, _ = load_checkpoint(args.checkpoint)
+        records = score_slides(model.to(device), dataset, out,
+                               batch_size=args.batch_size or 1,
+                               workers=args.workers)
+        if rank != 0:
+            return None
+        write_predictions(out / 'predictions.csv', records, classes)
+        predictions = [_record_json(r, classes) for r in records]
+        results = {'command': sys.argv, 'arguments': vars(args),
+                   'versions': _versions(), 'checkpoint': str(
+                       args.checkpoint), 'classes': classes,
+                   'class_map': {c: i for i, c in enumerate(classes)},
+                   'graph': graph, 'predictions': predictions,
+                   'world_size': int(os.environ.get('WORLD_SIZE', '1'))}
+        if metrics:
+            results['metrics'] = evaluate_predictions(records, classes)
+            _print_table({saved['model']: results['metrics']})
+        chosen = _heatmap_slides(records, args.heatmaps)
+        results['heatmaps'] = _write_heatmaps(
+            out, chosen, _read_from_scores(out, records),
+            {MODELS[saved['model']].model_class.__name__:
+             _attention_from_scores(out, chosen)},
+            {p['slide_id']: _title(p) for p in predictions})
+        _write_json(out / 'results.json', results)
+        print(f"\n{len(records)} slides: {out / 'predictions.csv'}, "
+              f"{out / 'scores'}, {out / 'geojson'}, {out / 'results.json'}")
+        return results
+    finally:
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+
+def evaluate(args: argparse.Namespace) -> Optional[Dict]:
+    return score(args, metrics=True)
+
+
+def predict(args: argparse.Namespace) -> Optional[Dict]:
+    return score(args, metrics=False)
 
 
 class _HelpFormatter(argparse.HelpFormatter):
@@ -321,6 +691,20 @@ class _HelpFormatter(argparse.HelpFormatter):
     flag's own line."""
     def __init__(self, prog: str):
         super().__init__(prog, max_help_position=52, width=120)
+
+
+def _add_scoring_options(parser: argparse.ArgumentParser,
+                         default_out: str) -> None:
+    parser.add_argument('--checkpoint', type=Path, required=True,
+                        help='checkpoint.pt written by pyg-sm train')
+    parser.add_argument('--slide-ids', type=Path, default=None,
+                        help='file of the slide ids to score, one per line '
+                             '(default: those of the labels file, else every '
+                             'feature file)')
+    parser.add_argument('--out', default=default_out,
+                        help=f'output folder (default: {default_out})')
+    parser.add_argument('--heatmaps', type=int, default=4,
+                        help='heatmap PNGs to write (default: 4)')
 
 
 def parser() -> argparse.ArgumentParser:
@@ -348,7 +732,7 @@ def parser() -> argparse.ArgumentParser:
 
     train_parser = commands.add_parser(
         'train', formatter_class=_HelpFormatter,
-        help='train SmABMIL on DATA_DIR (labels.csv + HDF5 features)')
+        help='train a model on DATA_DIR (labels + slide features)')
     _add_data_options(train_parser)
     _add_model_options(train_parser, MODELS[DEFAULT_MODEL])
     _add_training_options(train_parser)
@@ -358,24 +742,28 @@ def parser() -> argparse.ArgumentParser:
 
     eval_parser = commands.add_parser(
         'evaluate', formatter_class=_HelpFormatter,
-        help='evaluate a checkpoint on DATA_DIR')
-    _add_data_options(eval_parser)
-    eval_parser.add_argument('--checkpoint', type=Path, required=True,
-                             help='checkpoint.pt written by pyg-sm train')
-    eval_parser.add_argument('--out', default='pyg_sm_eval',
-                             help='output folder (default: pyg_sm_eval)')
-    eval_parser.add_argument('--heatmaps', type=int, default=4,
-                             help='heatmap PNGs to write (default: 4)')
+        help='score the labelled slides of DATA_DIR with a checkpoint and '
+             'report metrics')
+    _add_data_options(eval_parser, graph_from_checkpoint=True)
+    _add_scoring_options(eval_parser, 'pyg_sm_eval')
     eval_parser.set_defaults(run=evaluate)
+
+    predict_parser = commands.add_parser(
+        'predict', formatter_class=_HelpFormatter,
+        help='score slides (labels optional) with a checkpoint: '
+             'predictions.csv, scores/, geojson/')
+    _add_data_options(predict_parser, graph_from_checkpoint=True)
+    _add_scoring_options(predict_parser, 'pyg_sm_predict')
+    predict_parser.set_defaults(run=predict)
     return root
 
 
-def run(argv: Optional[List[str]] = None) -> Dict:
+def run(argv: Optional[List[str]] = None) -> Optional[Dict]:
     r"""Runs one command and returns what it wrote to results.json."""
     args = parser().parse_args(argv)
     try:
         return args.run(args)
-    except (FileNotFoundError, ValueError) as error:
+    except (FileNotFoundError, ValueError, FloatingPointError) as error:
         raise SystemExit(f'pyg-sm {args.command}: {error}')
 
 

@@ -275,7 +275,7 @@ def test_checkpoint_round_trip_gives_identical_predictions(slides, tmp_path):
     assert loaded_options == options and graph['connectivity'] == 8
     for a, b in zip(predict_slides(model, dataset),
                     predict_slides(loaded, dataset)):
-        assert a['logit'] == b['logit']
+        assert a['logits'] == b['logits']
         assert torch.equal(a['attention'], b['attention'])
     (tmp_path / 'junk.pt').write_bytes(b'not a checkpoint')
     with pytest.raises(Exception):
@@ -289,8 +289,8 @@ def test_cli_train_then_evaluate(slides, tmp_path):
                     '--connectivity', '4', '--heatmaps', '2'])
     saved = json.loads((run / 'results.json').read_text())
     assert saved['validation']['num_slides'] == len(
-        saved['validation_slides']) == 2
-    assert set(saved['train_slides']).isdisjoint(saved['validation_slides'])
+        saved['split']['val']) == 2
+    assert set(saved['split']['train']).isdisjoint(saved['split']['val'])
     assert (run / 'checkpoint.pt').is_file()
     assert len(list((run / 'heatmaps').glob('*.png'))) == 2
     model, options, graph = load_checkpoint(run / 'checkpoint.pt')
@@ -300,10 +300,10 @@ def test_cli_train_then_evaluate(slides, tmp_path):
     evaluation = main(['evaluate', str(slides), '--checkpoint',
                        str(run / 'checkpoint.pt'), '--out',
                        str(tmp_path / 'eval'), '--heatmaps', '1'])
-    logits = {p['slide_id']: p['logit'] for p in evaluation['predictions']}
+    logits = {p['slide_id']: p['logits'] for p in evaluation['predictions']}
     assert len(logits) == 8
-    for p in results['validation_predictions']:
-        assert logits[p['slide_id']] == pytest.approx(p['logit'], abs=1e-6)
+    for p in results['validation']['predictions']:
+        assert logits[p['slide_id']] == pytest.approx(p['logits'], abs=1e-6)
     metrics = json.loads((tmp_path / 'eval' / 'results.json').read_text())
     assert 0.0 <= metrics['metrics']['instance_auroc'] <= 1.0
 

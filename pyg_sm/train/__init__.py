@@ -1,11 +1,14 @@
-r"""Training, prediction, metrics and checkpoints."""
+r"""Training, prediction, metrics, exports and checkpoints."""
 from . import legacy_pickle
 from .checkpoint import (CHECKPOINT_FORMAT, load_checkpoint, model_name,
-                         save_checkpoint)
-from .loop import make_optimizer, train_model, train_step
-from .metrics import evaluate_predictions
+                         read_checkpoint, save_checkpoint)
+from .loop import (MONITORS, Interrupted, fit, make_optimizer, train_model,
+                   train_step, validate)
+from .metrics import classification_metrics, evaluate_predictions
 from .predict import predict_slides
 
-__all__ = ['train_model', 'train_step', 'make_optimizer', 'predict_slides',
-           'evaluate_predictions', 'save_checkpoint', 'load_checkpoint',
-           'model_name', 'CHECKPOINT_FORMAT']
+__all__ = ['fit', 'validate', 'Interrupted', 'MONITORS', 'train_model',
+           'train_step', 'make_optimizer', 'predict_slides',
+           'classification_metrics', 'evaluate_predictions',
+           'save_checkpoint', 'load_checkpoint', 'read_checkpoint',
+           'model_name', 'CHECKPOINT_FORMAT', 'legacy_pickle']

@@ -3,7 +3,7 @@ declares them), the patch-graph settings and the weights. Loading builds
 the right model class."""
 import os
 from pathlib import Path
-from typing import Dict, Tuple, Union
+from typing import Dict, Optional, Sequence, Tuple, Union
 
 import torch
 
@@ -38,30 +38,53 @@ def atomic_save(obj, path: Union[str, Path]) -> None:
 
 
 def save_checkpoint(path: Union[str, Path], model: torch.nn.Module,
-                    feature_dim: int, options: Dict, graph: Dict) -> None:
+                    feature_dim: int, options: Dict, graph: Dict,
+                    classes: Optional[Sequence[str]] = None,
+                    **info) -> None:
     r"""Writes :obj:`model` (its name, :obj:`options` as given to its
-    constructor, its weights), the instance feature size and the
-    patch-graph settings :obj:`graph` to :obj:`path`, atomically."""
+    constructor, its weights), the instance feature size, the patch-graph
+    settings :obj:`graph`, the class names (in the order of the model's
+    outputs) and any further JSON-like :obj:`info` (e.g. the epoch) to
+    :obj:`path`, atomically."""
     name = model_name(model)
     model_spec(name).check(options)
     atomic_save({'format': CHECKPOINT_FORMAT, 'model': name,
                  'options': dict(options), 'feature_dim': feature_dim,
                  'graph': dict(graph), 'pyg_sm_version': __version__,
-                 'state_dict': model.state_dict()}, path)
+                 'classes': None if classes is None else list(classes),
+                 'info': info, 'state_dict': model.state_dict()}, path)
+
+
+def read_checkpoint(path: Union[str, Path]) -> Dict:
+    r"""The checkpoint's contents, in the current format's terms: the model
+    name, options, feature size, graph settings, classes (``['0', '1']``
+    for checkpoints that did not record them) and the weights."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint {path}")
+    try:
+        checkpoint = torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as error:
+        raise ValueError(f"{path} is not a pyg-sm checkpoint ({error})") \
+            from error
+    if not isinstance(checkpoint, dict) or checkpoint.get(
+            'format') not in _READABLE:
+        raise ValueError(f"{path} is not a pyg-sm checkpoint")
+    if checkpoint['format'] == 'pyg-sm/1':  # SmABMIL, before names
+        checkpoint = {**checkpoint, 'model': 'sm_abmil',
+                      'options': checkpoint['model_options']}
+    checkpoint.setdefault('classes', None)
+    if checkpoint['classes'] is None:
+        checkpoint['classes'] = ['0', '1']
+    return checkpoint
 
 
 def load_checkpoint(
         path: Union[str, Path]) -> Tuple[torch.nn.Module, Dict, Dict]:
     r"""Returns the model (in eval mode, on the CPU), its options and its
     patch-graph settings."""
-    checkpoint = torch.load(path, map_location='cpu', weights_only=True)
-    if not isinstance(checkpoint, dict) or checkpoint.get(
-            'format') not in _READABLE:
-        raise ValueError(f"{path} is not a pyg-sm checkpoint")
-    if checkpoint['format'] == 'pyg-sm/1':  # SmABMIL, before names
-        name, options = 'sm_abmil', checkpoint['model_options']
-    else:
-        name, options = checkpoint['model'], checkpoint['options']
+    checkpoint = read_checkpoint(path)
+    name, options = checkpoint['model'], checkpoint['options']
     model = model_spec(name).build(checkpoint['feature_dim'], **options)
     model.load_state_dict(checkpoint['state_dict'])
     return model.eval(), options, checkpoint['graph']

@@ -1,6 +1,12 @@
 r"""Training MIL models on bags of a dataset, on one process or under
 ``torchrun``."""
-from typing import List, Sequence
+import math
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
@@ -8,6 +14,10 @@ from torch.utils.data.distributed import DistributedSampler
 from torch_geometric.loader import DataLoader
 
 from ..models.base import MILModel, bag_loss
+from ..utils.checks import check_choice, check_count
+from .checkpoint import atomic_save
+from .metrics import evaluate_predictions
+from .predict import predict_slides
 
 
 def make_optimizer(model: torch.nn.Module, lr: float = 1e-3,
@@ -29,50 +39,272 @@ def train_step(model: torch.nn.Module, criterion: torch.nn.Module,
     return loss.item()
 
 
+class Interrupted(Exception):
+    r"""Training stopped on request (SIGINT) after a step, with its state
+    saved to :obj:`path`."""
+    def __init__(self, path: Optional[Path], epoch: int, step: int):
+        super().__init__(f'interrupted in epoch {epoch + 1} after step '
+                         f'{step}; state saved to {path}')
+        self.path, self.epoch, self.step = path, epoch, step
+
+
+#: ``--monitor`` choices: validation metric and whether higher is better.
+MONITORS = {'val_loss': False, 'val_auroc': True,
+            'val_balanced_accuracy': True, 'val_accuracy': True}
+#: The training state format (``last.pt``).
+STATE_FORMAT = 'pyg-sm-train/1'
+
+
+def _world() -> Tuple[int, int]:
+    if torch.distributed.is_available() and \
+            torch.distributed.is_initialized():
+        return torch.distributed.get_world_size(), \
+            torch.distributed.get_rank()
+    return 1, 0
+
+
+def _ignore_sigint(_worker: int) -> None:
+    # Ctrl-C reaches the whole process group: loader workers leave it to
+    # the main process, which finishes its step and saves.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+class _StopRequest:
+    r"""Turns the first SIGINT into a request to stop after the current
+    step (a second one interrupts at once)."""
+    def __init__(self, log: Callable[[str], None]):
+        self.requested = False
+        self.log = log
+        self.previous = None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, *_):
+        self.requested = True
+        self.log('interrupt: stopping after this step (press Ctrl-C again '
+                 'to stop at once)')
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def __exit__(self, *_):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+
+def _agreed(flag: bool, device: torch.device) -> bool:
+    r"""Whether any process set :obj:`flag` (the processes of a DDP run stop
+    together)."""
+    world, _ = _world()
+    if world == 1:
+        return flag
+    value = torch.tensor([float(flag)], device=device)
+    torch.distributed.all_reduce(value, op=torch.distributed.ReduceOp.MAX)
+    return bool(value.item())
+
+
+def _summed(values: List[float], device: torch.device) -> List[float]:
+    world, _ = _world()
+    if world == 1:
+        return values
+    tensor = torch.tensor(values, dtype=torch.float64, device=device)
+    torch.distributed.all_reduce(tensor)
+    return tensor.tolist()
+
+
+def _epoch_order(size: int, epoch: int, seed: int) -> List[int]:
+    r"""This process's slides of an epoch, in order: the shuffle of
+    :class:`~torch.utils.data.distributed.DistributedSampler` (by
+    :obj:`seed` and the epoch), whatever the number of processes."""
+    world, rank = _world()
+    sampler = DistributedSampler(range(size), num_replicas=world, rank=rank,
+                                 shuffle=True, seed=seed)
+    sampler.set_epoch(epoch)
+    return list(sampler)
+
+
+def validate(model: MILModel, dataset: Sequence, classes: Sequence[str],
+             batch_size: int = 4, workers: int = 0) -> Dict:
+    r"""Loss and metrics of :obj:`model` on a labelled dataset, with the
+    per-slide records of :func:`predict_slides`."""
+    records = predict_slides(model, dataset, batch_size=batch_size,
+                             workers=workers, keep_attention=False)
+    logits = torch.tensor([r['logits'] for r in records])
+    if model.num_classes == 1:
+        logits = logits.reshape(-1)
+    labels = torch.tensor([r['label'] for r in records])
+    loss = float(bag_loss(model.criterion, logits, labels))
+    metrics = evaluate_predictions(records, classes)
+    return {'loss': loss, **metrics, 'records': records}
+
+
+def fit(model: MILModel, train_set: Sequence, *, epochs: int,
+        lr: float = 1e-3, weight_decay: float = 1e-4, batch_size: int = 4,
+        seed: int = 0, workers: int = 0, val_set: Optional[Sequence] = None,
+        classes: Sequence[str] = ('0', '1'), monitor: str = 'val_loss',
+        run_dir: Optional[Path] = None,
+        save_best: Optional[Callable[[MILModel, Dict], None]] = None,
+        fingerprint: Optional[Dict] = None, resume: bool = False,
+        progress: bool = False,
+        log: Optional[Callable[[str], None]] = None) -> List[Dict]:
+    r"""Trains :obj:`model` with Adam for :obj:`epochs` epochs and returns
+    the history: per epoch, the mean training loss and, with
+    :obj:`val_set`, the validation loss and metrics.
+
+    Each epoch's slides are shuffled by :obj:`seed` and the epoch (as
+    :class:`~torch.utils.data.distributed.DistributedSampler` does) and read
+    by a :class:`~torch_geometric.loader.DataLoader` with :obj:`workers`
+    processes. Inside a :mod:`torch.distributed` process group each process
+    trains on its share, the gradients are averaged by
+    :class:`~torch.nn.parallel.DistributedDataParallel` and process 0
+    validates and writes.
+
+    With :obj:`run_dir`, the training state is written atomically to
+    ``run_dir/last.pt`` after every epoch, and :obj:`save_best` is called
+    when the :obj:`monitor` metric improves. :obj:`resume` continues from
+    ``last.pt`` (which must have been written with the same
+    :obj:`fingerprint`); the result equals that of an uninterrupted run. A
+    SIGINT finishes the current step, saves the state (mid-epoch) and
+    raises :class:`Interrupted`.
+    """
+    from tqdm.auto import tqdm
+
+    check_count('epochs', epochs)
+    check_choice('monitor', monitor, tuple(MONITORS))
+    log = log or (lambda line: print(line, file=sys.stderr, flush=True))
+    device = next(model.parameters()).device
+    world, rank = _world()
+    network = model if world == 1 else DistributedDataParallel(
+        model, device_ids=[device] if device.type == 'cuda' else None)
+    optimizer = make_optimizer(model, lr, weight_decay)
+    state_path = None if run_dir is None else Path(run_dir) / 'last.pt'
+    history: List[Dict] = []
+    best = {'value': None, 'epoch': None}
+    start_epoch, start_step, running = 0, 0, [0.0, 0.0]
+    if resume:
+        state = load_training_state(state_path, fingerprint)
+        model.load_state_dict(state['model'])
+        optimizer.load_state_dict(state['optimizer'])
+        torch.set_rng_state(state['rng'])
+        history, best = state['history'], state['best']
+        start_epoch, start_step = state['epoch'], state['step']
+        running = state['running']
+        log(f'resuming from {state_path}: epoch {start_epoch + 1}, '
+            f'step {start_step}')
+
+    def save_state(epoch: int, step: int, totals: List[float]) -> None:
+        if state_path is None or rank != 0:
+            return
+        atomic_save({'format': STATE_FORMAT, 'epoch': epoch, 'step': step,
+                     'running': totals, 'model': model.state_dict(),
+                     'optimizer': optimizer.state_dict(),
+                     'rng': torch.get_rng_state(), 'history': history,
+                     'best': best, 'fingerprint': fingerprint}, state_path)
+
+    higher = MONITORS[monitor]
+    with _StopRequest(log) as stop:
+        for epoch in range(start_epoch, epochs):
+            began = time.perf_counter()
+            order = _epoch_order(len(train_set), epoch, seed)
+            step = start_step if epoch == start_epoch else 0
+            totals = list(running) if epoch == start_epoch else [0.0, 0.0]
+            loader = DataLoader(train_set, batch_size=batch_size,
+                                sampler=order[step * batch_size:],
+                                num_workers=workers,
+                                worker_init_fn=_ignore_sigint
+                                if workers else None)
+            model.train()
+            bar = tqdm(loader, desc=f'epoch {epoch + 1}/{epochs}',
+                       leave=False, disable=not progress or rank != 0,
+                       initial=step, total=step + len(loader))
+            for batch in bar:
+                batch = batch.to(device)
+                loss = train_step(network, model.criterion, optimizer, batch)
+                totals[0] += loss * batch.num_graphs
+                totals[1] += batch.num_graphs
+                step += 1
+                if _agreed(stop.requested, device):
+                    save_state(epoch, step, totals)
+                    raise Interrupted(state_path, epoch, step)
+            loss_sum, count = _summed(totals, device)
+            entry = {'epoch': epoch + 1, 'train_loss': loss_sum / count}
+            if not math.isfinite(entry['train_loss']):
+                raise FloatingPointError(
+                    f"epoch {epoch + 1}: the training loss is "
+                    f"{entry['train_loss']}; the state of epoch {epoch} is "
+                    f"kept in {state_path}")
+            if val_set is not None and rank == 0:
+                result = validate(model, val_set, classes, batch_size,
+                                  workers)
+                entry.update(val_loss=result['loss'],
+                             val_auroc=result['bag_auroc'],
+                             val_balanced_accuracy=result[
+                                 'balanced_accuracy'],
+                             val_accuracy=result['bag_accuracy'],
+                             val_instance_auroc=result['instance_auroc'])
+            entry['seconds'] = time.perf_counter() - began
+            history.append(entry)
+            value = entry.get(monitor)
+            improved = value is not None and math.isfinite(value) and (
+                best['value'] is None or (value > best['value'] if higher
+                                          else value < best['value']))
+            if improved:
+                best = {'value': value, 'epoch': epoch + 1}
+                if save_best is not None and rank == 0:
+                    save_best(model, entry)
+            save_state(epoch + 1, 0, [0.0, 0.0])
+            if rank == 0:
+                log(_epoch_line(entry, epochs, monitor, improved))
+            if world > 1:
+                torch.distributed.barrier()
+    return history
+
+
+def _epoch_line(entry: Dict, epochs: int, monitor: str,
+                improved: bool) -> str:
+    parts = [f"epoch {entry['epoch']}/{epochs}",
+             f"train loss {entry['train_loss']:.4f}"]
+    for key, name in (('val_loss', 'val loss'), ('val_auroc', 'val AUROC'),
+                      ('val_balanced_accuracy', 'val balanced acc')):
+        if key in entry:
+            value = entry[key]
+            parts.append(f'{name} ' + ('-' if value is None
+                                       else f'{value:.4f}'))
+    parts.append(f"{entry['seconds']:.1f} s")
+    if improved:
+        parts.append(f'best {monitor}')
+    return ', '.join(parts)
+
+
+def load_training_state(path: Optional[Path],
+                        fingerprint: Optional[Dict]) -> Dict:
+    r"""The state ``last.pt`` of an earlier run, checked against the
+    settings of this one."""
+    if path is None or not Path(path).is_file():
+        raise FileNotFoundError(f"nothing to resume: no {path}")
+    state = torch.load(path, map_location='cpu', weights_only=True)
+    if not isinstance(state, dict) or state.get('format') != STATE_FORMAT:
+        raise ValueError(f"{path} is not a pyg-sm training state")
+    saved = state.get('fingerprint') or {}
+    changed = sorted(k for k in set(saved) | set(fingerprint or {})
+                     if saved.get(k) != (fingerprint or {}).get(k))
+    if changed:
+        raise ValueError(f"cannot resume {path}: the run was started with "
+                         f"other settings ({', '.join(changed)}); start a "
+                         f"new run with --overwrite or another --out")
+    return state
+
+
 def train_model(model: MILModel, dataset: Sequence, epochs: int = 20,
                 lr: float = 1e-3, weight_decay: float = 1e-4,
                 batch_size: int = 4, seed: int = 0,
                 progress: bool = True) -> List[float]:
-    r"""Trains :obj:`model` with Adam on bags of :obj:`dataset` batched by
-    PyG's :class:`~torch_geometric.loader.DataLoader`, shuffled by
-    :obj:`seed`, on the device of the model's parameters. Returns the mean
-    training loss of each epoch.
-
-    Inside an initialized :mod:`torch.distributed` process group (e.g.
-    under ``torchrun``) each process trains on its share of every epoch
-    (:class:`~torch.utils.data.distributed.DistributedSampler`,
-    :obj:`batch_size` bags per process) and the gradients are averaged by
-    :class:`~torch.nn.parallel.DistributedDataParallel`; the losses
-    returned are those of the calling process."""
-    from tqdm.auto import tqdm
-
-    device = next(model.parameters()).device
-    distributed = torch.distributed.is_available() and \
-        torch.distributed.is_initialized()
-    if distributed:
-        sampler = DistributedSampler(dataset, shuffle=True, seed=seed)
-        loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler)
-        network = DistributedDataParallel(
-            model, device_ids=[device] if device.type == 'cuda' else None)
-    else:
-        sampler = None
-        loader = DataLoader(dataset, batch_size=batch_size, shuffle=True,
-                            generator=torch.Generator().manual_seed(seed))
-        network = model
-    optimizer = make_optimizer(model, lr, weight_decay)
-    history = []
-    bar = tqdm(range(epochs), desc='training', disable=not progress,
-               leave=False)
-    for epoch in bar:
-        if sampler is not None:
-            sampler.set_epoch(epoch)
-        model.train()
-        total, count = 0.0, 0
-        for batch in loader:
-            batch = batch.to(device)
-            total += train_step(network, model.criterion, optimizer,
-                                batch) * batch.num_graphs
-            count += batch.num_graphs
-        history.append(total / count)
-        bar.set_postfix(loss=f'{history[-1]:.3f}')
-    return history
+    r"""Trains :obj:`model` with Adam on bags of :obj:`dataset` (see
+    :func:`fit`, which also validates, checkpoints and resumes) and returns
+    the mean training loss of each epoch (over all processes of a
+    :mod:`torch.distributed` run)."""
+    history = fit(model, dataset, epochs=epochs, lr=lr,
+                  weight_decay=weight_decay, batch_size=batch_size,
+                  seed=seed, progress=progress, log=lambda _: None)
+    return [entry['train_loss'] for entry in history]

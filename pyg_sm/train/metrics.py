@@ -1,27 +1,99 @@
 r"""Bag and instance metrics of predictions, by scikit-learn."""
-from typing import Dict, List, Optional
+import math
+from typing import Dict, List, Optional, Sequence
 
+import numpy as np
 import torch
 
+#: How a bag's class is decided, as the results state it.
+DECISION = {'binary': 'positive when its probability is at least 0.5',
+            'multiclass': 'the class of highest probability'}
 
-def evaluate_predictions(
-        predictions: List[Dict]) -> Dict[str, Optional[float]]:
-    r"""Bag AUROC of the logits and instance AUROC of the attention values
-    against the patch labels (over every patch of every slide), by
-    scikit-learn; :obj:`None` where one class is missing."""
+
+def classification_metrics(labels: Sequence[int],
+                           probabilities: np.ndarray,
+                           classes: Sequence[str]) -> Dict:
+    r"""Metrics of bag predictions: AUROC (binary) or macro one-vs-rest
+    AUROC (:obj:`None` where a class is absent), accuracy and balanced
+    accuracy of the predicted classes, the confusion matrix (rows: true
+    class, columns: predicted) and the count of each class.
+
+    Args:
+        labels: True class indices :math:`(n,)`.
+        probabilities: :math:`(n, K)` class probabilities.
+        classes: The class names, :math:`K` of them.
+    """
+    from sklearn.metrics import (accuracy_score, balanced_accuracy_score,
+                                 confusion_matrix, roc_auc_score)
+
+    labels = np.asarray(labels, dtype=np.int64)
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    num_classes = len(classes)
+    binary = num_classes == 2
+    if binary:
+        predicted = (probabilities[:, 1] >= 0.5).astype(np.int64)
+    else:
+        predicted = probabilities.argmax(axis=1)
+    present = set(labels.tolist())
+    auroc = None
+    if len(labels) and present == set(range(num_classes)):
+        auroc = float(roc_auc_score(labels, probabilities[:, 1]) if binary
+                      else roc_auc_score(labels, probabilities,
+                                         multi_class='ovr', average='macro',
+                                         labels=list(range(num_classes))))
+    counts = np.bincount(labels, minlength=num_classes)
+    return {
+        'bag_auroc': auroc,
+        'auroc_kind': 'binary' if binary else 'macro one-vs-rest',
+        'bag_accuracy': float(accuracy_score(labels, predicted))
+        if len(labels) else None,
+        'balanced_accuracy': float(balanced_accuracy_score(labels, predicted))
+        if len(labels) else None,
+        'decision': DECISION['binary' if binary else 'multiclass'],
+        'confusion_matrix': confusion_matrix(
+            labels, predicted, labels=list(range(num_classes))).tolist(),
+        'class_counts': {name: int(counts[i])
+                         for i, name in enumerate(classes)},
+        'num_slides': int(len(labels)),
+    }
+
+
+def instance_auroc(records: List[Dict]) -> Optional[float]:
+    r"""AUROC of the attention values against the patch labels, over every
+    patch of the slides that have patch labels (:obj:`None` without both
+    kinds of patches)."""
     from sklearn.metrics import roc_auc_score
 
-    labels = [p['label'] for p in predictions]
-    bag_auroc = (roc_auc_score(labels, [p['logit'] for p in predictions])
-                 if len(set(labels)) == 2 else None)
-    with_patches = [p for p in predictions if 'patch_labels' in p['data']]
-    instance_auroc = None
-    if with_patches:
-        truth = torch.cat([p['data'].patch_labels for p in with_patches])
-        scores = torch.cat([p['attention'] for p in with_patches])
-        if truth.unique().numel() == 2:
-            instance_auroc = roc_auc_score(truth.numpy(), scores.numpy())
-    accuracy = sum((p['logit'] > 0) == bool(p['label'])
-                   for p in predictions) / len(predictions)
-    return {'bag_auroc': bag_auroc, 'instance_auroc': instance_auroc,
-            'bag_accuracy': accuracy, 'num_slides': len(predictions)}
+    with_patches = [r for r in records if r.get('patch_labels') is not None]
+    if not with_patches:
+        return None
+    truth = torch.cat([r['patch_labels'] for r in with_patches]) > 0
+    scores = torch.cat([r['attention'] for r in with_patches])
+    if truth.unique().numel() != 2:
+        return None
+    return float(roc_auc_score(truth.numpy(), scores.double().numpy()))
+
+
+def evaluate_predictions(records: List[Dict],
+                         classes: Sequence[str] = ('0', '1')) -> Dict:
+    r"""The bag metrics of :func:`classification_metrics` and the instance
+    AUROC of the attention values, for the records of
+    :func:`~pyg_sm.train.predict_slides` (labelled slides only)."""
+    labelled = [r for r in records if r['label'] is not None]
+    probabilities = np.array([r['probabilities'] for r in labelled],
+                             dtype=np.float64).reshape(-1, len(classes))
+    metrics = classification_metrics([r['label'] for r in labelled],
+                                     probabilities, classes)
+    metrics['instance_auroc'] = instance_auroc(labelled)
+    return metrics
+
+
+def mean_and_sd(values: Sequence[Optional[float]]) -> Dict:
+    r"""Mean and sample standard deviation of the values that exist."""
+    values = [v for v in values if v is not None and math.isfinite(v)]
+    if not values:
+        return {'mean': None, 'sd': None, 'n': 0}
+    mean = sum(values) / len(values)
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) /
+                   (len(values) - 1)) if len(values) > 1 else 0.0
+    return {'mean': mean, 'sd': sd, 'n': len(values)}

@@ -1,0 +1,134 @@
+r"""What ``pyg-sm predict`` writes: per-slide attention scores (HDF5),
+QuPath-readable GeoJSON of the patches, and a table of predictions."""
+import csv
+import json
+import os
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import torch
+from torch import Tensor
+
+from ..models.base import MILModel
+from ..transforms.grid_graph import grid_step
+from ..utils.stats import percentiles
+from .predict import predict_slides
+
+
+def patch_side(pos: Tensor, patch_size_level0: Optional[float]) -> float:
+    r"""The side of a patch in level-0 pixels: TRIDENT's
+    ``patch_size_level0`` when known, else the grid step of the
+    coordinates."""
+    if patch_size_level0 is not None:
+        return float(patch_size_level0)
+    return float(min(grid_step(pos)))
+
+
+def write_scores(folder: Path, slide_id: str, pos: Tensor,
+                 attention_logits: Tensor) -> Path:
+    r"""``<folder>/<slide_id>.h5`` with ``coords`` (N, 2), ``attention``
+    (the softmax weights of the slide, summing to 1) and
+    ``attention_logits`` (the values before the softmax)."""
+    import h5py
+
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f'{slide_id}.h5'
+    temporary = path.with_name(f'.{path.name}.tmp-{os.getpid()}')
+    weights = torch.softmax(attention_logits.double(), dim=0)
+    with h5py.File(temporary, 'w') as f:
+        f['coords'] = pos.numpy()
+        f['attention'] = weights.float().numpy()
+        f['attention_logits'] = attention_logits.float().numpy()
+        f.attrs['slide_id'] = slide_id
+    os.replace(temporary, path)
+    return path
+
+
+def write_geojson(folder: Path, slide_id: str, pos: Tensor,
+                  attention_logits: Tensor, side: float) -> Path:
+    r"""``<folder>/<slide_id>.geojson``: a FeatureCollection with one square
+    polygon per patch (top-left corner at its coordinates, level-0 pixels),
+    whose measurements are the attention weight and its percentile within
+    the slide, as QuPath imports detections."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f'{slide_id}.geojson'
+    temporary = path.with_name(f'.{path.name}.tmp-{os.getpid()}')
+    weights = torch.softmax(attention_logits.double(), dim=0).tolist()
+    ranks = percentiles(attention_logits).tolist()
+    corners = pos.double().tolist()
+    with open(temporary, 'w') as f:
+        f.write('{"type": "FeatureCollection", "features": [\n')
+        for i, ((x, y), weight, rank) in enumerate(zip(corners, weights,
+                                                       ranks)):
+            ring = [[x, y], [x + side, y], [x + side, y + side],
+                    [x, y + side], [x, y]]
+            feature = {'type': 'Feature',
+                       'geometry': {'type': 'Polygon', 'coordinates': [ring]},
+                       'properties': {
+                           'objectType': 'detection',
+                           'name': f'patch {i}',
+                           'measurements': {'attention': weight,
+                                            'attention_percentile': rank}}}
+            f.write(('' if i == 0 else ',\n') + json.dumps(feature))
+        f.write('\n]}\n')
+    os.replace(temporary, path)
+    return path
+
+
+def write_predictions(path: Path, records: List[Dict],
+                      classes: Sequence[str]) -> None:
+    r"""``slide_id``, the probability of each class (``prob_<class>``), the
+    predicted class and, when known, the true one."""
+    labelled = any(r['label'] is not None for r in records)
+    temporary = path.with_name(f'.{path.name}.tmp-{os.getpid()}')
+    with open(temporary, 'w', newline='') as f:
+        writer = csv.writer(f)
+        writer.writerow(['slide_id', *[f'prob_{c}' for c in classes],
+                         'predicted'] + (['label'] if labelled else []))
+        for r in records:
+            row = [r['slide_id'], *[f'{p:.6f}' for p in r['probabilities']],
+                   classes[r['prediction']]]
+            if labelled:
+                row.append('' if r['label'] is None else classes[r['label']])
+            writer.writerow(row)
+    os.replace(temporary, path)
+
+
+def score_slides(model: MILModel, dataset, out: Path, batch_size: int = 1,
+                 workers: int = 0, geojson: bool = True) -> List[Dict]:
+    r"""Scores every slide of :obj:`dataset` and writes, as each slide is
+    scored, ``out/scores/<slide_id>.h5`` (:func:`write_scores`) and
+    ``out/geojson/<slide_id>.geojson`` (:func:`write_geojson`). Returns the
+    records of :func:`~pyg_sm.train.predict_slides` in dataset order,
+    keeping the attention only of slides with patch labels.
+
+    Inside a :mod:`torch.distributed` process group each process scores
+    every ``world_size``-th slide and process 0 gets all the records (the
+    others get :obj:`None`): the files and records are those of one
+    process."""
+    distributed = torch.distributed.is_available() and \
+        torch.distributed.is_initialized()
+    world = torch.distributed.get_world_size() if distributed else 1
+    rank = torch.distributed.get_rank() if distributed else 0
+    indices = list(range(rank, len(dataset), world))
+    share = torch.utils.data.Subset(dataset, indices)
+
+    def write(record: Dict, pos: Tensor, step: Optional[float]) -> None:
+        write_scores(out / 'scores', record['slide_id'], pos,
+                     record['attention'])
+        if geojson:
+            write_geojson(out / 'geojson', record['slide_id'], pos,
+                          record['attention'], patch_side(pos, step))
+
+    records = predict_slides(model, share, batch_size=batch_size,
+                             workers=workers, keep_attention=False,
+                             on_slide=write)
+    if world == 1:
+        return records
+    gathered = [None] * world if rank == 0 else None
+    torch.distributed.gather_object(list(zip(indices, records)), gathered)
+    if rank != 0:
+        return None
+    ordered = sorted((pair for part in gathered for pair in part),
+                     key=lambda pair: pair[0])
+    return [record for _, record in ordered]
