@@ -13,7 +13,7 @@ from typing import Dict, List, Optional, Sequence
 import torch
 
 from .datasets import SlideDataset, make_synthetic_slides
-from .datasets.layouts import LAYOUTS
+from .datasets.layouts import LAYOUTS, find_layout
 from .models import MODELS, build_model
 from .models.registry import ModelSpec, Option
 from .train import (MONITORS, Interrupted, fit, load_checkpoint,
@@ -633,9 +633,14 @@ def score(args: argparse.Namespace, metrics: bool) -> Optional[Dict]:
         graph = _graph_options(args, saved['graph'])
         classes = saved['classes']
         labels = args.labels
-        if labels is None and (metrics or (args.data_dir /
-                                           'labels.csv').is_file()):
+        if labels is None and (args.data_dir / 'labels.csv').is_file():
             labels = 'labels.csv'
+        if metrics and labels is None and find_layout(
+                args.data_dir, args.layout,
+                args.features_dir).bag_labels() is None:
+            raise ValueError(f"evaluate needs labels: no labels file "
+                             f"{args.data_dir / 'labels.csv'}; 'pyg-sm "
+                             f"predict' scores slides without them")
         slide_ids = None if args.slide_ids is None else \
             _slide_list(args.slide_ids)
         dataset = _dataset(args, graph, labels, slide_ids, classes,
