@@ -416,11 +416,7 @@ def _splits(args, dataset: SlideDataset) -> List[Dict[str, List[str]]]:
     if args.split_file is not None:
         if args.folds:
             raise ValueError('--split-file and --folds exclude each other')
-        split = read_split_file(args.data_dir / args.split_file
-                                if not args.split_file.is_absolute()
-                                and not args.split_file.exists()
-                                else args.split_file, ids)
-        splits = [split]
+        splits = [read_split_file(args.split_file, ids)]
     elif args.folds:
         held = split_slides(ids, labels, cases, 0.0, args.test_fraction,
                             args.seed)['test']
@@ -515,11 +511,11 @@ def _train_one(args, dataset: SlideDataset, split: Dict[str, List[str]],
 
     train_set, val_set = subset(split['train']), subset(split['val'])
     run = {'split': split}
-    state_path = run_dir / 'results.json'
-    if rank == 0 and run_dir != Path(args.out):
-        previous = json.loads(state_path.read_text()) \
-            if state_path.is_file() else {}
-        if previous.get('status') == 'finished' and args.resume:
+    run_results = run_dir / 'results.json'
+    if args.resume and run_dir != Path(args.out) and run_results.is_file():
+        # Every process reads it: they skip a finished fold together.
+        previous = json.loads(run_results.read_text())
+        if previous.get('status') == 'finished':
             print(f'{run_dir}: finished before, kept', flush=True)
             return previous
     fingerprint = {'model': args.model, 'options': options, 'graph': graph,
@@ -529,7 +525,7 @@ def _train_one(args, dataset: SlideDataset, split: Dict[str, List[str]],
                    'monitor': args.monitor}
     resume = args.resume and (run_dir / 'last.pt').is_file()
     if rank == 0:
-        _write_json(state_path, {**results, **run, 'status': 'running'})
+        _write_json(run_results, {**results, **run, 'status': 'running'})
     torch.manual_seed(args.seed)
     model = build_model(dataset.feature_dim, args.model, **options).to(
         device)
@@ -555,8 +551,8 @@ def _train_one(args, dataset: SlideDataset, split: Dict[str, List[str]],
                       progress=sys.stderr.isatty() and rank == 0)
     except Interrupted as stop:
         if rank == 0:
-            _write_json(state_path, {**results, **run,
-                                     'status': 'interrupted'})
+            _write_json(run_results,
+                        {**results, **run, 'status': 'interrupted'})
             _write_json(Path(args.out) / 'results.json',
                         {**results, 'status': 'interrupted'})
             print(f'{stop}\nresume with: {_resume_command()}',
@@ -592,7 +588,7 @@ def _train_one(args, dataset: SlideDataset, split: Dict[str, List[str]],
                 {p['slide_id']: _title(p) for p in run[name]['predictions']})
     if rank != 0:
         return run
-    _write_json(state_path, {**results, **run, 'status': 'finished'})
+    _write_json(run_results, {**results, **run, 'status': 'finished'})
     print(f'checkpoint: {checkpoint}', flush=True)
     return run
 

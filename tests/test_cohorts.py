@@ -150,8 +150,9 @@ def test_metrics_binary_and_multiclass():
     assert multi['bag_auroc'] == pytest.approx(roc_auc_score(
         [0, 1, 2, 1, 0, 2], probs, multi_class='ovr', average='macro'))
     assert multi['bag_accuracy'] == 1.0
-    assert classification_metrics([0, 0], np.array([[.9, .1], [.8, .2]]),
-                                   'ab')['bag_auroc'] is None
+    one_class = np.array([[.9, .1], [.8, .2]])
+    assert classification_metrics([0, 0], one_class, 'ab')['bag_auroc'] \
+        is None
 
 
 @pytest.mark.parametrize('rows, words', [

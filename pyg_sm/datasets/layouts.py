@@ -108,6 +108,22 @@ class SlideLayout:
                              f'corrupt or truncated file?)') from error
 
 
+def _h5_array(path: Path, dataset) -> torch.Tensor:
+    r"""An HDF5 dataset as a tensor: memory-mapped when it is stored
+    contiguous and uncompressed (as h5py and TRIDENT write features), so
+    that its pages come from the page cache without a copy; read
+    otherwise."""
+    offset = dataset.id.get_offset()
+    if dataset.chunks is None and dataset.compression is None and \
+            offset is not None and dataset.dtype.isnative and \
+            dataset.dtype.kind in 'fiu':
+        # Copy-on-write: writable for torch, never written back.
+        return torch.from_numpy(np.memmap(path, dtype=dataset.dtype,
+                                          mode='c', offset=offset,
+                                          shape=dataset.shape))
+    return torch.from_numpy(dataset[()])
+
+
 def _h5_step(dataset) -> Optional[float]:
     # TRIDENT writes the patch size at level 0 as an attribute of coords.
     value = dataset.attrs.get('patch_size_level0')
@@ -165,11 +181,10 @@ class H5Layout(SlideLayout):
         return self._open(slide_id, body)
 
     def read(self, slide_id: str) -> Dict:
-        def body(f, _):
-            out = dict(features=torch.from_numpy(
-                f['features'][()]).float(),
-                coords=torch.from_numpy(f['coords'][()]),
-                patch_size_level0=_h5_step(f['coords']))
+        def body(f, path):
+            out = dict(features=_h5_array(path, f['features']).float(),
+                       coords=torch.from_numpy(f['coords'][()]),
+                       patch_size_level0=_h5_step(f['coords']))
             if 'patch_labels' in f:
                 out['patch_labels'] = torch.from_numpy(
                     f['patch_labels'][()]).long()
