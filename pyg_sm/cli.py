@@ -22,6 +22,7 @@ from .train.export import score_slides, write_predictions
 from .train.metrics import evaluate_predictions, mean_and_sd
 from .train.splits import (check_split, fold_slides, read_split_file,
                            split_slides)
+from .utils.tables import read_table
 from .transforms import METHODS, PatchGraph
 from .version import __version__
 from .visualize import render_heatmap
@@ -605,17 +606,12 @@ def _slide_list(path: Path) -> List[str]:
     r"""Slide ids, one per line, or a CSV with a ``slide_id`` column."""
     if not path.is_file():
         raise FileNotFoundError(f"no slide list {path}")
-    lines = [line.strip() for line in
-             path.read_text(encoding='utf-8-sig').splitlines()]
-    lines = [line for line in lines if line]
-    if lines and ',' in lines[0]:
-        header = [c.strip() for c in lines[0].split(',')]
-        if 'slide_id' not in header:
-            raise ValueError(f"{path}: a CSV slide list needs a 'slide_id' "
-                             f"column")
-        column = header.index('slide_id')
-        return [line.split(',')[column].strip() for line in lines[1:]]
-    return lines
+    first = path.read_text(encoding='utf-8-sig').split('\n', 1)[0]
+    if ',' in first:
+        return [row['slide_id'] for _, row in
+                read_table(path, ('slide_id', ), 'slide list')]
+    return [line.strip() for line in path.read_text(
+        encoding='utf-8-sig').splitlines() if line.strip()]
 
 
 def score(args: argparse.Namespace, metrics: bool) -> Optional[Dict]:
@@ -741,21 +737,18 @@ def parser() -> argparse.ArgumentParser:
                               help='output folder (default: pyg_sm_run)')
     train_parser.set_defaults(run=train)
 
-    eval_parser = commands.add_parser(
-        'evaluate', formatter_class=_HelpFormatter,
-        help='score the labelled slides of DATA_DIR with a checkpoint and '
-             'report metrics')
-    _add_data_options(eval_parser, graph_from_checkpoint=True)
-    _add_scoring_options(eval_parser, 'pyg_sm_eval')
-    eval_parser.set_defaults(run=evaluate)
-
-    predict_parser = commands.add_parser(
-        'predict', formatter_class=_HelpFormatter,
-        help='score slides (labels optional) with a checkpoint: '
-             'predictions.csv, scores/, geojson/')
-    _add_data_options(predict_parser, graph_from_checkpoint=True)
-    _add_scoring_options(predict_parser, 'pyg_sm_predict')
-    predict_parser.set_defaults(run=predict)
+    for name, command, out, help in (
+            ('evaluate', evaluate, 'pyg_sm_eval',
+             'score the labelled slides of DATA_DIR with a checkpoint and '
+             'report metrics'),
+            ('predict', predict, 'pyg_sm_predict',
+             'score slides (labels optional) with a checkpoint: '
+             'predictions.csv, scores/, geojson/')):
+        scoring = commands.add_parser(name, formatter_class=_HelpFormatter,
+                                      help=help)
+        _add_data_options(scoring, graph_from_checkpoint=True)
+        _add_scoring_options(scoring, out)
+        scoring.set_defaults(run=command)
     return root
 
 

@@ -1,8 +1,9 @@
 r"""Slide label tables: any labels (integers or strings), classes, patients."""
-import csv
 import dataclasses
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Union
+
+from ..utils.tables import read_table
 
 
 @dataclasses.dataclass
@@ -23,40 +24,26 @@ def read_labels(path: Union[str, Path]) -> LabelTable:
     others are ignored; ``case_id``, when present, names each slide's
     patient). A UTF-8 byte-order mark, as Excel writes it, is skipped; cells
     are stripped of surrounding spaces."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no labels file {path}")
-    with open(path, newline='', encoding='utf-8-sig') as f:
-        reader = csv.DictReader(f)
-        columns = [c.strip() for c in reader.fieldnames or []]
-        if not {'slide_id', 'label'} <= set(columns):
-            raise ValueError(f"{path} needs the columns 'slide_id' and "
-                             f"'label' (got {reader.fieldnames})")
-        reader.fieldnames = columns
-        labels: Dict[str, str] = {}
-        cases: Optional[Dict[str, str]] = {} if 'case_id' in columns \
-            else None
-        for line, row in enumerate(reader, start=2):
-            slide_id = (row['slide_id'] or '').strip()
-            label = (row['label'] or '').strip()
-            if not slide_id:
-                raise ValueError(f"{path}, line {line}: empty slide_id")
-            if slide_id in labels:
-                raise ValueError(f"slide '{slide_id}' appears twice in "
-                                 f"{path}")
-            if not label:
-                raise ValueError(f"slide '{slide_id}': empty label in "
+    labels: Dict[str, str] = {}
+    cases: Dict[str, str] = {}
+    for line, row in read_table(path, ('slide_id', 'label'), 'labels file'):
+        slide_id, label = row['slide_id'], row['label']
+        if not slide_id:
+            raise ValueError(f"{path}, line {line}: empty slide_id")
+        if slide_id in labels:
+            raise ValueError(f"slide '{slide_id}' appears twice in {path}")
+        if not label:
+            raise ValueError(f"slide '{slide_id}': empty label in {path}, "
+                             f"line {line}")
+        labels[slide_id] = label
+        if 'case_id' in row:
+            if not row['case_id']:
+                raise ValueError(f"slide '{slide_id}': empty case_id in "
                                  f"{path}, line {line}")
-            labels[slide_id] = label
-            if cases is not None:
-                case = (row['case_id'] or '').strip()
-                if not case:
-                    raise ValueError(f"slide '{slide_id}': empty case_id in "
-                                     f"{path}, line {line}")
-                cases[slide_id] = case
+            cases[slide_id] = row['case_id']
     if not labels:
         raise ValueError(f"{path} lists no slides")
-    return LabelTable(labels, cases)
+    return LabelTable(labels, cases or None)
 
 
 def _is_int(text: str) -> bool:

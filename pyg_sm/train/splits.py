@@ -1,11 +1,12 @@
 r"""Splits of a cohort that keep each patient on one side, stratified by
 label where possible, and checks that say what a split is missing."""
-import csv
 from collections import Counter
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Union
 
 import torch
+
+from ..utils.tables import read_table
 
 #: The names a split file may use.
 SPLITS = ('train', 'val', 'test')
@@ -91,33 +92,21 @@ def read_split_file(path: Union[str, Path],
                     known: Sequence[str]) -> Dict[str, List[str]]:
     r"""A CSV of ``slide_id,split`` with ``split`` in train / val / test.
     Slides of the cohort that it does not list are left out."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no split file {path}")
     out = {name: [] for name in SPLITS}
     known = set(known)
     seen = set()
-    with open(path, newline='', encoding='utf-8-sig') as f:
-        reader = csv.DictReader(f)
-        columns = [c.strip() for c in reader.fieldnames or []]
-        if not {'slide_id', 'split'} <= set(columns):
-            raise ValueError(f"{path} needs the columns 'slide_id' and "
-                             f"'split' (got {reader.fieldnames})")
-        reader.fieldnames = columns
-        for line, row in enumerate(reader, start=2):
-            slide_id = (row['slide_id'] or '').strip()
-            split = (row['split'] or '').strip().lower()
-            if split not in SPLITS:
-                raise ValueError(f"{path}, line {line}: split must be one of "
-                                 f"{list(SPLITS)} (got {row['split']!r})")
-            if slide_id not in known:
-                raise ValueError(f"{path}, line {line}: slide '{slide_id}' "
-                                 f"is not in the cohort")
-            if slide_id in seen:
-                raise ValueError(f"slide '{slide_id}' appears twice in "
-                                 f"{path}")
-            seen.add(slide_id)
-            out[split].append(slide_id)
+    for line, row in read_table(path, ('slide_id', 'split'), 'split file'):
+        slide_id, split = row['slide_id'], row['split'].lower()
+        if split not in SPLITS:
+            raise ValueError(f"{path}, line {line}: split must be one of "
+                             f"{list(SPLITS)} (got {row['split']!r})")
+        if slide_id not in known:
+            raise ValueError(f"{path}, line {line}: slide '{slide_id}' is "
+                             f"not in the cohort")
+        if slide_id in seen:
+            raise ValueError(f"slide '{slide_id}' appears twice in {path}")
+        seen.add(slide_id)
+        out[split].append(slide_id)
     return out
 
 
