@@ -234,6 +234,12 @@ def _versions() -> Dict[str, str]:
             'python': platform.python_version()}
 
 
+def _arguments(args: argparse.Namespace) -> Dict:
+    r"""The command's arguments, as results.json records them."""
+    return {key: str(value) if isinstance(value, Path) else value
+            for key, value in vars(args).items() if key != 'run'}
+
+
 def _write_json(path: Path, content: Dict) -> None:
     temporary = path.with_name(f'.{path.name}.tmp-{os.getpid()}')
     temporary.write_text(json.dumps(content, indent=2, default=str))
@@ -288,12 +294,10 @@ def _write_heatmaps(out: Path, slide_ids: Sequence[str], read,
     written = []
     for slide_id in slide_ids:
         pos, patch_labels = read(slide_id)
-        panels = [(f'{name} attention', values[slide_id])
-                  for name, values in attention.items()]
-        if patch_labels is not None:
-            panels.append(('true lesion mask', patch_labels.float()))
         path = out / 'heatmaps' / f'{slide_id}.png'
-        render_heatmap(pos, panels, title=titles.get(slide_id, slide_id)
+        render_heatmap(pos, {name: values[slide_id]
+                             for name, values in attention.items()},
+                       patch_labels, title=titles.get(slide_id, slide_id)
                        ).save(path)
         written.append(str(path))
     return written
@@ -353,7 +357,7 @@ def demo(args: argparse.Namespace) -> Dict:
     print(f'synthetic dataset: {len(dataset)} slides in {data_dir} '
           f'({len(train_set)} train, {len(test_set)} test)', flush=True)
     spec = MODELS[DEFAULT_MODEL]
-    results, attention = {}, {}
+    results, attention, probability = {}, {}, {}
     # The default model next to the same model without any smoothing.
     for name, preset in [('SmABMIL', 'sm'), ('ABMIL', 'abmil')]:
         torch.manual_seed(args.seed)
@@ -368,14 +372,19 @@ def demo(args: argparse.Namespace) -> Dict:
         print(f'{name}: trained {args.epochs} epochs in {seconds:.1f} s, '
               f"final loss {history[-1]['train_loss']:.3f}", flush=True)
         attention[name] = {r['slide_id']: r['attention'] for r in records}
+        probability[name] = {r['slide_id']: r['probabilities'][-1]
+                             for r in records}
         results[name] = {**result, 'train_seconds': seconds,
                          'loss_history': [e['train_loss'] for e in history],
                          'options': spec.resolve(preset),
                          'test_predictions': [_record_json(
                              r, dataset.classes) for r in records]}
     _print_table(results)
-    titles = {s: f'{s} (label {dataset.classes[y]})'
-              for s, y in zip(dataset.slide_ids, dataset.labels)}
+    positive = dataset.classes[-1]
+    titles = {s: f'{s}, label {dataset.classes[y]}; p({positive}): ' +
+              ', '.join(f'{name} {p[s]:.2f}' for name, p in
+                        probability.items())
+              for s, y in zip(test_set.slide_ids, test_set.labels)}
     results['heatmaps'] = _write_heatmaps(
         out, _heatmap_slides(records, args.heatmaps),
         _read_from_dataset(test_set), attention, titles)
@@ -459,7 +468,7 @@ def train(args: argparse.Namespace) -> Optional[Dict]:
                    'num_classes': 1 if len(dataset.classes) == 2
                    else len(dataset.classes)}
         results = {'status': 'running', 'command': sys.argv,
-                   'arguments': vars(args), 'seed': args.seed,
+                   'arguments': _arguments(args), 'seed': args.seed,
                    'versions': _versions(), 'classes': dataset.classes,
                    'class_map': {c: i for i, c in enumerate(dataset.classes)},
                    'model': args.model, 'options': options, 'graph': graph,
@@ -651,7 +660,7 @@ def score(args: argparse.Namespace, metrics: bool) -> Optional[Dict]:
             return None
         write_predictions(out / 'predictions.csv', records, classes)
         predictions = [_record_json(r, classes) for r in records]
-        results = {'command': sys.argv, 'arguments': vars(args),
+        results = {'command': sys.argv, 'arguments': _arguments(args),
                    'versions': _versions(), 'checkpoint': str(
                        args.checkpoint), 'classes': classes,
                    'class_map': {c: i for i, c in enumerate(classes)},

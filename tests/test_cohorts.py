@@ -292,6 +292,8 @@ def test_epoch_lines_checkpoints_and_out_guard(cohort, tmp_path, capfd):
     results = json.loads((run / 'results.json').read_text())
     assert [e['epoch'] for e in results['history']] == [1, 2, 3]
     assert results['versions']['pyg_sm'] and results['seed'] == 0
+    assert results['arguments']['epochs'] == 3
+    assert 'run' not in results['arguments']
 
     with pytest.raises(SystemExit, match='--resume .* --overwrite'):
         main(['train', str(cohort), '--out', str(run), *SMALL])

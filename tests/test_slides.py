@@ -133,10 +133,30 @@ def test_one_transform_per_method_with_pyg_functional_names():
 def test_heatmap_renders_an_image_and_writes_nothing(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     pos = random_grid_patches(40, 0, scale=256)
-    image = render_heatmap(pos, [('a', torch.rand(40)),
-                                 ('b', torch.rand(40))], title='t')
+    image = render_heatmap(pos, {'a': torch.rand(40), 'b': torch.rand(40)},
+                           mask=torch.rand(40) > 0.5, title='t')
     assert image.mode == 'RGBA' and image.width > image.height > 100
     assert list(tmp_path.iterdir()) == []
+
+
+def test_heatmap_is_on_the_percentile_scale_and_keeps_every_patch():
+    from pyg_sm.visualize import grid_image
+    from pyg_sm.utils.stats import percentiles
+
+    pos = random_grid_patches(40, 1, scale=256)
+    raw = torch.randn(40) * 30 - 10
+    # The same picture for any monotone rescaling of the values.
+    a = render_heatmap(pos, {'m': raw})
+    b = render_heatmap(pos, {'m': raw * 0.01 + 5})
+    assert a.tobytes() == b.tobytes()
+    cells = grid_image(pos, percentiles(raw))
+    assert float(cells.nan_to_num(-1).max()) == 100.0
+    # A 500 x 300 grid gets at least one pixel per patch.
+    gy, gx = torch.meshgrid(torch.arange(300), torch.arange(500),
+                            indexing='ij')
+    big = torch.stack([gx.flatten(), gy.flatten()], 1) * 224
+    image = render_heatmap(big, {'m': torch.rand(big.size(0))})
+    assert image.width >= 500 and image.height >= 300
 
 
 @pytest.fixture(scope='module')

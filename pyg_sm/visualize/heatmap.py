@@ -1,11 +1,17 @@
 r"""Attention heatmaps of slides on their patch grid, next to the true lesion
 mask. Rendering returns an image; writing it is the caller's choice."""
-from typing import Sequence, Tuple
+from typing import Dict, Optional
 
 import torch
 from torch import Tensor
 
 from ..transforms.grid_graph import grid_step
+from ..utils.stats import percentiles
+
+#: Pixels per inch of the rendered figures.
+DPI = 100
+#: The smallest panel side, in inches (small slides are drawn larger).
+MIN_PANEL_INCHES = 3.2
 
 
 def grid_image(pos: Tensor, values: Tensor) -> Tensor:
@@ -20,10 +26,16 @@ def grid_image(pos: Tensor, values: Tensor) -> Tensor:
     return image
 
 
-def render_heatmap(pos: Tensor, panels: Sequence[Tuple[str, Tensor]],
-                   title: str = ''):
-    r"""Draws each ``(name, per-patch values)`` panel on the patch grid of
-    :obj:`pos`, side by side (background left blank), with a colour bar.
+def render_heatmap(pos: Tensor, attention: Dict[str, Tensor],
+                   mask: Optional[Tensor] = None, title: str = ''):
+    r"""Draws the attention of each model (:obj:`attention` maps a name to
+    per-patch values, before or after the softmax) on the patch grid of
+    :obj:`pos`, as the percentile of each patch within the slide (0 to 100:
+    the same scale for every slide and model, whatever the range of the raw
+    values), side by side, with the true lesion :obj:`mask` when known.
+
+    The image has at least one pixel per patch: a large slide gets a larger
+    image, not smaller patches.
 
     Returns:
         A :class:`PIL.Image.Image` (RGBA); ``image.save(path)`` writes it.
@@ -32,17 +44,31 @@ def render_heatmap(pos: Tensor, panels: Sequence[Tuple[str, Tensor]],
     from matplotlib.figure import Figure
     from PIL import Image
 
-    # A bare Figure: no pyplot state, no backend switch, safe in threads.
-    fig = Figure(figsize=(3.6 * len(panels), 3.4), dpi=100)
+    panels = [(f'{name} attention', grid_image(pos, percentiles(values)))
+              for name, values in attention.items()]
+    if mask is not None:
+        panels.append(('true lesion mask', grid_image(pos, mask.float())))
+    height, width = panels[0][1].shape
+    # Each panel holds the grid at one pixel per patch or more; the colour
+    # bar and margins get room beside it.
+    panel = max(MIN_PANEL_INCHES, width / DPI, height / DPI)
+    side_h = panel * height / max(height, width)
+    side_w = panel * width / max(height, width)
+    fig = Figure(figsize=(len(panels) * (side_w + 1.4), side_h + 1.0),
+                 dpi=DPI)
     canvas = FigureCanvasAgg(fig)
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
-    for ax, (name, values) in zip(axes, panels):
-        shown = ax.imshow(grid_image(pos, values).numpy(), cmap='magma',
+    for ax, (name, image) in zip(axes, panels):
+        is_mask = name == 'true lesion mask'
+        shown = ax.imshow(image.numpy(), cmap='gray' if is_mask else
+                          'magma', vmin=0, vmax=1 if is_mask else 100,
                           interpolation='nearest')
         ax.set_title(name, fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
-        fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.03)
+        bar = fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.03)
+        bar.set_label('lesion (1) / tissue (0)' if is_mask else
+                      'attention percentile within the slide', fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
