@@ -18,6 +18,7 @@ from .models import MODELS, build_model
 from .models.registry import ModelSpec, Option
 from .train import (MONITORS, Interrupted, fit, load_checkpoint,
                     read_checkpoint, save_checkpoint, validate)
+from .train import distributed
 from .train.export import score_slides, write_predictions
 from .train.metrics import evaluate_predictions, mean_and_sd
 from .train.splits import (check_split, fold_slides, read_split_file,
@@ -212,18 +213,6 @@ def _device(args: argparse.Namespace) -> torch.device:
     if torch.cuda.is_available():
         return torch.device('cuda', int(os.environ.get('LOCAL_RANK', 0)))
     return torch.device('cpu')
-
-
-def _start_distributed(device: torch.device) -> int:
-    """Joins the process group torchrun describes (WORLD_SIZE > 1): gloo on
-    the CPU, nccl on GPUs. Returns this process's rank."""
-    if int(os.environ.get('WORLD_SIZE', '1')) <= 1:
-        return 0
-    if device.type == 'cuda':
-        torch.cuda.set_device(device)
-    torch.distributed.init_process_group(
-        'nccl' if device.type == 'cuda' else 'gloo')
-    return torch.distributed.get_rank()
 
 
 def _versions() -> Dict[str, str]:
@@ -450,7 +439,7 @@ def train(args: argparse.Namespace) -> Optional[Dict]:
     if args.epochs < 1:
         raise ValueError(f'--epochs must be at least 1 (got {args.epochs})')
     device = _device(args)
-    rank = _start_distributed(device)
+    rank = distributed.start(device)
     try:
         if rank == 0:
             _prepare_out(out, args)
@@ -463,7 +452,8 @@ def train(args: argparse.Namespace) -> Optional[Dict]:
         if not dataset.has_labels:
             raise ValueError(f'{args.data_dir}: training needs labels')
         splits = _splits(args, dataset)
-        dataset.check(_progress(sys.stderr.isatty() and rank == 0))
+        dataset.check(_progress(sys.stderr.isatty() and rank == 0),
+                      shard=distributed.world())
         options = {**_model_options(args),
                    'num_classes': 1 if len(dataset.classes) == 2
                    else len(dataset.classes)}
@@ -628,7 +618,7 @@ def score(args: argparse.Namespace, metrics: bool) -> Optional[Dict]:
     slides, writes per-slide files, the predictions table and results."""
     out = Path(args.out)
     device = _device(args)
-    rank = _start_distributed(device)
+    rank = distributed.start(device)
     try:
         saved = read_checkpoint(args.checkpoint)
         graph = _graph_options(args, saved['graph'])
@@ -651,7 +641,8 @@ def score(args: argparse.Namespace, metrics: bool) -> Optional[Dict]:
                              f"'pyg-sm predict' scores slides without them")
         if rank == 0:
             out.mkdir(parents=True, exist_ok=True)
-        dataset.check(_progress(sys.stderr.isatty() and rank == 0))
+        dataset.check(_progress(sys.stderr.isatty() and rank == 0),
+                      shard=distributed.world())
         model, _, _ = load_checkpoint(args.checkpoint)
         records = score_slides(model.to(device), dataset, out,
                                batch_size=args.batch_size or 1,

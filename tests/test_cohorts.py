@@ -277,6 +277,17 @@ def test_every_file_is_checked_before_training(cohort, tmp_path, how,
         SlideDataset(root).check()
 
 
+def test_each_process_checks_its_share_of_the_files(cohort, tmp_path):
+    root = copy(cohort, tmp_path)
+    corrupt(root, 'slide_002', 'garbage')
+    dataset = SlideDataset(root, labels=None, slide_ids=slide_ids(root)[:2]
+                           + slide_ids(root)[3:])  # headers of 002 unread
+    dataset.slide_ids.insert(2, 'slide_002')
+    dataset.check(shard=(2, 1))  # slides 1, 3, 5, ...: all sound
+    with pytest.raises(SlideError, match="slide 'slide_002'"):
+        dataset.check(shard=(2, 0))
+
+
 def test_epoch_lines_checkpoints_and_out_guard(cohort, tmp_path, capfd):
     run = tmp_path / 'run'
     main(['train', str(cohort), '--out', str(run), '--epochs', '3',

@@ -4,7 +4,7 @@ import json
 import os
 import warnings
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Union
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch_geometric.data import Data
@@ -153,14 +153,18 @@ class SlideDataset(torch.utils.data.Dataset):
         r"""The slide's main file."""
         return self.layout.path(slide_id)
 
-    def check(self, progress: Optional[Callable] = None) -> None:
+    def check(self, progress: Optional[Callable] = None,
+              shard: Tuple[int, int] = (1, 0)) -> None:
         r"""Reads every slide's files once, in chunks, without keeping them:
         they open, hold the datasets, their shapes agree and the features
         and coordinates are finite. The first problem raises a
         :class:`~pyg_sm.datasets.layouts.SlideError` naming the slide and
-        the file. :obj:`progress` wraps the iteration (e.g. ``tqdm``)."""
-        ids = self.slide_ids if progress is None else progress(
-            self.slide_ids)
+        the file. :obj:`progress` wraps the iteration (e.g. ``tqdm``);
+        :obj:`shard` ``(count, index)`` checks every ``count``-th slide from
+        :obj:`index` (each process of a distributed run its share)."""
+        count, index = shard
+        ids = self.slide_ids[index::count]
+        ids = ids if progress is None else progress(ids)
         for slide_id in ids:
             self._check_dim(slide_id, self.layout.check(slide_id)[1])
 
@@ -169,12 +173,15 @@ class SlideDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> Data:
         data = self._cache.get(index)
-        if data is None:
+        cached = data is not None
+        if not cached:
             data = self._load(index)
             if self.in_memory:
                 self._cache[index] = data
+                cached = True
         if self.transform is not None:
-            data = self.transform(data.clone())
+            # A kept slide is copied first: the transform may change it.
+            data = self.transform(data.clone() if cached else data)
         return data
 
     def _load(self, index: int) -> Data:

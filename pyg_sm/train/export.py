@@ -12,6 +12,7 @@ from torch import Tensor
 from ..models.base import MILModel
 from ..transforms.grid_graph import grid_step
 from ..utils.stats import percentiles
+from .distributed import world
 from .predict import predict_slides
 
 
@@ -106,11 +107,8 @@ def score_slides(model: MILModel, dataset, out: Path, batch_size: int = 1,
     every ``world_size``-th slide and process 0 gets all the records (the
     others get :obj:`None`): the files and records are those of one
     process."""
-    distributed = torch.distributed.is_available() and \
-        torch.distributed.is_initialized()
-    world = torch.distributed.get_world_size() if distributed else 1
-    rank = torch.distributed.get_rank() if distributed else 0
-    indices = list(range(rank, len(dataset), world))
+    size, rank = world()
+    indices = list(range(rank, len(dataset), size))
     share = torch.utils.data.Subset(dataset, indices)
 
     def write(record: Dict, pos: Tensor, step: Optional[float]) -> None:
@@ -123,9 +121,9 @@ def score_slides(model: MILModel, dataset, out: Path, batch_size: int = 1,
     records = predict_slides(model, share, batch_size=batch_size,
                              workers=workers, keep_attention=False,
                              on_slide=write)
-    if world == 1:
+    if size == 1:
         return records
-    gathered = [None] * world if rank == 0 else None
+    gathered = [None] * size if rank == 0 else None
     torch.distributed.gather_object(list(zip(indices, records)), gathered)
     if rank != 0:
         return None

@@ -6,7 +6,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
@@ -16,6 +16,7 @@ from torch_geometric.loader import DataLoader
 from ..models.base import MILModel, bag_loss
 from ..utils.checks import check_choice, check_count
 from .checkpoint import atomic_save
+from .distributed import world
 from .metrics import evaluate_predictions
 from .predict import predict_slides
 
@@ -55,14 +56,6 @@ MONITORS = {'val_loss': False, 'val_auroc': True,
 STATE_FORMAT = 'pyg-sm-train/1'
 
 
-def _world() -> Tuple[int, int]:
-    if torch.distributed.is_available() and \
-            torch.distributed.is_initialized():
-        return torch.distributed.get_world_size(), \
-            torch.distributed.get_rank()
-    return 1, 0
-
-
 def _ignore_sigint(_worker: int) -> None:
     # Ctrl-C reaches the whole process group: loader workers leave it to
     # the main process, which finishes its step and saves.
@@ -96,8 +89,8 @@ class _StopRequest:
 def _agreed(flag: bool, device: torch.device) -> bool:
     r"""Whether any process set :obj:`flag` (the processes of a DDP run stop
     together)."""
-    world, _ = _world()
-    if world == 1:
+    size, _ = world()
+    if size == 1:
         return flag
     value = torch.tensor([float(flag)], device=device)
     torch.distributed.all_reduce(value, op=torch.distributed.ReduceOp.MAX)
@@ -105,8 +98,8 @@ def _agreed(flag: bool, device: torch.device) -> bool:
 
 
 def _summed(values: List[float], device: torch.device) -> List[float]:
-    world, _ = _world()
-    if world == 1:
+    size, _ = world()
+    if size == 1:
         return values
     tensor = torch.tensor(values, dtype=torch.float64, device=device)
     torch.distributed.all_reduce(tensor)
@@ -117,8 +110,9 @@ def _epoch_order(size: int, epoch: int, seed: int) -> List[int]:
     r"""This process's slides of an epoch, in order: the shuffle of
     :class:`~torch.utils.data.distributed.DistributedSampler` (by
     :obj:`seed` and the epoch), whatever the number of processes."""
-    world, rank = _world()
-    sampler = DistributedSampler(range(size), num_replicas=world, rank=rank,
+    processes, rank = world()
+    sampler = DistributedSampler(range(size), num_replicas=processes,
+                                 rank=rank,
                                  shuffle=True, seed=seed)
     sampler.set_epoch(epoch)
     return list(sampler)
@@ -174,8 +168,8 @@ def fit(model: MILModel, train_set: Sequence, *, epochs: int,
     check_choice('monitor', monitor, tuple(MONITORS))
     log = log or (lambda line: print(line, file=sys.stderr, flush=True))
     device = next(model.parameters()).device
-    world, rank = _world()
-    network = model if world == 1 else DistributedDataParallel(
+    processes, rank = world()
+    network = model if processes == 1 else DistributedDataParallel(
         model, device_ids=[device] if device.type == 'cuda' else None)
     optimizer = make_optimizer(model, lr, weight_decay)
     state_path = None if run_dir is None else Path(run_dir) / 'last.pt'
@@ -256,7 +250,7 @@ def fit(model: MILModel, train_set: Sequence, *, epochs: int,
             save_state(epoch + 1, 0, [0.0, 0.0])
             if rank == 0:
                 log(_epoch_line(entry, epochs, monitor, improved))
-            if world > 1:
+            if processes > 1:
                 torch.distributed.barrier()
     return history
 
