@@ -338,6 +338,23 @@ def test_cli_demo_end_to_end(tmp_path):
     assert len(list((tmp_path / 'heatmaps').glob('*.png'))) == 1
 
 
+def test_demo_signal_flag_reaches_the_generator(tmp_path, monkeypatch):
+    import pyg_sm.cli
+
+    seen = {}
+
+    def generator(root, **kwargs):
+        seen.update(kwargs)
+        raise FileNotFoundError('stop here')
+
+    monkeypatch.setattr(pyg_sm.cli, 'make_synthetic_slides', generator)
+    with pytest.raises(SystemExit, match='stop here'):
+        main(['demo', '--out', str(tmp_path), '--signal', '1.25'])
+    assert seen['signal'] == 1.25
+    main_parser = pyg_sm.cli.parser()
+    assert main_parser.parse_args(['demo']).signal == pyg_sm.cli.DEMO_SIGNAL
+
+
 def test_cli_errors_are_messages(tmp_path):
     with pytest.raises(SystemExit, match='no labels file'):
         main(['train', str(tmp_path), '--out', str(tmp_path / 'o')])
