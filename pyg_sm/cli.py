@@ -23,6 +23,7 @@ from .train.export import score_slides, write_predictions
 from .train.metrics import evaluate_predictions, mean_and_sd
 from .train.splits import (check_split, fold_slides, read_split_file,
                            split_slides)
+from .utils.files import atomic_path
 from .utils.tables import read_table
 from .transforms import METHODS, PatchGraph
 from .version import __version__
@@ -234,9 +235,8 @@ def _arguments(args: argparse.Namespace) -> Dict:
 
 
 def _write_json(path: Path, content: Dict) -> None:
-    temporary = path.with_name(f'.{path.name}.tmp-{os.getpid()}')
-    temporary.write_text(json.dumps(content, indent=2, default=str))
-    os.replace(temporary, path)
+    with atomic_path(path) as temporary:
+        temporary.write_text(json.dumps(content, indent=2, default=str))
 
 
 def _progress(enabled: bool):

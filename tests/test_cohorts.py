@@ -318,6 +318,22 @@ def test_epoch_lines_checkpoints_and_out_guard(cohort, tmp_path, capfd):
               *SMALL, '--overwrite'])
 
 
+def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(
+        tmp_path):
+    from pyg_sm.utils.files import atomic_path
+
+    path = tmp_path / 'results.json'
+    path.write_text('old')
+    with pytest.raises(RuntimeError):
+        with atomic_path(path) as temporary:
+            temporary.write_text('half')
+            raise RuntimeError('crash while writing')
+    assert path.read_text() == 'old' and list(tmp_path.iterdir()) == [path]
+    with atomic_path(path) as temporary:
+        temporary.write_text('new')
+    assert path.read_text() == 'new' and list(tmp_path.iterdir()) == [path]
+
+
 def train_command(data, out, *extra):
     return [sys.executable, '-m', 'pyg_sm', 'train', str(data), '--out',
             str(out), '--epochs', '30', '--att-dim', '8', '--heatmaps', '0',

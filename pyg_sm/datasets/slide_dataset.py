@@ -11,6 +11,7 @@ from torch_geometric.data import Data
 from torch_geometric.transforms import BaseTransform
 
 from ..transforms import GridPatchGraph
+from ..utils.files import atomic_path
 from .labels import LabelTable, class_names, read_labels
 from .layouts import SlideError, find_layout
 
@@ -237,9 +238,8 @@ class SlideDataset(torch.utils.data.Dataset):
                 pass
         data = self.graph(data)
         self.graph_cache.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f'.{path.name}.{os.getpid()}')
-        torch.save(data.edge_index, temporary)
-        os.replace(temporary, path)
+        with atomic_path(path) as temporary:
+            torch.save(data.edge_index, temporary)
         return data
 
     def __repr__(self) -> str:

@@ -1,13 +1,13 @@
 r"""Checkpoints: the model's name and options (as :data:`~pyg_sm.models.MODELS`
 declares them), the patch-graph settings and the weights. Loading builds
 the right model class."""
-import os
 from pathlib import Path
 from typing import Dict, Optional, Sequence, Tuple, Union
 
 import torch
 
 from ..models.registry import MODELS, model_spec
+from ..utils.files import atomic_path
 from ..version import __version__
 
 #: The format written; 'pyg-sm/1' (before models had names) still loads.
@@ -28,13 +28,8 @@ def model_name(model: torch.nn.Module) -> str:
 def atomic_save(obj, path: Union[str, Path]) -> None:
     r""":func:`torch.save` to a temporary file beside :obj:`path`, then a
     rename: a crash never leaves a half-written file at :obj:`path`."""
-    path = Path(path)
-    temporary = path.with_name(f'.{path.name}.tmp-{os.getpid()}')
-    try:
+    with atomic_path(path) as temporary:
         torch.save(obj, temporary)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 def save_checkpoint(path: Union[str, Path], model: torch.nn.Module,

@@ -2,7 +2,6 @@ r"""What ``pyg-sm predict`` writes: per-slide attention scores (HDF5),
 QuPath-readable GeoJSON of the patches, and a table of predictions."""
 import csv
 import json
-import os
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
@@ -11,6 +10,7 @@ from torch import Tensor
 
 from ..models.base import MILModel
 from ..transforms.grid_graph import grid_step
+from ..utils.files import atomic_path
 from ..utils.stats import percentiles
 from .distributed import world
 from .predict import predict_slides
@@ -34,14 +34,12 @@ def write_scores(folder: Path, slide_id: str, pos: Tensor,
 
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f'{slide_id}.h5'
-    temporary = path.with_name(f'.{path.name}.tmp-{os.getpid()}')
     weights = torch.softmax(attention_logits.double(), dim=0)
-    with h5py.File(temporary, 'w') as f:
+    with atomic_path(path) as temporary, h5py.File(temporary, 'w') as f:
         f['coords'] = pos.numpy()
         f['attention'] = weights.float().numpy()
         f['attention_logits'] = attention_logits.float().numpy()
         f.attrs['slide_id'] = slide_id
-    os.replace(temporary, path)
     return path
 
 
@@ -53,11 +51,10 @@ def write_geojson(folder: Path, slide_id: str, pos: Tensor,
     the slide, as QuPath imports detections."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f'{slide_id}.geojson'
-    temporary = path.with_name(f'.{path.name}.tmp-{os.getpid()}')
     weights = torch.softmax(attention_logits.double(), dim=0).tolist()
     ranks = percentiles(attention_logits).tolist()
     corners = pos.double().tolist()
-    with open(temporary, 'w') as f:
+    with atomic_path(path) as temporary, open(temporary, 'w') as f:
         f.write('{"type": "FeatureCollection", "features": [\n')
         for i, ((x, y), weight, rank) in enumerate(zip(corners, weights,
                                                        ranks)):
@@ -72,7 +69,6 @@ def write_geojson(folder: Path, slide_id: str, pos: Tensor,
                                             'attention_percentile': rank}}}
             f.write(('' if i == 0 else ',\n') + json.dumps(feature))
         f.write('\n]}\n')
-    os.replace(temporary, path)
     return path
 
 
@@ -81,8 +77,8 @@ def write_predictions(path: Path, records: List[Dict],
     r"""``slide_id``, the probability of each class (``prob_<class>``), the
     predicted class and, when known, the true one."""
     labelled = any(r['label'] is not None for r in records)
-    temporary = path.with_name(f'.{path.name}.tmp-{os.getpid()}')
-    with open(temporary, 'w', newline='') as f:
+    with atomic_path(path) as temporary, \
+            open(temporary, 'w', newline='') as f:
         writer = csv.writer(f)
         writer.writerow(['slide_id', *[f'prob_{c}' for c in classes],
                          'predicted'] + (['label'] if labelled else []))
@@ -92,7 +88,6 @@ def write_predictions(path: Path, records: List[Dict],
             if labelled:
                 row.append('' if r['label'] is None else classes[r['label']])
             writer.writerow(row)
-    os.replace(temporary, path)
 
 
 def score_slides(model: MILModel, dataset, out: Path, batch_size: int = 1,

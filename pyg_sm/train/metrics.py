@@ -5,6 +5,8 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
+from .predict import predicted_class
+
 #: How a bag's class is decided, as the results state it.
 DECISION = {'binary': 'positive when its probability is at least 0.5',
             'multiclass': 'the class of highest probability'}
@@ -30,10 +32,8 @@ def classification_metrics(labels: Sequence[int],
     probabilities = np.asarray(probabilities, dtype=np.float64)
     num_classes = len(classes)
     binary = num_classes == 2
-    if binary:
-        predicted = (probabilities[:, 1] >= 0.5).astype(np.int64)
-    else:
-        predicted = probabilities.argmax(axis=1)
+    predicted = np.array([predicted_class(row) for row in probabilities],
+                         dtype=np.int64)
     present = set(labels.tolist())
     auroc = None
     if len(labels) and present == set(range(num_classes)):
