@@ -12,12 +12,14 @@ from typing import Dict, List, Optional, Sequence
 
 import torch
 
-from .datasets import SlideDataset, make_synthetic_slides
+from .datasets import (PredictionFolder, SlideDataset, SlideImages,
+                       make_synthetic_slides)
+from .datasets.predictions import PREDICTIONS_FILE
 from .datasets.layouts import LAYOUTS, find_layout
 from .models import MODELS, build_model
 from .models.registry import ModelSpec, Option
 from .train import (MONITORS, Interrupted, fit, load_checkpoint,
-                    read_checkpoint, save_checkpoint, validate)
+                    read_checkpoint, save_checkpoint)
 from .train import distributed
 from .train.export import score_slides, write_predictions
 from .train.metrics import evaluate_predictions, mean_and_sd
@@ -27,7 +29,7 @@ from .utils.files import atomic_path
 from .utils.tables import read_table
 from .transforms import METHODS, PatchGraph
 from .version import __version__
-from .visualize import render_heatmap
+from .visualize import open_viewer, render_heatmap, render_overlay
 
 #: The model of the command line (more join it in MODELS).
 DEFAULT_MODEL = 'sm_abmil'
@@ -133,6 +135,15 @@ def _add_data_options(parser: argparse.ArgumentParser,
     group.add_argument('--device', default=None,
                        help='cpu, cuda, cuda:1, ... (default: the GPU of '
                             'this process if there is one, else cpu)')
+    _add_slides_dir(group)
+
+
+def _add_slides_dir(parser) -> None:
+    parser.add_argument('--slides-dir', type=Path, default=None,
+                        help='folder of the slide images, <slide_id>.<ext> '
+                             'in any format OpenSlide reads (svs, tif, ndpi, '
+                             'mrxs, ...): heatmaps are drawn over them '
+                             '(default: none, heatmaps on the patch grid)')
 
 
 def _add_training_options(parser: argparse.ArgumentParser) -> None:
@@ -169,7 +180,7 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument('--in-memory', action='store_true',
                        help='keep all slides in memory (small cohorts)')
     group.add_argument('--heatmaps', type=int, default=4,
-                       help='number of heatmap PNGs to write (default: 4)')
+                       help='validation slides drawn in heatmaps/ (default: 4)')
     group.add_argument('--resume', action='store_true',
                        help='continue the run in --out from its last '
                             'checkpoint')
@@ -275,53 +286,77 @@ def _heatmap_slides(records: List[Dict], count: int) -> List[str]:
     return [r['slide_id'] for r in sorted(records, key=lesions)[:count]]
 
 
-def _write_heatmaps(out: Path, slide_ids: Sequence[str], read,
-                    attention: Dict[str, Dict[str, torch.Tensor]],
-                    titles: Dict[str, str]) -> List[str]:
-    r"""A heatmap per slide: one attention panel per model (:obj:`attention`
-    maps a model name to per-slide values) and the true lesion mask when
-    known; :obj:`read(slide_id)` gives its coordinates and patch labels."""
+def _slide_images(args: argparse.Namespace) -> Optional[SlideImages]:
+    return None if args.slides_dir is None else SlideImages(args.slides_dir)
+
+
+def _run_title(slide_id: str, predictions: Dict[str, Dict[str, Dict]]) -> str:
+    r"""The slide id, its label when known and each run's predicted
+    probability (of the positive class for two classes, else of the
+    predicted class); :obj:`predictions` maps a run name to its per-slide
+    predictions (``label``, ``predicted``, ``probabilities``)."""
+    known = [p[slide_id] for p in predictions.values() if slide_id in p]
+    label = next((p['label'] for p in known if p.get('label') is not None),
+                 None)
+    title = slide_id + ('' if label is None else f', label {label}')
+    parts = []
+    for name, per_slide in predictions.items():
+        p = per_slide.get(slide_id)
+        if not p or not p.get('probabilities'):
+            continue
+        classes = list(p['probabilities'])
+        if len(classes) == 2:
+            parts.append((f'p({classes[1]})', f"{name} "
+                          f"{p['probabilities'][classes[1]]:.2f}"))
+        else:
+            parts.append(('predicted', f"{name} {p['predicted']} "
+                          f"({p['probabilities'][p['predicted']]:.2f})"))
+    if parts:
+        title += f'; {parts[0][0]}: ' + ', '.join(text for _, text in parts)
+    return title
+
+
+def _write_heatmaps(out: Path, slide_ids: Sequence[str],
+                    runs: Sequence[PredictionFolder],
+                    slides: Optional[SlideImages] = None,
+                    predictions: Optional[Sequence[Dict]] = None,
+                    top_k: int = 8, opacity: float = 0.5) -> List[str]:
+    r"""``out/heatmaps/<slide_id>.png`` per slide: each run's attention
+    over the slide image (:func:`~pyg_sm.visualize.render_overlay`, with
+    the top-k gallery) when :obj:`slides` has it, else on the patch grid
+    (:func:`~pyg_sm.visualize.render_heatmap`), with the true lesions when
+    the scores hold patch labels. :obj:`predictions` (one per run, slide id
+    to prediction) gives the titles; by default the runs' own."""
     if not slide_ids:
         return []
     (out / 'heatmaps').mkdir(parents=True, exist_ok=True)
+    if predictions is None:
+        predictions = [run.predictions for run in runs]
+    named = {run.name: p for run, p in zip(runs, predictions)}
     written = []
     for slide_id in slide_ids:
-        pos, patch_labels = read(slide_id)
+        scores = [run.read_scores(slide_id) for run in runs]
+        first = scores[0]
+        attention = {run.name: s['attention_logits']
+                     for run, s in zip(runs, scores)}
+        title = _run_title(slide_id, named)
         path = out / 'heatmaps' / f'{slide_id}.png'
-        render_heatmap(pos, {name: values[slide_id]
-                             for name, values in attention.items()},
-                       patch_labels, title=titles.get(slide_id, slide_id)
-                       ).save(path)
+        if slides is not None and slide_id in slides:
+            slide = slides.open(slide_id)
+            try:
+                image = render_overlay(
+                    slide, first['coords'], attention,
+                    first['patch_size_level0'], first['patch_labels'],
+                    title=title, top_k=top_k, opacity=opacity)
+            finally:
+                slide.close()
+        else:
+            image = render_heatmap(first['coords'], attention,
+                                   first['patch_labels'], title=title)
+        with atomic_path(path) as temporary:
+            image.save(temporary, format='png')
         written.append(str(path))
     return written
-
-
-def _read_from_dataset(dataset: SlideDataset):
-    def read(slide_id):
-        arrays = dataset.layout.read(slide_id)
-        return arrays['coords'], arrays.get('patch_labels')
-    return read
-
-
-def _read_from_scores(folder: Path, records: List[Dict]):
-    import h5py
-
-    patch_labels = {r['slide_id']: r.get('patch_labels') for r in records}
-
-    def read(slide_id):
-        with h5py.File(folder / 'scores' / f'{slide_id}.h5', 'r') as f:
-            return torch.from_numpy(f['coords'][()]), patch_labels[slide_id]
-    return read
-
-
-def _attention_from_scores(folder: Path, ids: Sequence[str]) -> Dict:
-    import h5py
-
-    out = {}
-    for slide_id in ids:
-        with h5py.File(folder / 'scores' / f'{slide_id}.h5', 'r') as f:
-            out[slide_id] = torch.from_numpy(f['attention_logits'][()])
-    return out
 
 
 def _fmt(value: Optional[float]) -> str:
@@ -348,10 +383,12 @@ def demo(args: argparse.Namespace) -> Dict:
                              in_memory=True)
     test_set = SlideDataset(data_dir, slide_ids=split['val'], in_memory=True)
     print(f'synthetic dataset: {len(dataset)} slides in {data_dir} '
-          f'({len(train_set)} train, {len(test_set)} test)', flush=True)
+          f'({len(train_set)} train, {len(test_set)} test), slide images in '
+          f"{data_dir / 'slides'}", flush=True)
     spec = MODELS[DEFAULT_MODEL]
-    results, attention, probability = {}, {}, {}
-    # The default model next to the same model without any smoothing.
+    results, runs = {}, []
+    # The default model next to the same model without any smoothing; each
+    # scores the held-out slides into a prediction folder of its own.
     for name, preset in [('SmABMIL', 'sm'), ('ABMIL', 'abmil')]:
         torch.manual_seed(args.seed)
         model = build_model(dataset.feature_dim, spec.name,
@@ -360,29 +397,27 @@ def demo(args: argparse.Namespace) -> Dict:
                       batch_size=4, seed=args.seed, log=lambda _: None,
                       progress=sys.stderr.isatty())
         seconds = sum(entry['seconds'] for entry in history)
-        result = validate(model, test_set, dataset.classes)
-        records = result.pop('records')
+        records = score_slides(model, test_set, out / name)
+        write_predictions(out / name / PREDICTIONS_FILE, records,
+                          dataset.classes)
+        runs.append(PredictionFolder(out / name))
         print(f'{name}: trained {args.epochs} epochs in {seconds:.1f} s, '
               f"final loss {history[-1]['train_loss']:.3f}", flush=True)
-        attention[name] = {r['slide_id']: r['attention'] for r in records}
-        probability[name] = {r['slide_id']: r['probabilities'][-1]
-                             for r in records}
-        results[name] = {**result, 'train_seconds': seconds,
+        results[name] = {**evaluate_predictions(records, dataset.classes),
+                         'train_seconds': seconds,
                          'loss_history': [e['train_loss'] for e in history],
                          'options': spec.resolve(preset),
                          'test_predictions': [_record_json(
                              r, dataset.classes) for r in records]}
     _print_table(results)
-    positive = dataset.classes[-1]
-    titles = {s: f'{s}, label {dataset.classes[y]}; p({positive}): ' +
-              ', '.join(f'{name} {p[s]:.2f}' for name, p in
-                        probability.items())
-              for s, y in zip(test_set.slide_ids, test_set.labels)}
     results['heatmaps'] = _write_heatmaps(
-        out, _heatmap_slides(records, args.heatmaps),
-        _read_from_dataset(test_set), attention, titles)
+        out, _heatmap_slides(records, args.heatmaps), runs,
+        SlideImages(data_dir / 'slides'))
     _write_json(out / 'results.json', results)
-    print(f'\nresults: {out / "results.json"}; heatmaps: {out / "heatmaps"}')
+    print(f'\nresults: {out / "results.json"}; attention over the slides: '
+          f'{out / "heatmaps"}\nexplore them: ' + shlex.join(
+              ['pyg-sm', 'view', *(str(run.folder) for run in runs),
+               '--slides-dir', str(data_dir / 'slides')]))
     return results
 
 
@@ -569,6 +604,7 @@ def _train_one(args, dataset: SlideDataset, split: Dict[str, List[str]],
         torch.distributed.barrier()
     best, _, _ = load_checkpoint(checkpoint)
     best = best.to(device)
+    model_class_name = type(best).__name__
     run['checkpoint'] = str(checkpoint)
     for name, ids in (('validation', split['val']), ('test', split['test'])):
         if not ids:
@@ -584,25 +620,16 @@ def _train_one(args, dataset: SlideDataset, split: Dict[str, List[str]],
             _record_json(r, dataset.classes) for r in records]}
         _print_table({f'{name}': metrics})
         if name == 'validation':
-            chosen = _heatmap_slides(records, args.heatmaps)
             run['heatmaps'] = _write_heatmaps(
-                run_dir, chosen, _read_from_scores(run_dir, records),
-                {MODELS[args.model].model_class.__name__:
-                 _attention_from_scores(run_dir, chosen)},
-                {p['slide_id']: _title(p) for p in run[name]['predictions']})
+                run_dir, _heatmap_slides(records, args.heatmaps),
+                [PredictionFolder(run_dir, model_class_name)],
+                _slide_images(args), [{p['slide_id']: p for p in
+                                       run[name]['predictions']}])
     if rank != 0:
         return run
     _write_json(run_results, {**results, **run, 'status': 'finished'})
     print(f'checkpoint: {checkpoint}', flush=True)
     return run
-
-
-def _title(prediction: Dict) -> str:
-    label = '' if prediction['label'] is None else \
-        f", label {prediction['label']}"
-    probability = prediction['probabilities'][prediction['predicted']]
-    return (f"{prediction['slide_id']}{label}, predicted "
-            f"{prediction['predicted']} (p={probability:.2f})")
 
 
 def _slide_list(path: Path) -> List[str]:
@@ -664,12 +691,10 @@ def score(args: argparse.Namespace, metrics: bool) -> Optional[Dict]:
         if metrics:
             results['metrics'] = evaluate_predictions(records, classes)
             _print_table({saved['model']: results['metrics']})
-        chosen = _heatmap_slides(records, args.heatmaps)
         results['heatmaps'] = _write_heatmaps(
-            out, chosen, _read_from_scores(out, records),
-            {MODELS[saved['model']].model_class.__name__:
-             _attention_from_scores(out, chosen)},
-            {p['slide_id']: _title(p) for p in predictions})
+            out, _heatmap_slides(records, args.heatmaps),
+            [PredictionFolder(out, type(model).__name__)],
+            _slide_images(args), [{p['slide_id']: p for p in predictions}])
         _write_json(out / 'results.json', results)
         print(f"\n{len(records)} slides: {out / 'predictions.csv'}, "
               f"{out / 'scores'}, {out / 'geojson'}, {out / 'results.json'}")
@@ -677,6 +702,66 @@ def score(args: argparse.Namespace, metrics: bool) -> Optional[Dict]:
     finally:
         if torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
+
+
+def heatmap(args: argparse.Namespace) -> Dict:
+    r"""``heatmap RUN [RUN ...]``: attention pictures of scored slides, the
+    runs side by side, over the slide images when ``--slides-dir`` has
+    them."""
+    if args.top_k < 0:
+        raise ValueError(f'--top-k must be 0 or more (got {args.top_k})')
+    if not 0 <= args.opacity <= 1:
+        raise ValueError(f'--opacity must be within [0, 1] (got '
+                         f'{args.opacity})')
+    runs = _prediction_folders(args.runs)
+    slide_ids = runs[0].slide_ids if args.slide_ids is None else \
+        _slide_list(args.slide_ids)
+    missing = [(run.name, s) for run in runs for s in slide_ids
+               if s not in run.slide_ids]
+    if missing:
+        raise ValueError('no scores for ' + ', '.join(
+            f"slide '{s}' in {name}" for name, s in missing[:5]) +
+            (f' and {len(missing) - 5} more' if len(missing) > 5 else ''))
+    slides = _slide_images(args)
+    written = _write_heatmaps(Path(args.out), slide_ids, runs, slides,
+                              top_k=args.top_k, opacity=args.opacity)
+    on_image = 0 if slides is None else sum(s in slides for s in slide_ids)
+    print(f'{len(written)} heatmaps in {Path(args.out) / "heatmaps"} '
+          f'({on_image} over slide images, {len(written) - on_image} on the '
+          f'patch grid)')
+    return {'heatmaps': written}
+
+
+def _prediction_folders(folders: Sequence[Path]) -> List[PredictionFolder]:
+    runs = [PredictionFolder(folder) for folder in folders]
+    names = [run.name for run in runs]
+    for run in runs:
+        if names.count(run.name) > 1:
+            run.name = f'{run.folder.resolve().parent.name}/{run.name}'
+    return runs
+
+
+def view(args: argparse.Namespace) -> Dict:
+    r"""``view RUN [RUN ...]``: the local deep-zoom viewer, until
+    Ctrl-C."""
+    import logging
+
+    logging.basicConfig(level=logging.INFO if args.log_requests
+                        else logging.WARNING, format='%(message)s')
+    server = open_viewer(_prediction_folders(args.runs), args.slides_dir,
+                         host=args.host, port=args.port)
+    images = 0 if server.slides is None else sum(
+        s in server.slides for s in server.slide_ids)
+    print(f'pyg-sm viewer: {len(server.slide_ids)} slides ({images} with '
+          f'images), {len(server.runs)} run(s)\nopen {server.url} in a '
+          f'browser; Ctrl-C stops it', flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        print('stopped', file=sys.stderr)
+    finally:
+        server.server_close()
+    return {'url': server.url}
 
 
 def evaluate(args: argparse.Namespace) -> Optional[Dict]:
@@ -705,7 +790,7 @@ def _add_scoring_options(parser: argparse.ArgumentParser,
     parser.add_argument('--out', default=default_out,
                         help=f'output folder (default: {default_out})')
     parser.add_argument('--heatmaps', type=int, default=4,
-                        help='heatmap PNGs to write (default: 4)')
+                        help='slides drawn in heatmaps/ (default: 4)')
 
 
 def parser() -> argparse.ArgumentParser:
@@ -728,7 +813,7 @@ def parser() -> argparse.ArgumentParser:
                              help='seed of the data, split and training '
                                   '(default: 0)')
     demo_parser.add_argument('--heatmaps', type=int, default=4,
-                             help='heatmap PNGs to write (default: 4)')
+                             help='slides drawn in heatmaps/ (default: 4)')
     demo_parser.add_argument('--signal', type=float, default=DEMO_SIGNAL,
                              help='shift of lesion patches, in standard '
                                   'deviations along a few feature directions '
@@ -744,6 +829,47 @@ def parser() -> argparse.ArgumentParser:
     train_parser.add_argument('--out', default='pyg_sm_run',
                               help='output folder (default: pyg_sm_run)')
     train_parser.set_defaults(run=train)
+
+    heatmap_parser = commands.add_parser(
+        'heatmap', formatter_class=_HelpFormatter,
+        help='draw the attention of one or more runs over the slide images '
+             '(or on the patch grid without them)')
+    heatmap_parser.add_argument(
+        'runs', nargs='+', type=Path, metavar='RUN_DIR',
+        help='folders written by predict, evaluate, train or demo (with '
+             'scores/); two or more are drawn side by side')
+    _add_slides_dir(heatmap_parser)
+    heatmap_parser.add_argument('--slide-ids', type=Path, default=None,
+                                help='file of the slide ids to draw, one per '
+                                     'line (default: every slide of the '
+                                     'first run)')
+    heatmap_parser.add_argument('--top-k', type=int, default=8,
+                                help='patches of highest attention shown at '
+                                     'full resolution per run (default: 8)')
+    heatmap_parser.add_argument('--opacity', type=float, default=0.5,
+                                help='opacity of the attention over the '
+                                     'tissue, 0 to 1 (default: 0.5)')
+    heatmap_parser.add_argument('--out', default='pyg_sm_heatmaps',
+                                help='output folder; PNGs go to OUT/heatmaps '
+                                     '(default: pyg_sm_heatmaps)')
+    heatmap_parser.set_defaults(run=heatmap)
+
+    view_parser = commands.add_parser(
+        'view', formatter_class=_HelpFormatter,
+        help='start the local deep-zoom viewer of slides and attention')
+    view_parser.add_argument(
+        'runs', nargs='+', type=Path, metavar='RUN_DIR',
+        help='folders written by predict, evaluate, train or demo (with '
+             'scores/); several give a run switch')
+    _add_slides_dir(view_parser)
+    view_parser.add_argument('--host', default='127.0.0.1',
+                             help='address to listen on (default: 127.0.0.1, '
+                                  'this machine only)')
+    view_parser.add_argument('--port', type=int, default=0,
+                             help='port to listen on (default: 0, a free one)')
+    view_parser.add_argument('--log-requests', action='store_true',
+                             help='log every request on stderr')
+    view_parser.set_defaults(run=view)
 
     for name, command, out, help in (
             ('evaluate', evaluate, 'pyg_sm_eval',
@@ -765,7 +891,8 @@ def run(argv: Optional[List[str]] = None) -> Optional[Dict]:
     args = parser().parse_args(argv)
     try:
         return args.run(args)
-    except (FileNotFoundError, ValueError, FloatingPointError) as error:
+    except (FileNotFoundError, ValueError, FloatingPointError,
+            ImportError) as error:
         raise SystemExit(f'pyg-sm {args.command}: {error}')
 
 

@@ -424,8 +424,9 @@ def test_predict_without_labels_writes_scores_geojson_and_table(
     assert len(features) == len(coords)
     ring = features[0]['geometry']['coordinates'][0]
     x, y = coords[0]
-    assert ring == [[x, y], [x + 256, y], [x + 256, y + 256], [x, y + 256],
-                    [x, y]]
+    side = 64  # the generator's patch side
+    assert ring == [[x, y], [x + side, y], [x + side, y + side],
+                    [x, y + side], [x, y]]
     measured = [f['properties']['measurements'] for f in features]
     assert [m['attention'] for m in measured] == pytest.approx(
         attention.tolist(), abs=1e-6)

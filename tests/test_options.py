@@ -170,8 +170,13 @@ def check_against_legacy_outputs(model):
     with torch.no_grad():
         logits, att = model.eval()(saved['x'], saved['edge_index'],
                                    batch=saved['batch'], return_att=True)
-    assert torch.equal(logits, saved['logits'])
-    assert torch.equal(att, saved['attention'])
+    # The same computation as 0.1.0 (to float32 rounding: the reference
+    # values were computed on another CPU, whose kernels round differently).
+    for got, expected in ((logits, saved['logits']),
+                          (att, saved['attention'])):
+        scale = float(expected.abs().max())
+        torch.testing.assert_close(got, expected, rtol=1e-5,
+                                   atol=1e-6 * scale)
 
 
 def test_checkpoint_written_by_0_1_0_still_loads():

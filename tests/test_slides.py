@@ -188,7 +188,7 @@ def test_dataset_round_trip_from_generator(slides):
         assert data.y.tolist() == [float(index % 2)]
         assert (lesion > 0) == bool(index % 2)
         assert torch.equal(data.edge_index,
-                           patch_grid_graph(data.pos, 8, 256))
+                           patch_grid_graph(data.pos, 8, 64))
     subset = SlideDataset(slides, slide_ids=['slide_003'])
     assert len(subset) == 1 and subset[0].slide_id == 'slide_003'
 

@@ -1,30 +1,58 @@
 r"""Synthetic whole-slide datasets in the layout slide-processing pipelines
-write (see :class:`~pyg_sm.SlideDataset`), deterministic by seed."""
+write (see :class:`~pyg_sm.SlideDataset`), with slide images that agree with
+them, deterministic by seed."""
 import csv
 from pathlib import Path
 from typing import Union
 
+import numpy as np
 import torch
+
+#: Empty cells of glass around the tissue, on each side.
+MARGIN_CELLS = 2
+#: Level-0 sides are rounded up to a multiple of this (OpenSlide-friendly).
+SIDE_MULTIPLE = 64
+#: Tile side of the pyramidal TIFFs, in pixels.
+TIFF_TILE = 256
+#: Pyramid levels are halved until the longer side is at most this.
+SMALLEST_LEVEL = 512
+#: Nominal resolution written to the TIFFs (micrometres per pixel).
+MICRONS_PER_PIXEL = 0.5
+
+# H&E-like colours (RGB): glass, eosin-stained stroma, tumour-like lesions
+# and the haematoxylin of their nuclei.
+GLASS = (243, 241, 245)
+STROMA = (236, 176, 205)
+STROMA_NUCLEI = (132, 72, 160)
+LESION = (196, 128, 184)
+LESION_NUCLEI = (74, 30, 118)
 
 
 def make_synthetic_slides(
     root: Union[str, Path],
     num_slides: int = 120,
     feature_dim: int = 32,
-    patch_size: int = 256,
+    patch_size: int = 64,
     seed: int = 0,
     signal: float = 0.8,
+    slide_images: bool = True,
 ) -> Path:
     r"""Writes :obj:`num_slides` slides to :obj:`root`:
     ``features/<slide_id>.h5`` with ``features`` :math:`(N, D)`, ``coords``
-    :math:`(N, 2)` (pixels, top-left corners, in shuffled order) and
-    ``patch_labels`` :math:`(N,)`, and ``labels.csv`` with ``slide_id,label``.
+    :math:`(N, 2)` (level-0 pixels, top-left corners, in shuffled order) and
+    ``patch_labels`` :math:`(N,)`, ``labels.csv`` with ``slide_id,label``
+    and, with :obj:`slide_images`, ``slides/<slide_id>.tif``: a pyramidal
+    tiled TIFF (JPEG tiles, pyramid levels as successive pages, level-0
+    sides multiples of 64) that OpenSlide reads as ``generic-tiff``, with
+    the tissue drawn exactly on the patches of ``coords`` and the lesions
+    exactly on the patches that ``patch_labels`` marks.
 
-    Patches lie on a grid inside an irregular tissue region. Half of the
-    slides are positive and hold one to three contiguous lesions. A lesion
-    patch differs from normal tissue only by a shift of :obj:`signal`
-    standard deviations along a few feature directions, so single patches are
-    ambiguous and their neighbourhood decides.
+    Patches of :obj:`patch_size` level-0 pixels lie on a grid inside an
+    irregular tissue region. Half of the slides are positive and hold one to
+    three contiguous lesions. A lesion patch differs from normal tissue only
+    by a shift of :obj:`signal` standard deviations along a few feature
+    directions, so single patches are ambiguous and their neighbourhood
+    decides.
 
     Returns:
         :obj:`root` as a :class:`~pathlib.Path`.
@@ -33,7 +61,12 @@ def make_synthetic_slides(
 
     root = Path(root)
     (root / 'features').mkdir(parents=True, exist_ok=True)
+    if slide_images:
+        (root / 'slides').mkdir(exist_ok=True)
     generator = torch.Generator().manual_seed(seed)
+    # The pictures draw from their own stream: the features do not depend on
+    # whether slide images are written.
+    painter = SlidePainter(patch_size, seed)
 
     def uniform(low: float, high: float) -> float:
         return low + (high - low) * float(torch.rand(1, generator=generator))
@@ -65,13 +98,111 @@ def make_synthetic_slides(
                                generator=generator)
         features[lesion] += signal * directions.sum(0)
         order = torch.randperm(cells.size(0), generator=generator)
+        cells = (cells + MARGIN_CELLS).long()
         with h5py.File(root / 'features' / f'{slide_id}.h5', 'w') as f:
             f['features'] = features[order].float().numpy()
-            f['coords'] = (cells[order] * patch_size).long().numpy()
+            f['coords'] = (cells[order] * patch_size).numpy()
             f['patch_labels'] = lesion[order].to(torch.uint8).numpy()
+        if slide_images:
+            painter.write(root / 'slides' / f'{slide_id}.tif',
+                          cells.numpy(), lesion.numpy(),
+                          (width + 2 * MARGIN_CELLS,
+                           height + 2 * MARGIN_CELLS))
         rows.append((slide_id, label))
     with open(root / 'labels.csv', 'w', newline='') as f:
         writer = csv.writer(f)
         writer.writerow(['slide_id', 'label'])
         writer.writerows(rows)
     return root
+
+
+class SlidePainter:
+    r"""Draws synthetic H&E-like slides patch by patch and writes them as
+    pyramidal TIFFs. Two textures (stroma, lesion) are made once and tiled,
+    so a slide costs little more than its JPEG encoding."""
+    texture_side = 512
+
+    def __init__(self, patch_size: int, seed: int):
+        self.patch_size = patch_size
+        rng = np.random.default_rng(seed + 7919)
+        self.stroma = self._texture(rng, STROMA, STROMA_NUCLEI, 0.0025, 2.5)
+        self.lesion = self._texture(rng, LESION, LESION_NUCLEI, 0.006, 3.5)
+        self.glass = np.clip(np.asarray(GLASS, np.float32) + rng.normal(
+            0, 1.5, (self.texture_side, self.texture_side, 1)), 0,
+            255).astype(np.uint8)
+        self.rng = rng
+
+    def _texture(self, rng, base, nucleus, density: float,
+                 radius: float) -> np.ndarray:
+        side = self.texture_side
+        image = np.asarray(base, np.float32) + rng.normal(0, 6, (side, side,
+                                                                 1))
+        count = int(density * side * side)
+        r = int(np.ceil(radius)) + 1
+        yy, xx = np.mgrid[-r:r + 1, -r:r + 1]
+        for cy, cx, size in zip(rng.integers(0, side, count),
+                                rng.integers(0, side, count),
+                                rng.uniform(0.6, 1.2, count) * radius):
+            disc = (xx ** 2 + yy ** 2 <= size ** 2)
+            rows = (np.arange(cy - r, cy + r + 1) % side)[:, None]
+            cols = (np.arange(cx - r, cx + r + 1) % side)[None, :]
+            image[rows, cols] = np.where(disc[..., None],
+                                         np.asarray(nucleus, np.float32),
+                                         image[rows, cols])
+        return np.clip(image, 0, 255).astype(np.uint8)
+
+    def _tiled(self, texture: np.ndarray, height: int, width: int):
+        side = self.texture_side
+        dy, dx = (int(v) for v in self.rng.integers(0, side, 2))
+        reps = (-(-(height + dy) // side), -(-(width + dx) // side), 1)
+        return np.tile(texture, reps)[dy:dy + height, dx:dx + width]
+
+    def paint(self, cells: np.ndarray, lesion: np.ndarray,
+              grid: tuple) -> np.ndarray:
+        r"""The level-0 image (H, W, 3) of a slide whose patches sit at grid
+        :obj:`cells` (x, y), :obj:`lesion` marking the lesion patches, on a
+        grid of :obj:`grid` = (columns, rows) cells."""
+        p = self.patch_size
+        width = -(-grid[0] * p // SIDE_MULTIPLE) * SIDE_MULTIPLE
+        height = -(-grid[1] * p // SIDE_MULTIPLE) * SIDE_MULTIPLE
+        rows, cols = -(-height // p), -(-width // p)
+        kind = np.zeros((rows, cols), np.uint8)  # 0 glass, 1 tissue, 2 lesion
+        kind[cells[:, 1], cells[:, 0]] = np.where(lesion, 2, 1)
+        kind = kind[:, None, :, None, None]
+
+        def layer(texture):  # (rows, p, cols, p, 3): one block per cell
+            return self._tiled(texture, rows * p, cols * p).reshape(
+                rows, p, cols, p, 3)
+
+        image = np.where(kind == 2, layer(self.lesion), np.where(
+            kind == 1, layer(self.stroma), layer(self.glass)))
+        return image.reshape(rows * p, cols * p, 3)[:height, :width]
+
+    def write(self, path: Path, cells: np.ndarray, lesion: np.ndarray,
+              grid: tuple) -> None:
+        write_pyramidal_tiff(path, self.paint(cells, lesion, grid))
+
+
+def write_pyramidal_tiff(path: Union[str, Path], image: np.ndarray,
+                         microns_per_pixel: float = MICRONS_PER_PIXEL,
+                         quality: int = 80) -> None:
+    r"""Writes an RGB image (H, W, 3) as a tiled pyramidal TIFF that
+    OpenSlide reads (``generic-tiff``): level 0, then each level halved
+    until the longer side is at most 512 pixels, as successive pages of
+    256-pixel JPEG tiles."""
+    import tifffile
+    from PIL import Image
+
+    resolution = 1e4 / microns_per_pixel  # pixels per centimetre
+    level = np.ascontiguousarray(image)
+    with tifffile.TiffWriter(path) as tif:
+        for index in range(32):
+            tif.write(level, tile=(TIFF_TILE, TIFF_TILE), photometric='rgb',
+                      compression='jpeg', compressionargs={'level': quality},
+                      subfiletype=1 if index else 0, metadata=None,
+                      resolution=(resolution, resolution),
+                      resolutionunit='CENTIMETER')
+            if max(level.shape[:2]) <= SMALLEST_LEVEL:
+                break
+            level = np.asarray(Image.fromarray(level).reduce(2))
+            resolution /= 2

@@ -9,27 +9,24 @@ import torch
 from torch import Tensor
 
 from ..models.base import MILModel
-from ..transforms.grid_graph import grid_step
+from ..datasets.predictions import SCORES_DIR
+from ..transforms.grid_graph import patch_side
 from ..utils.files import atomic_path
 from ..utils.stats import percentiles
 from .distributed import world
 from .predict import predict_slides
 
 
-def patch_side(pos: Tensor, patch_size_level0: Optional[float]) -> float:
-    r"""The side of a patch in level-0 pixels: TRIDENT's
-    ``patch_size_level0`` when known, else the grid step of the
-    coordinates."""
-    if patch_size_level0 is not None:
-        return float(patch_size_level0)
-    return float(min(grid_step(pos)))
-
-
 def write_scores(folder: Path, slide_id: str, pos: Tensor,
-                 attention_logits: Tensor) -> Path:
+                 attention_logits: Tensor, side: float,
+                 patch_labels: Optional[Tensor] = None) -> Path:
     r"""``<folder>/<slide_id>.h5`` with ``coords`` (N, 2), ``attention``
-    (the softmax weights of the slide, summing to 1) and
-    ``attention_logits`` (the values before the softmax)."""
+    (the softmax weights of the slide, summing to 1),
+    ``attention_logits`` (the values before the softmax) and, when known,
+    ``patch_labels`` (N,); its attributes
+    are the ``slide_id`` and ``patch_size_level0`` (:obj:`side`, the side
+    of a patch in level-0 pixels). :class:`~pyg_sm.datasets.PredictionFolder`
+    reads it."""
     import h5py
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -39,7 +36,10 @@ def write_scores(folder: Path, slide_id: str, pos: Tensor,
         f['coords'] = pos.numpy()
         f['attention'] = weights.float().numpy()
         f['attention_logits'] = attention_logits.float().numpy()
+        if patch_labels is not None:
+            f['patch_labels'] = patch_labels.numpy()
         f.attrs['slide_id'] = slide_id
+        f.attrs['patch_size_level0'] = float(side)
     return path
 
 
@@ -107,11 +107,12 @@ def score_slides(model: MILModel, dataset, out: Path, batch_size: int = 1,
     share = torch.utils.data.Subset(dataset, indices)
 
     def write(record: Dict, pos: Tensor, step: Optional[float]) -> None:
-        write_scores(out / 'scores', record['slide_id'], pos,
-                     record['attention'])
+        side = patch_side(pos, step)
+        write_scores(out / SCORES_DIR, record['slide_id'], pos,
+                     record['attention'], side, record.get('patch_labels'))
         if geojson:
             write_geojson(out / 'geojson', record['slide_id'], pos,
-                          record['attention'], patch_side(pos, step))
+                          record['attention'], side)
 
     records = predict_slides(model, share, batch_size=batch_size,
                              workers=workers, keep_attention=False,

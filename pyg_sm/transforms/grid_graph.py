@@ -29,6 +29,16 @@ def grid_step(coords: Tensor) -> List[float]:
     return [s if s is not None else known[0] for s in steps]
 
 
+def patch_side(coords: Tensor,
+               patch_size_level0: Optional[float] = None) -> float:
+    r"""The side of a patch in the units of :obj:`coords` (level-0 pixels):
+    :obj:`patch_size_level0` when known (TRIDENT writes it), else the
+    smaller grid step of the coordinates."""
+    if patch_size_level0 is not None:
+        return float(patch_size_level0)
+    return float(min(grid_step(coords)))
+
+
 def patch_grid_graph(coords: Tensor, connectivity: int = 8,
                      patch_size: Optional[Union[float, Tuple[float, float]]]
                      = None, tolerance: float = TOLERANCE) -> Tensor:

@@ -7,6 +7,7 @@ from torch import Tensor
 
 from ..transforms.grid_graph import grid_step
 from ..utils.stats import percentiles
+from .colors import ATTENTION_CMAP, PERCENTILE_LABEL
 
 #: Pixels per inch of the rendered figures.
 DPI = 100
@@ -61,14 +62,14 @@ def render_heatmap(pos: Tensor, attention: Dict[str, Tensor],
     for ax, (name, image) in zip(axes, panels):
         is_mask = name == 'true lesion mask'
         shown = ax.imshow(image.numpy(), cmap='gray' if is_mask else
-                          'magma', vmin=0, vmax=1 if is_mask else 100,
+                          ATTENTION_CMAP, vmin=0, vmax=1 if is_mask else 100,
                           interpolation='nearest')
         ax.set_title(name, fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
         bar = fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.03)
         bar.set_label('lesion (1) / tissue (0)' if is_mask else
-                      'attention percentile within the slide', fontsize=8)
+                      PERCENTILE_LABEL, fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()

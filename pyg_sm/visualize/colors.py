@@ -1,0 +1,68 @@
+r"""The colours of attention, and patches painted as squares on an image:
+one scale for the static pictures and the viewer."""
+import functools
+from typing import Optional
+
+import numpy as np
+import torch
+from torch import Tensor
+
+#: The colour map of attention percentiles (low blue, high red), in every
+#: picture and in the viewer.
+ATTENTION_CMAP = 'turbo'
+#: The colour bar's label wherever attention is shown.
+PERCENTILE_LABEL = 'attention percentile within the slide'
+
+
+@functools.lru_cache(maxsize=None)
+def _lookup_table() -> np.ndarray:
+    from matplotlib import colormaps
+
+    return (colormaps[ATTENTION_CMAP](np.linspace(0, 1, 256))[:, :3] *
+            255).round().astype(np.uint8)
+
+
+def percentile_colors(percentile: Tensor) -> np.ndarray:
+    r"""RGB colours (N, 3) uint8 of percentiles (0 to 100) on
+    :obj:`ATTENTION_CMAP`."""
+    index = (percentile.double().clamp(0, 100) * 2.55).round().long()
+    return _lookup_table()[index.numpy()]
+
+
+def paint_patches(canvas: np.ndarray, corners: Tensor, side: float,
+                  colors: np.ndarray, scale: float = 1.0,
+                  origin: Optional[Tensor] = None) -> np.ndarray:
+    r"""Paints each patch as a filled square on :obj:`canvas` (H, W, C)
+    uint8, in place, and returns it.
+
+    A patch with top-left corner :obj:`corners[i]` (level-0 pixels) and
+    side :obj:`side` covers the canvas pixels from
+    :math:`\lfloor (c - o) s \rfloor` on, :math:`\max(1, \lceil side \cdot
+    s \rceil)` pixels wide, with :math:`s` = :obj:`scale` (canvas pixels per
+    level-0 pixel) and :math:`o` = :obj:`origin` (the level-0 point at the
+    canvas's corner): neighbouring patches leave no gap, and a patch smaller
+    than a pixel still gets one. Patches outside the canvas are skipped.
+    :obj:`colors` is (N, C) or (C,)."""
+    height, width = canvas.shape[:2]
+    corners = corners.double()
+    if origin is not None:
+        corners = corners - origin.double()
+    start = torch.floor(corners * scale).long()
+    extent = max(1, int(np.ceil(side * scale - 1e-9)))
+    inside = ((start[:, 0] < width) & (start[:, 1] < height) &
+              (start[:, 0] + extent > 0) & (start[:, 1] + extent > 0))
+    if not bool(inside.any()):
+        return canvas
+    start = start[inside].numpy()
+    colors = np.broadcast_to(np.asarray(colors), (len(inside), canvas.shape[2])
+                             )[inside.numpy()]
+    offsets = np.arange(extent)
+    rows = start[:, 1, None] + offsets  # (n, extent)
+    cols = start[:, 0, None] + offsets
+    # Every pixel of every square, clipped to the canvas.
+    rr = np.broadcast_to(rows[:, :, None], (len(start), extent, extent))
+    cc = np.broadcast_to(cols[:, None, :], (len(start), extent, extent))
+    keep = (rr >= 0) & (rr < height) & (cc >= 0) & (cc < width)
+    which = np.broadcast_to(np.arange(len(start))[:, None, None], keep.shape)
+    canvas[rr[keep], cc[keep]] = colors[which[keep]]
+    return canvas

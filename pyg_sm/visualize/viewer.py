@@ -1,0 +1,470 @@
+r"""A local viewer of attention on whole-slide images: deep zoom of the
+slide (OpenSeadragon in the browser, tiles from OpenSlide's
+:class:`~openslide.deepzoom.DeepZoomGenerator`) with the attention of one or
+more runs as a second, aligned tile layer.
+
+It is a local tool and behaves like one: it binds ``127.0.0.1`` unless told
+otherwise, is read-only (GET and HEAD), serves files only from inside the
+folders it was given (its own static files and the run folders: ``..``,
+absolute paths, symlinks that lead out and encoded traversal get 404),
+serves slides and scores only by the ids of the runs it was given, and
+answers each request in its own thread, so that a slow or failing request
+never takes the server down (errors are logged, never raised)."""
+import collections
+import io
+import json
+import logging
+import math
+import re
+import threading
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..datasets.predictions import PredictionFolder
+from ..datasets.slide_images import SlideImages
+from ..utils.stats import percentiles
+from .colors import PERCENTILE_LABEL, paint_patches, percentile_colors
+
+#: The page, its script and the vendored OpenSeadragon (BSD licence).
+STATIC_DIR = Path(__file__).resolve().parent / 'static'
+#: Tile side of both layers, in pixels.
+TILE_SIZE = 254
+#: Slides and score files kept open at once.
+CACHED_SLIDES = 8
+CACHED_SCORES = 32
+
+log = logging.getLogger('pyg_sm.viewer')
+
+
+class AttentionTiles:
+    r"""The attention of one slide as a Deep Zoom image of the slide's
+    size: each patch a square in the colour of its attention percentile
+    (transparent elsewhere), at every zoom level, so that the browser lays
+    it over the slide's own tiles exactly.
+
+    Args:
+        coords (torch.Tensor): patch top-left corners :math:`(N, 2)`,
+            level-0 pixels.
+        attention (torch.Tensor): per-patch values :math:`(N,)`, before or
+            after the softmax.
+        side (float): side of a patch in level-0 pixels.
+        dimensions (tuple): level-0 (width, height) of the slide.
+        tile_size (int, optional): (default: :obj:`254`)
+    """
+    def __init__(self, coords: Tensor, attention: Tensor, side: float,
+                 dimensions: Sequence[int], tile_size: int = TILE_SIZE):
+        self.coords = coords.double()
+        self.side = float(side)
+        self.percentile = percentiles(attention)
+        self.weights = torch.softmax(attention.double().reshape(-1), 0)
+        colors = percentile_colors(self.percentile)
+        self.colors = np.concatenate(
+            [colors, np.full((len(colors), 1), 255, np.uint8)], 1)
+        self.width, self.height = (int(v) for v in dimensions)
+        self.tile_size = tile_size
+        self.level_count = int(math.ceil(math.log2(max(
+            self.width, self.height, 1)))) + 1
+
+    def dzi(self) -> str:
+        return ('<?xml version="1.0" encoding="UTF-8"?>\n<Image xmlns='
+                '"http://schemas.microsoft.com/deepzoom/2008" Format="png" '
+                f'Overlap="0" TileSize="{self.tile_size}"><Size Width='
+                f'"{self.width}" Height="{self.height}"/></Image>')
+
+    def tile(self, level: int, column: int, row: int) -> bytes:
+        r"""The PNG (RGBA) of one tile; :class:`KeyError` outside the
+        pyramid."""
+        from PIL import Image
+
+        if not 0 <= level < self.level_count:
+            raise KeyError(f'no level {level}')
+        downsample = 2.0 ** (self.level_count - 1 - level)
+        width = math.ceil(self.width / downsample)
+        height = math.ceil(self.height / downsample)
+        x0, y0 = column * self.tile_size, row * self.tile_size
+        if column < 0 or row < 0 or x0 >= width or y0 >= height:
+            raise KeyError(f'no tile {column}_{row} at level {level}')
+        canvas = np.zeros((min(self.tile_size, height - y0),
+                           min(self.tile_size, width - x0), 4), np.uint8)
+        paint_patches(canvas, self.coords, self.side, self.colors,
+                      scale=1 / downsample, origin=torch.tensor(
+                          [x0, y0], dtype=torch.float64) * downsample)
+        out = io.BytesIO()
+        Image.fromarray(canvas, 'RGBA').save(out, 'png')
+        return out.getvalue()
+
+    def patch_at(self, x: float, y: float) -> Optional[Dict]:
+        r"""The patch that covers the level-0 point (x, y), if any: its
+        index, corner, softmax weight and percentile."""
+        c = self.coords
+        hit = ((c[:, 0] <= x) & (x < c[:, 0] + self.side) &
+               (c[:, 1] <= y) & (y < c[:, 1] + self.side)).nonzero()
+        if hit.numel() == 0:
+            return None
+        i = int(hit[0])
+        return {'index': i, 'x': float(c[i, 0]), 'y': float(c[i, 1]),
+                'attention': float(self.weights[i]),
+                'percentile': float(self.percentile[i])}
+
+
+class _Cache:
+    r"""A small thread-safe LRU cache that builds missing entries once."""
+    def __init__(self, size: int, on_evict: Optional[Callable] = None):
+        self.size, self.on_evict = size, on_evict
+        self.items: 'collections.OrderedDict' = collections.OrderedDict()
+        self.lock = threading.Lock()
+        self.building: Dict = {}
+
+    def get(self, key, build: Callable):
+        with self.lock:
+            if key in self.items:
+                self.items.move_to_end(key)
+                return self.items[key]
+            lock = self.building.setdefault(key, threading.Lock())
+        with lock:  # one thread builds, the others wait for it
+            with self.lock:
+                if key in self.items:
+                    return self.items[key]
+            value = build()
+            with self.lock:
+                self.items[key] = value
+                self.building.pop(key, None)
+                while len(self.items) > self.size:
+                    _, old = self.items.popitem(last=False)
+                    if self.on_evict is not None:
+                        self.on_evict(old)
+            return value
+
+
+def safe_file(root: Path, relative: str) -> Optional[Path]:
+    r"""The file :obj:`relative` (already URL-decoded) inside :obj:`root`,
+    or :obj:`None` when it is absolute, climbs out with ``..``, leads out
+    through a symlink or is not a regular file."""
+    if not relative or '\x00' in relative or '\\' in relative or \
+            relative.startswith('/') or \
+            any(part in ('..', '') for part in relative.split('/')):
+        return None
+    root = root.resolve()
+    try:
+        path = (root / relative).resolve(strict=True)
+    except (OSError, RuntimeError):
+        return None
+    if not path.is_relative_to(root) or not path.is_file():
+        return None
+    return path
+
+
+class ViewerServer(ThreadingHTTPServer):
+    r"""The viewer's HTTP server over prediction folders and slide images.
+
+    Args:
+        runs (list of PredictionFolder): the runs to show (their attention
+            layers; the first one's slides first).
+        slides (SlideImages, optional): the slide images; without them (or
+            for a slide without an image) the attention is shown on a blank
+            background of the patches' extent.
+        host (str, optional): (default: :obj:`'127.0.0.1'`)
+        port (int, optional): 0 picks a free port. (default: :obj:`0`)
+    """
+    daemon_threads = True
+
+    def __init__(self, runs: Sequence[PredictionFolder],
+                 slides: Optional[SlideImages] = None,
+                 host: str = '127.0.0.1', port: int = 0):
+        if not runs:
+            raise ValueError('the viewer needs at least one prediction '
+                             'folder')
+        self.runs = list(runs)
+        self.slides = slides
+        ids = []
+        for run in self.runs:
+            ids += [s for s in run.slide_ids if s not in ids]
+        self.slide_ids = ids
+        self._known = set(ids)
+        self._zoom = _Cache(CACHED_SLIDES, on_evict=lambda v: v[0].close()
+                            if v is not None else None)
+        self._tiles = _Cache(CACHED_SCORES)
+        super().__init__((host, port), _Handler)
+
+    def handle_error(self, request, client_address):
+        # What escapes a handler (a dropped connection, a malformed request)
+        # is logged; the server goes on.
+        log.exception('error serving %s', client_address)
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        return f'http://{host}:{port}/'
+
+    # What the page reads ------------------------------------------------
+    def slide_list(self) -> Dict:
+        slides = []
+        for slide_id in self.slide_ids:
+            label = None
+            predictions = []
+            for run in self.runs:
+                p = run.predictions.get(slide_id)
+                if p is not None and label is None:
+                    label = p.get('label')
+                predictions.append(None if p is None else {
+                    'predicted': p.get('predicted'),
+                    'probability': p.get('probabilities', {}).get(
+                        p.get('predicted')),
+                    'probabilities': p.get('probabilities', {}),
+                    'scored': slide_id in run.slide_ids})
+            slides.append({'id': slide_id, 'label': label,
+                           'image': self.slides is not None and
+                           slide_id in self.slides,
+                           'runs': predictions})
+        return {'runs': [{'index': i, 'name': r.name}
+                         for i, r in enumerate(self.runs)],
+                'slides': slides, 'legend': {
+                    'label': PERCENTILE_LABEL,
+                    'colors': ['#%02x%02x%02x' % tuple(c) for c in
+                               percentile_colors(torch.linspace(0, 100,
+                                                                11))]}}
+
+    def deep_zoom(self, slide_id: str):
+        r"""(OpenSlide, DeepZoomGenerator) of a slide, or :obj:`None`
+        without an image."""
+        if self.slides is None or slide_id not in self.slides:
+            return None
+
+        def build():
+            from openslide.deepzoom import DeepZoomGenerator
+
+            slide = self.slides.open(slide_id)
+            # The full level-0 frame (limit_bounds=False): the attention
+            # layer uses the same one, so the two align at every zoom.
+            return slide, DeepZoomGenerator(slide, tile_size=TILE_SIZE,
+                                            overlap=1, limit_bounds=False)
+        return self._zoom.get(slide_id, build)
+
+    def dimensions(self, slide_id: str):
+        zoom = self.deep_zoom(slide_id)
+        if zoom is not None:
+            return zoom[0].dimensions
+        # No image: the extent of the patches of the first run that has it.
+        for run in self.runs:
+            if slide_id in run.slide_ids:
+                scores = run.read_scores(slide_id)
+                corner = scores['coords'].double().max(0).values
+                side = scores['patch_size_level0']
+                return (int(math.ceil(corner[0] + side)),
+                        int(math.ceil(corner[1] + side)))
+        raise KeyError(slide_id)
+
+    def attention_tiles(self, run_index: int, slide_id: str):
+        run = self.runs[run_index]
+        if slide_id not in run.slide_ids:
+            raise KeyError(f'{run.name} did not score {slide_id}')
+
+        def build():
+            scores = run.read_scores(slide_id)
+            return AttentionTiles(scores['coords'],
+                                  scores['attention_logits'],
+                                  scores['patch_size_level0'],
+                                  self.dimensions(slide_id))
+        return self._tiles.get((run_index, slide_id), build)
+
+    def close(self) -> None:
+        r"""Stops serving and closes the slides."""
+        self.shutdown()
+        self.server_close()
+        with self._zoom.lock:
+            for value in self._zoom.items.values():
+                if value is not None:
+                    value[0].close()
+            self._zoom.items.clear()
+
+
+class _NotFound(Exception):
+    pass
+
+
+_SLIDE_TILE = re.compile(r'/slide/(.+)_files/(\d+)/(\d+)_(\d+)\.jpeg')
+_SLIDE_DZI = re.compile(r'/slide/(.+)\.dzi')
+_OVERLAY_TILE = re.compile(r'/overlay/(\d+)/(.+)_files/(\d+)/(\d+)_(\d+)'
+                           r'\.png')
+_OVERLAY_DZI = re.compile(r'/overlay/(\d+)/(.+)\.dzi')
+_PATCH = re.compile(r'/api/patch/(\d+)/(.+)')
+_INFO = re.compile(r'/api/slide/(.+)')
+_RUN_FILE = re.compile(r'/files/(\d+)/(.+)')
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: ViewerServer
+    server_version = 'pyg-sm-viewer'
+    protocol_version = 'HTTP/1.1'
+    #: A client that sends nothing for this long is dropped.
+    timeout = 60
+    #: Whether the answer carries a body (not for HEAD).
+    _body = True
+
+    def log_message(self, format, *args):
+        log.info('%s %s', self.address_string(), format % args)
+
+    def do_GET(self):
+        self._answer(body=True)
+
+    def do_HEAD(self):
+        self._answer(body=False)
+
+    def _read_only(self):
+        self._send(HTTPStatus.METHOD_NOT_ALLOWED, b'read-only\n',
+                   'text/plain', headers={'Allow': 'GET, HEAD'})
+
+    do_POST = do_PUT = do_DELETE = do_PATCH = _read_only
+
+    def _answer(self, body: bool):
+        self._body = body
+        try:
+            status, content, kind = self._route(urlsplit(self.path))
+            self._send(status, content, kind)
+        except _NotFound:
+            self._send(HTTPStatus.NOT_FOUND, b'not found\n', 'text/plain')
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        except Exception:  # logged, answered, never raised
+            log.exception('error answering %s', self.path)
+            try:
+                self._send(HTTPStatus.INTERNAL_SERVER_ERROR,
+                           b'server error (see the log)\n', 'text/plain')
+            except OSError:
+                pass
+
+    def _send(self, status, content: bytes, kind: str,
+              headers: Optional[Dict] = None):
+        self.send_response(status)
+        self.send_header('Content-Type', kind)
+        self.send_header('Content-Length', str(len(content)))
+        self.send_header('X-Content-Type-Options', 'nosniff')
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        if self._body:
+            self.wfile.write(content)
+
+    def _slide(self, text: str) -> str:
+        if text not in self.server._known:
+            raise _NotFound
+        return text
+
+    def _run(self, text: str) -> int:
+        index = int(text)
+        if index >= len(self.server.runs):
+            raise _NotFound
+        return index
+
+    def _route(self, url):
+        path = unquote(url.path)
+        server = self.server
+        if path in ('/', '/index.html'):
+            return self._file(STATIC_DIR, 'index.html')
+        if path.startswith('/static/'):
+            return self._file(STATIC_DIR, path[len('/static/'):])
+        if path == '/api/slides':
+            return self._json(server.slide_list())
+        match = _INFO.fullmatch(path)
+        if match:
+            slide_id = self._slide(match[1])
+            width, height = server.dimensions(slide_id)
+            return self._json({'id': slide_id, 'width': width,
+                               'height': height,
+                               'image': server.deep_zoom(slide_id)
+                               is not None})
+        match = _SLIDE_DZI.fullmatch(path)
+        if match:
+            zoom = server.deep_zoom(self._slide(match[1]))
+            if zoom is None:
+                raise _NotFound
+            return HTTPStatus.OK, zoom[1].get_dzi('jpeg').encode(), \
+                'application/xml'
+        match = _SLIDE_TILE.fullmatch(path)
+        if match:
+            zoom = server.deep_zoom(self._slide(match[1]))
+            if zoom is None:
+                raise _NotFound
+            try:
+                tile = zoom[1].get_tile(int(match[2]), (int(match[3]),
+                                                        int(match[4])))
+            except ValueError:
+                raise _NotFound from None
+            out = io.BytesIO()
+            tile.convert('RGB').save(out, 'jpeg', quality=85)
+            return HTTPStatus.OK, out.getvalue(), 'image/jpeg'
+        match = _OVERLAY_DZI.fullmatch(path)
+        if match:
+            tiles = self._tiles(match[1], match[2])
+            return HTTPStatus.OK, tiles.dzi().encode(), 'application/xml'
+        match = _OVERLAY_TILE.fullmatch(path)
+        if match:
+            tiles = self._tiles(match[1], match[2])
+            try:
+                png = tiles.tile(int(match[3]), int(match[4]),
+                                 int(match[5]))
+            except KeyError:
+                raise _NotFound from None
+            return HTTPStatus.OK, png, 'image/png'
+        match = _PATCH.fullmatch(path)
+        if match:
+            tiles = self._tiles(match[1], match[2])
+            query = parse_qs(url.query)
+            try:
+                x, y = float(query['x'][0]), float(query['y'][0])
+            except (KeyError, ValueError):
+                raise _NotFound from None
+            return self._json({'patch': tiles.patch_at(x, y)})
+        match = _RUN_FILE.fullmatch(path)
+        if match:
+            return self._file(server.runs[self._run(match[1])].folder,
+                              match[2])
+        raise _NotFound
+
+    def _tiles(self, run: str, slide_id: str) -> AttentionTiles:
+        try:
+            return self.server.attention_tiles(self._run(run),
+                                               self._slide(slide_id))
+        except KeyError:
+            raise _NotFound from None
+
+    def _json(self, content):
+        return HTTPStatus.OK, json.dumps(content).encode(), \
+            'application/json'
+
+    def _file(self, root: Path, relative: str):
+        path = safe_file(root, relative)
+        if path is None:
+            raise _NotFound
+        kind = {'.html': 'text/html; charset=utf-8',
+                '.js': 'text/javascript', '.css': 'text/css',
+                '.png': 'image/png', '.txt': 'text/plain; charset=utf-8',
+                '.json': 'application/json', '.csv': 'text/csv',
+                '.geojson': 'application/geo+json'}.get(
+                    path.suffix.lower(), 'application/octet-stream')
+        return HTTPStatus.OK, path.read_bytes(), kind
+
+
+def open_viewer(runs: Sequence, slides_dir=None, host: str = '127.0.0.1',
+                port: int = 0) -> ViewerServer:
+    r"""A :class:`ViewerServer` over run folders (paths or
+    :class:`~pyg_sm.datasets.PredictionFolder`) and an optional folder of
+    slide images; call ``serve_forever()`` (or run it in a thread) and
+    ``close()``. Runs with the same folder name are told apart by their
+    parent folder."""
+    folders: List[PredictionFolder] = [
+        r if isinstance(r, PredictionFolder) else PredictionFolder(r)
+        for r in runs]
+    names = [f.name for f in folders]
+    for f in folders:
+        if names.count(f.name) > 1:
+            f.name = f'{f.folder.resolve().parent.name}/{f.name}'
+    slides = None if slides_dir is None else SlideImages(slides_dir)
+    return ViewerServer(folders, slides, host=host, port=port)

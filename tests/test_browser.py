@@ -1,0 +1,219 @@
+"""The viewer in a real browser: Debian's Chromium and ChromeDriver driven
+by Selenium, headless. Every wait is on the page's ready signal
+(``<body data-ready>``), never a sleep.
+
+Without Chromium these tests skip with the reason, except under CI=true,
+where a missing browser fails the run (``.ci/run`` installs it)."""
+import io
+import os
+import shutil
+import urllib.request
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from viewer_helpers import PATCH, RunningViewer, make_cohort, make_runs, \
+    read_slide
+
+CHROMIUM = ('chromium', 'chromium-browser', 'google-chrome')
+WAIT = 60
+
+
+def _browser_or_reason():
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        return None, None, 'selenium is not installed (pip install selenium)'
+    binary = next(filter(None, map(shutil.which, CHROMIUM)), None)
+    driver = shutil.which('chromedriver')
+    if binary is None or driver is None:
+        return None, None, ('Chromium and ChromeDriver are not installed '
+                            '(apt-get install chromium chromium-driver)')
+    return binary, driver, None
+
+
+@pytest.fixture(scope='module')
+def browser():
+    from_path = _browser_or_reason()
+    binary, driver_path, reason = from_path
+    if reason is not None:
+        if os.environ.get('CI') == 'true':
+            pytest.fail(f'browser tests cannot run under CI: {reason}')
+        pytest.skip(reason)
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = binary
+    for argument in ['--headless=new', '--no-sandbox', '--disable-gpu',
+                     '--disable-dev-shm-usage', '--disable-quic',
+                     '--no-first-run', '--disable-background-networking',
+                     '--disable-component-update', '--disable-sync',
+                     '--window-size=1400,900', '--force-device-scale-factor=1',
+                     '--hide-scrollbars']:
+        options.add_argument(argument)
+    driver = webdriver.Chrome(service=Service(driver_path), options=options)
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture(scope='module')
+def cohort(tmp_path_factory):
+    root = tmp_path_factory.mktemp('browser')
+    data = make_cohort(root)
+    return data, make_runs(root, data)
+
+
+@pytest.fixture(scope='module')
+def viewer(cohort):
+    data, runs = cohort
+    with RunningViewer(runs, data / 'slides') as server:
+        yield server
+
+
+def wait_ready(driver, key):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(driver, WAIT).until(
+        lambda d: d.execute_script('return document.body.dataset.ready') ==
+        key, message=f'the page never got ready for {key!r}')
+
+
+def screenshot(driver) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(
+        driver.get_screenshot_as_png())).convert('RGB'), np.int16)
+
+
+def page_point(driver, x, y):
+    point = driver.execute_script(
+        'return window.pygSm.imageToPage(arguments[0], arguments[1])', x, y)
+    return int(round(point['x'])), int(round(point['y']))
+
+
+def patch_centre(data, slide_id, lesion=True):
+    coords, labels = read_slide(data, slide_id)
+    chosen = labels.nonzero() if lesion else (labels == 0).nonzero()
+    # A patch in the middle of its kind, away from the tissue border.
+    i = int(chosen[len(chosen) // 2, 0])
+    x, y = coords[i].tolist()
+    return i, x + PATCH / 2, y + PATCH / 2
+
+
+def open_page(driver, viewer, query):
+    driver.get(viewer.url + '?' + query + '&animation=0')
+
+
+def test_slide_tiles_render_and_the_overlay_marks_the_lesions(
+        browser, viewer, cohort):
+    data, _ = cohort
+    open_page(browser, viewer, 'slide=slide_001&overlay=0')
+    wait_ready(browser, 'slide_001|0|0|0.5')
+    assert browser.title == 'pyg-sm viewer'
+    plain = screenshot(browser)
+    box = browser.execute_script(
+        "var r = document.getElementById('viewer').getBoundingClientRect();"
+        "return [r.left, r.top, r.width, r.height];")
+    left, top, width, height = (int(v) for v in box)
+    area = plain[top:top + height, left:left + width]
+    background = np.array([0xf4, 0xf3, 0xf6])
+    # Tiles are drawn: most of the tissue is far from the background.
+    tissue = (np.abs(area - background).max(-1) > 40).mean()
+    assert tissue > 0.05, tissue
+    _, x, y = patch_centre(data, 'slide_001', lesion=True)
+    px, py = page_point(browser, x, y)
+    lesion_plain = plain[py - 2:py + 3, px - 2:px + 3].reshape(-1, 3).mean(0)
+    # The slide's own lesion colour (purple) with the overlay off.
+    assert lesion_plain[1] < 150, lesion_plain
+
+    browser.find_element('id', 'overlay').click()
+    wait_ready(browser, 'slide_001|0|1|0.5')
+    shown = screenshot(browser)
+    lesion_shown = shown[py - 2:py + 3, px - 2:px + 3].reshape(-1, 3).mean(0)
+    assert np.abs(lesion_shown - lesion_plain).max() > 30, \
+        (lesion_plain, lesion_shown)
+    # Glass stays untouched by the overlay.
+    gx, gy = page_point(browser, 8, 8)
+    assert np.abs(shown[gy, gx] - plain[gy, gx]).max() <= 3
+
+
+def test_opacity_and_run_switch(browser, viewer, cohort):
+    from selenium.webdriver.support.ui import Select
+
+    data, _ = cohort
+    open_page(browser, viewer, 'slide=slide_003&overlay=1')
+    wait_ready(browser, 'slide_003|0|1|0.5')
+    _, x, y = patch_centre(data, 'slide_003', lesion=True)
+    px, py = page_point(browser, x, y)
+    half = screenshot(browser)[py, px]
+    browser.execute_script('window.pygSm.setOpacity(1)')
+    wait_ready(browser, 'slide_003|0|1|1')
+    full = screenshot(browser)[py, px]
+    assert np.abs(full - half).max() > 20
+    Select(browser.find_element('id', 'run')).select_by_visible_text(
+        'reversed')
+    wait_ready(browser, 'slide_003|1|1|1')
+    other = screenshot(browser)[py, px]
+    # 'reversed' puts the lesions at the blue end, 'focused' at the red.
+    assert full[0] > full[2] and other[2] > other[0], (full, other)
+
+
+def test_slide_list_selects_and_sorts(browser, viewer):
+    open_page(browser, viewer, 'slide=slide_000')
+    wait_ready(browser, 'slide_000|0|1|0.5')
+
+    def rows():
+        return [r.get_attribute('data-id') for r in
+                browser.find_elements('css selector', '#slides-body tr')]
+
+    assert rows() == ['slide_000', 'slide_001', 'slide_002', 'slide_003']
+    headers = browser.find_elements('css selector', '#slides-head th')
+    assert [h.text for h in headers] == ['slide', 'label', 'focused: p(1)',
+                                         'reversed: p(1)']
+    headers[0].click()  # by id, descending
+    assert rows() == ['slide_003', 'slide_002', 'slide_001', 'slide_000']
+    browser.find_elements('css selector', '#slides-head th')[2].click()
+    order = rows()  # by the first run's probability, highest first
+    assert set(order[:2]) == {'slide_001', 'slide_003'}
+    browser.find_element('css selector',
+                         '#slides-body tr[data-id="slide_002"]').click()
+    wait_ready(browser, 'slide_002|0|1|0.5')
+    selected = browser.find_elements('css selector', '#slides-body tr.selected')
+    assert [r.get_attribute('data-id') for r in selected] == ['slide_002']
+    assert 'slide_002' in browser.find_element('id', 'slide-title').text
+    assert 'slide=slide_002' in browser.current_url
+
+
+def test_readout_names_the_patch_under_the_pointer(browser, viewer, cohort):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    data, _ = cohort
+    open_page(browser, viewer, 'slide=slide_001')
+    wait_ready(browser, 'slide_001|0|1|0.5')
+    index, x, y = patch_centre(data, 'slide_001', lesion=True)
+    px, py = page_point(browser, x, y)
+    body = browser.find_element('tag name', 'body')
+    size = body.size
+    ActionChains(browser).move_to_element_with_offset(
+        body, px - size['width'] // 2, py - size['height'] // 2).perform()
+    readout = browser.find_element('id', 'readout')
+    WebDriverWait(browser, WAIT).until(
+        lambda d: readout.get_attribute('data-patch') == str(index))
+    assert 'percentile' in readout.text
+    percentile = float(readout.text.rsplit(' ', 1)[1])
+    assert percentile > 50
+
+
+def test_traversal_through_the_browser_is_refused(browser, viewer):
+    for path in ['static/../../../../etc/passwd',
+                 'static/%2e%2e/%2e%2e/etc/passwd',
+                 'files/0/%2e%2e/%2e%2e/%2e%2e/etc/passwd']:
+        browser.get(viewer.url + path)
+        assert 'root:' not in browser.page_source
+        status = urllib.request.Request(viewer.url + path)
+        try:
+            urllib.request.urlopen(status, timeout=30)
+            raise AssertionError(f'{path} was served')
+        except urllib.error.HTTPError as error:
+            assert error.code == 404
