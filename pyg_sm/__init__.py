@@ -7,8 +7,10 @@ The library is grouped by role: :mod:`pyg_sm.nn` (layers),
 names below are the public API."""
 from .data import PADDING_ATTENTION, batch_to_dense, dense_to_batch
 from .datasets import SlideDataset, make_synthetic_slides
-from .models import SmABMIL
-from .nn import Sm, SmAttentionPool, SmConvergenceError, SmConvergenceWarning
+from .models import SmABMIL, SmTransformerABMIL
+from .nn import (Sm, SmAttentionPool, SmConvergenceError, SmConvergenceWarning,
+                 SmMultiheadSelfAttention, SmTransformerEncoder,
+                 SmTransformerLayer)
 from .transforms import PatchGraph, patch_grid_graph, patch_radius_graph
 from .version import __version__
 
@@ -16,6 +18,10 @@ __all__ = [
     'Sm',
     'SmAttentionPool',
     'SmABMIL',
+    'SmTransformerABMIL',
+    'SmTransformerEncoder',
+    'SmTransformerLayer',
+    'SmMultiheadSelfAttention',
     'dense_to_batch',
     'batch_to_dense',
     'PatchGraph',

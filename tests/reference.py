@@ -1,7 +1,12 @@
 """Independent dense float64 references for SPEC.md, written from the
 formulas and nothing else of the library."""
+import math
+
 import torch
+import torch.nn.functional as F
 from torch import Tensor
+
+ACTS = {'tanh': torch.tanh, 'relu': torch.relu, 'gelu': F.gelu}
 
 
 def dense_adjacency(edge_index: Tensor, num_nodes: int, edge_weight=None,
@@ -47,3 +52,80 @@ def random_undirected_graph(num_nodes: int, num_edges: int,
 def relative_error(actual: Tensor, expected: Tensor) -> float:
     actual, expected = actual.double(), expected.double()
     return float((actual - expected).norm() / expected.norm().clamp_min(1e-30))
+
+
+def sm_of(sm, adj: Tensor):
+    """The dense float64 Sm of a layer's alpha, steps and mode."""
+    alpha = float(sm.alpha.detach())
+
+    def smooth(u):
+        if sm.mode == 'approx':
+            return dense_approx(u, adj, alpha, sm.num_steps)
+        return dense_exact(u, adj, alpha)
+    return smooth
+
+
+def reference_pool(pool, x, adj):
+    """SPEC.md steps 1-6 for one bag, dense float64, from the weights."""
+    smooth = sm_of(pool.sm, adj)
+
+    act = ACTS[pool.act]
+    if pool.sm_pre:
+        x = smooth(x)
+    h = x @ pool.proj1.weight.double().T + pool.proj1.bias.double()
+    if pool.sm_mid:  # torchmil 1.0.x's 'mid': Sm before the activation
+        h = smooth(h)
+    h = act(h)
+    for layer in pool.mlp:
+        h = act(smooth(h) @ layer.weight.double().T + layer.bias.double())
+    f = (h @ pool.proj2.weight.double().T)
+    if pool.sm_post:
+        f = smooth(f)
+    f = f.squeeze(-1)
+    return torch.softmax(f, 0) @ x, f
+
+
+
+
+def linear(module, u: Tensor) -> Tensor:
+    """A Linear layer (or the identity) in float64 from its weights."""
+    if not hasattr(module, 'weight'):
+        return u
+    out = u @ module.weight.double().T
+    return out if module.bias is None else out + module.bias.double()
+
+
+def layer_norm(module, u: Tensor) -> Tensor:
+    mean = u.mean(-1, keepdim=True)
+    var = u.var(-1, unbiased=False, keepdim=True)
+    return (u - mean) / torch.sqrt(var + module.eps) * \
+        module.weight.double() + module.bias.double()
+
+
+def reference_transformer(encoder, x: Tensor, adj: Tensor) -> Tensor:
+    """SPEC.md's SmTransformerABMIL encoder for one bag (eval mode): the
+    attention as explicit N x N softmax matrices, in float64."""
+    x0 = x.double()
+    y = x0
+    for layer in encoder.layers:
+        u = layer_norm(layer.norm1, y)
+        a = layer.attention
+        qkv = u @ a.qkv.weight.double().T
+        q, k, v = qkv.chunk(3, dim=-1)
+        width, heads = q.size(-1), a.n_heads
+        d = width // heads
+        outs = []
+        for h in range(heads):
+            part = slice(h * d, (h + 1) * d)
+            scores = q[:, part] @ k[:, part].T / math.sqrt(d)
+            outs.append(torch.softmax(scores, dim=-1) @ v[:, part])
+        o = sm_of(a.sm, adj)(torch.cat(outs, dim=-1))
+        z = linear(layer.att_proj, y) + o
+        if layer.mlp is not None:
+            first, _, _, second, _ = layer.mlp
+            hidden = F.gelu(linear(first, layer_norm(layer.norm2, z)))
+            z = z + linear(second, hidden)
+        y = linear(layer.out_proj, z)
+        if encoder.add_self:
+            y = y + x0
+    return layer_norm(encoder.norm, y)

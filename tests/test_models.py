@@ -8,7 +8,8 @@ from torch_geometric.data import Batch, Data
 
 from pyg_sm import (PADDING_ATTENTION, SmABMIL, SmAttentionPool,
                     batch_to_dense, dense_to_batch)
-from reference import (dense_adjacency, dense_approx, dense_exact,
+from reference import (ACTS, reference_pool, dense_adjacency, dense_approx,
+                       dense_exact,
                        random_undirected_graph)
 
 
@@ -111,31 +112,6 @@ def test_padding_never_influences_outputs():
     after = net(X, adj, mask, return_att=True)
     for a, b in zip(before, after):
         torch.testing.assert_close(a, b)
-
-
-ACTS = {'tanh': torch.tanh, 'relu': torch.relu, 'gelu': F.gelu}
-
-
-def reference_pool(pool, x, adj):
-    """SPEC.md steps 1-6 for one bag, dense float64, from the weights."""
-    alpha = float(pool.sm.alpha.detach())
-
-    def smooth(u):
-        if pool.sm.mode == 'approx':
-            return dense_approx(u, adj, alpha, pool.sm.num_steps)
-        return dense_exact(u, adj, alpha)
-
-    act = ACTS[pool.act]
-    if pool.sm_pre:
-        x = smooth(x)
-    h = act(x @ pool.proj1.weight.double().T + pool.proj1.bias.double())
-    for layer in pool.mlp:
-        h = act(smooth(h) @ layer.weight.double().T + layer.bias.double())
-    f = (h @ pool.proj2.weight.double().T)
-    if pool.sm_post:
-        f = smooth(f)
-    f = f.squeeze(-1)
-    return torch.softmax(f, 0) @ x, f
 
 
 FLAGS = list(itertools.product([False, True], [0, 1, 2], [False, True],

@@ -1,7 +1,7 @@
 """The two input forms of the pool and the models, reduced to one: nodes,
 edges and a batch vector, plus the mask to pad node outputs back with."""
 import dataclasses
-from typing import Dict, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -29,7 +29,7 @@ class Bags:
     batch: Tensor
     num_graphs: int
     mask: Optional[Tensor]  # (B, N) for the dense form, else None
-    _prepared: Dict[Tuple[bool, torch.dtype], Adjacency] = dataclasses.field(
+    _prepared: Dict[object, object] = dataclasses.field(
         default_factory=dict, repr=False, compare=False)
 
     @property
@@ -51,13 +51,30 @@ class Bags:
                 dtype, batch=self.batch, num_graphs=self.num_graphs)
         return self._prepared[key]
 
-    def pad(self, node_values: Tensor) -> Tensor:
-        """(num_nodes,) -> (B, N) with PADDING_ATTENTION at padding."""
+    def pad(self, node_values: Tensor,
+            fill: float = PADDING_ATTENTION) -> Tensor:
+        """(num_nodes, *) -> (B, N, *) with :obj:`fill` at padding, in the
+        dense form; unchanged in the graph form."""
         if self.mask is None:
             return node_values
-        out = node_values.new_full(self.mask.shape, PADDING_ATTENTION)
+        out = node_values.new_full(tuple(self.mask.shape) +
+                                   tuple(node_values.shape[1:]), fill)
         out[self.mask] = node_values
         return out
+
+    def groups(self) -> Tuple[Optional[Tensor], List[int]]:
+        r"""What per-bag work (self-attention) needs: a node order that
+        puts each bag's nodes together (:obj:`None` when the batch vector
+        is already sorted, as in every PyG batch) and the size of each bag,
+        in order. Computed once per forward (one host sync)."""
+        if 'groups' not in self._prepared:
+            batch = self.batch
+            order = None
+            if batch.numel() > 1 and bool((batch[1:] < batch[:-1]).any()):
+                order = torch.argsort(batch, stable=True)
+            sizes = torch.bincount(batch, minlength=self.num_graphs)
+            self._prepared['groups'] = (order, sizes.tolist())
+        return self._prepared['groups']
 
 
 def as_bags(X, adj=None, mask: Optional[Tensor] = None,

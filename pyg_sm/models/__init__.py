@@ -4,6 +4,7 @@ read (:data:`MODELS`)."""
 from .base import MILModel
 from .registry import MODELS, ModelSpec, Option, Preset, build_model
 from .sm_abmil import SmABMIL
+from .sm_transformer_abmil import SmTransformerABMIL
 
-__all__ = ['MILModel', 'SmABMIL', 'MODELS', 'ModelSpec', 'Option', 'Preset',
-           'build_model']
+__all__ = ['MILModel', 'SmABMIL', 'SmTransformerABMIL', 'MODELS',
+           'ModelSpec', 'Option', 'Preset', 'build_model']

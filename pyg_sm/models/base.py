@@ -1,6 +1,7 @@
 r"""What every MIL model of pyg-sm shares: reading the feature size from
 :obj:`feat_ext`, the two input forms, the bag head and the
 ``forward`` / ``compute_loss`` / ``predict`` contract of torchmil's models."""
+import inspect
 from typing import Optional, Tuple, Union
 
 import torch
@@ -32,10 +33,18 @@ def bag_probabilities(logits: Tensor) -> Tensor:
     return torch.softmax(logits.float(), dim=-1)
 
 
+def signature_defaults(function, names) -> dict:
+    r"""The defaults of :obj:`names` in :obj:`function`'s signature."""
+    parameters = inspect.signature(function).parameters
+    return {name: parameters[name].default for name in names}
+
+
 def probe_feature_dim(feat_ext: torch.nn.Module, in_shape: tuple) -> int:
-    r"""The feature size :math:`D` that :obj:`feat_ext` gives one instance of
-    shape :obj:`in_shape`, read from its output on ``zeros(1, *in_shape)``
-    (in eval mode, without gradients, on the extractor's device)."""
+    r"""The feature size :math:`D` that :obj:`feat_ext` gives instances of
+    shape :obj:`in_shape`: the last dimension of its output on
+    ``zeros(1, *in_shape)``, as torchmil reads it (so ``in_shape`` may be one
+    instance's shape, or torchmil's ``(bag_size, feat_dim)``), in eval mode,
+    without gradients, on the extractor's device."""
     training = feat_ext.training
     feat_ext.eval()
     try:
@@ -51,10 +60,11 @@ def probe_feature_dim(feat_ext: torch.nn.Module, in_shape: tuple) -> int:
                          f"{error}") from error
     finally:
         feat_ext.train(training)
-    if out.dim() != 2:
-        raise ValueError(f"'feat_ext' must map (num_instances, *in_shape) "
-                         f"to (num_instances, D) (got an output of shape "
-                         f"{tuple(out.shape)})")
+    if out.dim() < 2:
+        raise ValueError(f"'feat_ext' must give features along the last "
+                         f"dimension (got an output of shape "
+                         f"{tuple(out.shape)} for an input of shape "
+                         f"(1, *in_shape) = {(1, ) + in_shape})")
     return out.size(-1)
 
 

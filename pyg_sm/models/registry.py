@@ -12,9 +12,10 @@ from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
 
 import torch
 
-from ..nn.attention_pool import ACTIVATIONS
+from ..nn.attention_pool import ACTIVATIONS, SM_WHERE
 from ..nn.sm import MODES, NONCONVERGENCE, Sm
 from .sm_abmil import SmABMIL
+from .sm_transformer_abmil import SmTransformerABMIL
 
 
 def parse_alpha(value: str) -> Union[float, str]:
@@ -133,6 +134,18 @@ def _sm_options() -> Tuple[Option, ...]:
     )
 
 
+def _torchmil_1_options(prefix: str = '') -> Tuple[Option, ...]:
+    r"""torchmil 1.0.x's keywords of the pool: in Python and checkpoints,
+    not flags (the command line's presets use the 0.1.0 keywords, and the
+    two cannot be mixed)."""
+    return (
+        Option(f'{prefix}sm_where', "torchmil 1.0.x's placement of Sm",
+               type=str, choices=SM_WHERE, flag=False),
+        Option(f'{prefix}spectral_norm', "torchmil 1.0.x's spectral "
+               'normalization', flag=False),
+    )
+
+
 SM_ABMIL = ModelSpec(
     name='sm_abmil',
     model_class=SmABMIL,
@@ -155,7 +168,7 @@ SM_ABMIL = ModelSpec(
         Option('num_classes', 'logits per bag: 1 for two classes, else the '
                'number of classes (pyg-sm train sets it from the labels)',
                type=int, flag=False),
-    ) + _sm_options(),
+    ) + _torchmil_1_options() + _sm_options(),
     presets={
         # The first preset is the command line's default model.
         'sm': Preset('one Sm layer in the attention network and Sm on the '
@@ -166,8 +179,59 @@ SM_ABMIL = ModelSpec(
     },
 )
 
+SM_TRANSFORMER_ABMIL = ModelSpec(
+    name='sm_transformer_abmil',
+    model_class=SmTransformerABMIL,
+    options=(
+        Option('pool_att_dim', 'size of the attention network of the pool',
+               type=int),
+        Option('pool_act', 'activation of the attention network', type=str,
+               choices=tuple(ACTIVATIONS)),
+        Option('pool_sm_mode', "the pool's Sm mode", type=str,
+               choices=MODES),
+        Option('pool_sm_alpha', "the pool's Sm alpha: a float in (0, 1) or "
+               "'trainable'", type=parse_alpha),
+        Option('pool_sm_layers', 'Sm layers in the attention network',
+               type=int),
+        Option('pool_sm_steps', "steps of the pool's approx mode", type=int),
+        Option('pool_sm_pre', 'smooth the encoded instances before the '
+               'attention network'),
+        Option('pool_sm_post', 'smooth the attention values'),
+        Option('pool_sm_spectral_norm', 'spectral normalization on the '
+               "attention network's linear layers"),
+        Option('transf_att_dim', 'width A of the transformer', type=int),
+        Option('transf_n_layers', 'transformer layers', type=int),
+        Option('transf_n_heads', 'attention heads (a divisor of A)',
+               type=int),
+        Option('transf_use_mlp', 'an MLP after each self-attention'),
+        Option('transf_add_self', "add the encoder's input after every "
+               'layer'),
+        Option('transf_dropout', 'dropout on the attention weights '
+               '(training only) and in the MLP', type=float),
+        Option('transf_sm_alpha', "every layer's Sm alpha: a float in (0, 1) "
+               "or 'trainable'", type=parse_alpha),
+        Option('transf_sm_mode', "the transformer's Sm mode", type=str,
+               choices=MODES),
+        Option('transf_sm_steps', "steps of the transformer's approx mode",
+               type=int),
+        Option('normalize', 'symmetric normalization D^-1/2 W D^-1/2 of the '
+               'patch graph'),
+        Option('num_classes', 'logits per bag: 1 for two classes, else the '
+               'number of classes (pyg-sm train sets it from the labels)',
+               type=int, flag=False),
+    ) + _torchmil_1_options('pool_') + _sm_options(),
+    presets={
+        'sm': Preset('Sm in every transformer layer, one Sm layer in the '
+                     "pool's attention network and Sm on its attention "
+                     'values', dict(pool_sm_layers=1, pool_sm_post=True)),
+        'reference': Preset("the constructor's defaults (torchmil 0.1.0's)",
+                            {}),
+    },
+)
+
 #: The models the command line and checkpoints know, by name.
-MODELS: Dict[str, ModelSpec] = {SM_ABMIL.name: SM_ABMIL}
+MODELS: Dict[str, ModelSpec] = {spec.name: spec for spec in (
+    SM_ABMIL, SM_TRANSFORMER_ABMIL)}
 
 
 def model_spec(name: str) -> ModelSpec:

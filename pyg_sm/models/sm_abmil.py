@@ -1,11 +1,11 @@
-from typing import Tuple, Union
+from typing import Optional, Tuple, Union
 
 import torch
 from torch import Tensor
 
 from ..data.bags import Bags
-from ..nn.attention_pool import SmAttentionPool
-from .base import DEFAULT_CRITERION, MILModel
+from ..nn.attention_pool import SmAttentionPool, resolve_generation
+from .base import DEFAULT_CRITERION, MILModel, signature_defaults
 
 
 class SmABMIL(MILModel):
@@ -52,6 +52,14 @@ class SmABMIL(MILModel):
             to :math:`\mathbf{D}^{-1/2}\mathbf{W}\mathbf{D}^{-1/2}`. The dense
             form takes :obj:`adj` as :math:`\mathbf{A}`, as the reference.
             (default: :obj:`True`)
+        sm_where (str, optional): Keyword only, torchmil 1.0.x's placement
+            of Sm (:obj:`"early"`, :obj:`"mid"`, :obj:`"late"`,
+            :obj:`"none"`; see :class:`~pyg_sm.SmAttentionPool`) instead of
+            :obj:`sm_layers`, :obj:`sm_pre`, :obj:`sm_post`; mixing the two
+            generations' keywords is an error. (default: :obj:`None`)
+        spectral_norm (bool, optional): Keyword only, torchmil 1.0.x's
+            spectral normalization (by :obj:`sm_where`), instead of
+            :obj:`sm_spectral_norm`. (default: :obj:`None`)
         **sm_kwargs (optional): Further arguments of :class:`~pyg_sm.Sm`.
 
     Every method (:meth:`forward`, :meth:`compute_loss`, :meth:`predict`,
@@ -84,15 +92,21 @@ class SmABMIL(MILModel):
         *,
         num_classes: int = 1,
         normalize: bool = True,
+        sm_where: Optional[str] = None,
+        spectral_norm: Optional[bool] = None,
         **sm_kwargs,
     ):
         super().__init__(in_shape, feat_ext, criterion, num_classes)
+        legacy = dict(sm_layers=sm_layers, sm_pre=sm_pre, sm_post=sm_post,
+                      sm_spectral_norm=sm_spectral_norm)
+        placement = resolve_generation(
+            sm_where, spectral_norm, legacy, signature_defaults(
+                SmABMIL, legacy), {k: k for k in (*legacy, 'sm_where',
+                                                   'spectral_norm')})
         self.pool = SmAttentionPool(
             in_dim=self.feature_dim, att_dim=att_dim, act=att_act,
-            sm_mode=sm_mode, sm_alpha=sm_alpha, sm_layers=sm_layers,
-            sm_steps=sm_steps, sm_pre=sm_pre, sm_post=sm_post,
-            sm_spectral_norm=sm_spectral_norm, normalize=normalize,
-            **sm_kwargs)
+            sm_mode=sm_mode, sm_alpha=sm_alpha, sm_steps=sm_steps,
+            normalize=normalize, **placement, **sm_kwargs)
         self.classifier = self.bag_head()
 
     def pool_bags(self, bags: Bags) -> Tuple[Tensor, Tensor]:

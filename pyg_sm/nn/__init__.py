@@ -1,9 +1,14 @@
 r"""Layers: the :class:`Sm` operator (a PyG ``MessagePassing`` layer, with
-its private engine: autograd functions and the conjugate-gradient solver)
-and :class:`SmAttentionPool`."""
+its private engine: autograd functions and the conjugate-gradient solver),
+:class:`SmAttentionPool` and the Sm transformer (:class:`SmTransformerEncoder`,
+its layer and its self-attention)."""
 from ._solver import SmConvergenceError, SmConvergenceWarning
-from .attention_pool import ACTIVATIONS, SmAttentionPool
+from .attention_pool import ACTIVATIONS, SM_WHERE, SmAttentionPool
 from .sm import MODES, NONCONVERGENCE, Sm
+from .sm_transformer import (SmMultiheadSelfAttention, SmTransformerEncoder,
+                             SmTransformerLayer, per_bag_attention)
 
 __all__ = ['Sm', 'SmAttentionPool', 'SmConvergenceError',
-           'SmConvergenceWarning', 'MODES', 'NONCONVERGENCE', 'ACTIVATIONS']
+           'SmConvergenceWarning', 'MODES', 'NONCONVERGENCE', 'ACTIVATIONS',
+           'SM_WHERE', 'SmMultiheadSelfAttention', 'SmTransformerLayer',
+           'SmTransformerEncoder', 'per_bag_attention']

@@ -1,17 +1,63 @@
-from typing import Optional, Tuple, Union
+from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
 from torch.nn import Linear, ModuleList
 # The hook-based spectral norm, as the reference uses: unlike the
 # parametrization, it lets torch.save pickle a whole model.
-from torch.nn.utils import remove_spectral_norm, spectral_norm
+from torch.nn.utils import remove_spectral_norm
+from torch.nn.utils import spectral_norm as apply_spectral_norm
 from torch_geometric.utils import scatter, softmax
 
 from ..data.adjacency import compute_dtype
 from ..data.bags import Bags, as_bags
 from ..utils.checks import check_alpha, check_choice, check_count, check_dim
 from .sm import MODES, Sm
+
+#: torchmil 1.0.x's places for Sm in the pool (its ``sm_where``).
+SM_WHERE = ('early', 'mid', 'late', 'none')
+#: The pool's linear layers that spectral normalization can cover.
+POOL_LAYERS = ('proj1', 'mlp', 'proj2')
+# torchmil 1.0.x's spectral_norm=True, by sm_where (its code).
+_SPECTRAL_NORM_BY_WHERE = {'early': ('proj1', 'proj2'), 'none':
+                           ('proj1', 'proj2'), 'mid': ('proj2', ),
+                           'late': ()}
+
+
+def resolve_generation(sm_where: Optional[str], spectral_norm: Optional[bool],
+                       legacy: Dict[str, Any], defaults: Dict[str, Any],
+                       names: Dict[str, str]) -> Dict[str, Any]:
+    r"""The pool's settings from the keywords of either torchmil
+    generation: torchmil 1.0.x's :obj:`sm_where` / :obj:`spectral_norm`
+    (:obj:`None` when not given), or 0.1.0's :obj:`legacy` values
+    (``sm_layers``, ``sm_pre``, ``sm_post``, ``sm_spectral_norm``) whose
+    :obj:`defaults` are the caller's. :obj:`names` gives the caller's name
+    of each keyword, for errors. Returns ``sm_layers``, ``sm_pre``,
+    ``sm_mid``, ``sm_post`` and ``spectral_norm_layers``."""
+    modern = [names[k] for k, v in (('sm_where', sm_where),
+                                    ('spectral_norm', spectral_norm))
+              if v is not None]
+    if not modern:
+        return dict(sm_layers=legacy['sm_layers'], sm_pre=legacy['sm_pre'],
+                    sm_mid=False, sm_post=legacy['sm_post'],
+                    spectral_norm_layers=POOL_LAYERS
+                    if legacy['sm_spectral_norm'] else ())
+    changed = [names[k] for k, v in legacy.items() if v != defaults[k]]
+    if changed:
+        raise ValueError(
+            f"{' and '.join(modern)} (torchmil 1.0.x) cannot be mixed with "
+            f"{' and '.join(changed)} (torchmil 0.1.0): the two generations "
+            f"place Sm differently; use one generation's keywords")
+    where = 'early' if sm_where is None else sm_where  # torchmil's default
+    check_choice(names['sm_where'], where, SM_WHERE)
+    if spectral_norm is not None and not isinstance(spectral_norm, bool):
+        raise TypeError(f"'{names['spectral_norm']}' must be a bool (got "
+                        f"{type(spectral_norm).__name__})")
+    return dict(sm_layers=0, sm_pre=where == 'early', sm_mid=where == 'mid',
+                sm_post=where == 'late',
+                spectral_norm_layers=_SPECTRAL_NORM_BY_WHERE[where]
+                if spectral_norm else ())
+
 
 #: The activations of the attention network, by name.
 ACTIVATIONS = {
@@ -29,7 +75,7 @@ def _reset_linear(module: Linear) -> None:
         remove_spectral_norm(module)
     module.reset_parameters()
     if normalized:
-        spectral_norm(module)
+        apply_spectral_norm(module)
 
 
 class SmAttentionPool(torch.nn.Module):
@@ -46,6 +92,8 @@ class SmAttentionPool(torch.nn.Module):
         \quad \text{(if sm\_pre)}
 
         \mathbf{H} &= \mathrm{act}(\mathbf{X} \mathbf{W}_1 + \mathbf{b}_1)
+        \quad (\mathrm{act}(\mathrm{Sm}(\mathbf{X} \mathbf{W}_1 +
+        \mathbf{b}_1)) \text{ with sm\_where='mid'})
 
         \mathbf{H} &\leftarrow \mathrm{act}(\mathrm{Sm}(\mathbf{H})
         \mathbf{W}_l + \mathbf{b}_l), \quad l = 1, \ldots,
@@ -86,6 +134,27 @@ class SmAttentionPool(torch.nn.Module):
             into :math:`\mathbf{D}^{-1/2}\mathbf{W}\mathbf{D}^{-1/2}`. The
             dense form always takes :obj:`adj` as :math:`\mathbf{A}`.
             (default: :obj:`True`)
+        sm_where (str, optional): Keyword only, torchmil 1.0.x's
+            placement of Sm instead of :obj:`sm_layers`, :obj:`sm_pre`,
+            :obj:`sm_post`: :obj:`"early"` (on :math:`\mathbf{X}`, as
+            sm_pre), :obj:`"mid"` (on :math:`\mathbf{X}\mathbf{W}_1 +
+            \mathbf{b}_1` before the activation), :obj:`"late"` (on
+            :math:`\mathbf{f}`, as sm_post) or :obj:`"none"`; no Sm layers.
+            Mixing it with the 0.1.0 keywords is an error.
+            (default: :obj:`None`, the 0.1.0 keywords apply)
+        spectral_norm (bool, optional): Keyword only, torchmil 1.0.x's:
+            spectral normalization on :math:`\mathbf{W}_1` and
+            :math:`\mathbf{w}` for early / none, on :math:`\mathbf{w}` for
+            mid, on nothing for late. (default: :obj:`None`)
+        spectral_norm_layers (sequence of str, optional): Keyword only: the
+            layers to normalize by name (:obj:`"proj1"`, :obj:`"mlp"`,
+            :obj:`"proj2"`), overriding the flags; how
+            :func:`~pyg_sm.from_torchmil` reproduces what torchmil's code
+            normalizes. (default: :obj:`None`)
+        sm_mid (bool, optional): Keyword only: smooth
+            :math:`\mathbf{X}\mathbf{W}_1 + \mathbf{b}_1` before the
+            activation (what :obj:`sm_where="mid"` sets; for models that
+            resolve the keywords themselves). (default: :obj:`False`)
         **sm_kwargs (optional): Further arguments of :class:`~pyg_sm.Sm`
             (:obj:`tol`, :obj:`max_iter`, :obj:`on_nonconvergence`,
             :obj:`fused`).
@@ -119,9 +188,30 @@ class SmAttentionPool(torch.nn.Module):
         sm_post: bool = False,
         sm_spectral_norm: bool = False,
         normalize: bool = True,
+        *,
+        sm_where: Optional[str] = None,
+        spectral_norm: Optional[bool] = None,
+        spectral_norm_layers: Optional[Sequence[str]] = None,
+        sm_mid: bool = False,
         **sm_kwargs,
     ):
         super().__init__()
+        legacy = dict(sm_layers=sm_layers, sm_pre=sm_pre, sm_post=sm_post,
+                      sm_spectral_norm=sm_spectral_norm)
+        settings = resolve_generation(
+            sm_where, spectral_norm, legacy, dict(
+                sm_layers=1, sm_pre=False, sm_post=False,
+                sm_spectral_norm=False), {k: k for k in (
+                    *legacy, 'sm_where', 'spectral_norm')})
+        sm_layers, sm_pre, sm_post = (settings[k] for k in (
+            'sm_layers', 'sm_pre', 'sm_post'))
+        sm_mid = sm_mid or settings['sm_mid']
+        if spectral_norm_layers is None:
+            spectral_norm_layers = settings['spectral_norm_layers']
+        unknown = set(spectral_norm_layers) - set(POOL_LAYERS)
+        if unknown:
+            raise ValueError(f"'spectral_norm_layers' names unknown layers "
+                             f"{sorted(unknown)} (known: {POOL_LAYERS})")
         check_dim('in_dim', in_dim)
         check_dim('att_dim', att_dim)
         check_choice('act', act, tuple(ACTIVATIONS))
@@ -134,8 +224,9 @@ class SmAttentionPool(torch.nn.Module):
         self.act = act
         self.sm_layers = sm_layers
         self.sm_pre = sm_pre
+        self.sm_mid = sm_mid
         self.sm_post = sm_post
-        self.sm_spectral_norm = sm_spectral_norm
+        self.sm_spectral_norm = set(spectral_norm_layers) == set(POOL_LAYERS)
         self.normalize = normalize
 
         # The bags carry the graph, normalized once per forward for every Sm
@@ -147,9 +238,25 @@ class SmAttentionPool(torch.nn.Module):
         self.mlp = ModuleList(
             [Linear(att_dim, att_dim) for _ in range(sm_layers)])
         self.proj2 = Linear(att_dim, 1, bias=False)
-        if sm_spectral_norm:
-            for module in [self.proj1, *self.mlp, self.proj2]:
-                spectral_norm(module)
+        for name, modules in self._linear_layers().items():
+            if name in spectral_norm_layers:
+                for module in modules:
+                    apply_spectral_norm(module)
+
+    #: Smooth X W1 + b1 before the activation (torchmil 1.0.x's 'mid'); a
+    #: class default, so that pools pickled before it existed load.
+    sm_mid = False
+
+    def _linear_layers(self) -> Dict[str, list]:
+        return {'proj1': [self.proj1], 'mlp': list(self.mlp),
+                'proj2': [self.proj2]}
+
+    @property
+    def spectral_norm_layers(self) -> Tuple[str, ...]:
+        r"""The linear layers under spectral normalization, by name."""
+        return tuple(name for name, modules in self._linear_layers().items()
+                     if modules and all(hasattr(m, 'weight_orig')
+                                        for m in modules))
 
     def reset_parameters(self):
         self.sm.reset_parameters()
@@ -189,7 +296,10 @@ class SmAttentionPool(torch.nn.Module):
 
         if self.sm_pre:
             x = smooth(x)
-        h = self.activation(self.proj1(x))
+        h = self.proj1(x)
+        if self.sm_mid:
+            h = smooth(h)
+        h = self.activation(h)
         for layer in self.mlp:
             h = self.activation(layer(smooth(h)))
         f = self.proj2(h).squeeze(-1)
@@ -202,8 +312,11 @@ class SmAttentionPool(torch.nn.Module):
 
     def __repr__(self) -> str:
         flags = ''.join(f', {name}=True' for name in
-                        ['sm_pre', 'sm_post', 'sm_spectral_norm']
+                        ['sm_pre', 'sm_mid', 'sm_post', 'sm_spectral_norm']
                         if getattr(self, name))
+        if self.spectral_norm_layers and not self.sm_spectral_norm:
+            flags += f', spectral_norm_layers={self.spectral_norm_layers}'
+
         return (f'{self.__class__.__name__}({self.in_dim}, '
                 f'att_dim={self.att_dim}, act={self.act!r}, '
                 f'sm_layers={self.sm_layers}{flags}, sm={self.sm})')

@@ -162,3 +162,12 @@ def check_coords(coords) -> None:
                          f"{tuple(getattr(coords, 'shape', ()))})")
     if coords.is_floating_point() and not bool(torch.isfinite(coords).all()):
         raise ValueError("'coords' must be finite")
+
+
+def check_probability(name: str, value: float) -> None:
+    r"""A rate in :math:`[0, 1)` (dropout)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"'{name}' must be a number (got "
+                        f"{type(value).__name__})")
+    if not 0.0 <= value < 1.0:
+        raise ValueError(f"'{name}' must lie in [0, 1) (got {value})")
