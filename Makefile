@@ -20,7 +20,20 @@ demo: $(STAMP)
 example: $(STAMP)
 	$(PY) examples/pyg_pipeline.py
 
-test: $(STAMP)
+# torchmil's two generations for the comparison tests, each in a folder of
+# its own (the two are one package name), with the pure-Python packages
+# they import; torch and numpy come from the venv.
+TORCHMIL := .torchmil
+TORCHMIL_STAMP := $(TORCHMIL)/.installed
+$(TORCHMIL_STAMP): $(STAMP)
+	rm -rf $(TORCHMIL)
+	$(PIP) install -q --no-deps --target $(TORCHMIL)/0.1.0 torchmil==0.1.0
+	$(PIP) install -q --no-deps --target $(TORCHMIL)/1.0.2 torchmil==1.0.2
+	$(PIP) install -q --no-deps --target $(TORCHMIL)/deps tensordict==0.15.3 \
+		einops==0.8.2 pyvers==0.2.3 cloudpickle==3.1.3
+	touch $@
+
+test: $(STAMP) $(TORCHMIL_STAMP)
 	$(PY) -m pytest -q
 
 # torch-scatter and torch-sparse have no wheels for this torch: they compile
@@ -37,7 +50,7 @@ $(ACCEL_VENV)/.accel: pyproject.toml constraints.txt
 
 accel: $(ACCEL_VENV)/.accel
 
-test-accel: $(ACCEL_VENV)/.accel
+test-accel: $(ACCEL_VENV)/.accel $(TORCHMIL_STAMP)
 	$(ACCEL_PY) -c "import torch_scatter, torch_sparse; print('torch-scatter', torch_scatter.__version__, 'torch-sparse', torch_sparse.__version__)"
 	$(ACCEL_PY) -m pytest -q
 
@@ -45,4 +58,4 @@ bench: $(STAMP)
 	$(PY) benchmarks/sm_scaling.py
 
 clean:
-	rm -rf $(VENV) $(ACCEL_VENV) benchmarks/results pyg_sm_demo .pytest_cache
+	rm -rf $(VENV) $(ACCEL_VENV) $(TORCHMIL) benchmarks/results pyg_sm_demo .pytest_cache

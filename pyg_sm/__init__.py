@@ -7,7 +7,7 @@ The library is grouped by role: :mod:`pyg_sm.nn` (layers),
 names below are the public API."""
 from .data import PADDING_ATTENTION, batch_to_dense, dense_to_batch
 from .datasets import SlideDataset, make_synthetic_slides
-from .models import SmABMIL, SmTransformerABMIL
+from .models import SmABMIL, SmTransformerABMIL, from_torchmil
 from .nn import (Sm, SmAttentionPool, SmConvergenceError, SmConvergenceWarning,
                  SmMultiheadSelfAttention, SmTransformerEncoder,
                  SmTransformerLayer)
@@ -19,6 +19,7 @@ __all__ = [
     'SmAttentionPool',
     'SmABMIL',
     'SmTransformerABMIL',
+    'from_torchmil',
     'SmTransformerEncoder',
     'SmTransformerLayer',
     'SmMultiheadSelfAttention',

@@ -1,0 +1,259 @@
+r"""From torchmil to pyg-sm: :func:`from_torchmil` turns a torchmil
+``Sm``, ``SmAttentionPool``, ``SmABMIL`` or ``SmTransformerABMIL`` of
+either generation (0.1.0, the reference's, and 1.0.x) into the pyg-sm
+module that computes the same thing. torchmil is never imported: its
+modules are read through their attributes and weights."""
+import copy
+from typing import Optional, Union
+
+import torch
+from torch import Tensor
+
+from ..nn.attention_pool import SmAttentionPool
+from ..nn.sm import _ALPHA_MARGIN, Sm
+from ..nn.sm_transformer import SmTransformerEncoder
+from .sm_abmil import SmABMIL
+from .sm_transformer_abmil import SmTransformerABMIL
+
+KINDS = ('Sm', 'SmAttentionPool', 'SmABMIL', 'SmTransformerABMIL')
+
+
+def _is_torchmil(module, name: str) -> bool:
+    return type(module).__name__ == name and \
+        type(module).__module__.split('.')[0] == 'torchmil'
+
+
+def _alpha(sm) -> Union[float, Tensor]:
+    r"""pyg-sm's :math:`\alpha` of a torchmil ``Sm`` (either generation):
+    torchmil stores ``coef`` and runs its approx mode with
+    :math:`1 / (1 + coef)` and its exact mode with :math:`\gamma = coef`,
+    i.e. :math:`\alpha = coef / (1 + coef)`."""
+    coef = sm.sm.coef
+    value = coef.detach().double() if isinstance(coef, Tensor) \
+        else torch.tensor(float(coef), dtype=torch.float64)
+    if not value > 0:
+        raise ValueError(f"torchmil's Sm has coef={float(value)}: its alpha "
+                         f"lies outside (0, 1) and has no pyg-sm "
+                         f"equivalent")
+    return 1 / (1 + value) if sm.mode == 'approx' else value / (1 + value)
+
+
+def _convert_sm(sm, **sm_kwargs) -> Sm:
+    alpha = _alpha(sm)
+    trainable = isinstance(sm.sm.coef, torch.nn.Parameter)
+    ours = Sm(alpha='trainable' if trainable else float(alpha),
+              num_steps=getattr(sm, 'num_steps', 10), mode=sm.mode,
+              **sm_kwargs)
+    if trainable:
+        _set_alpha(ours, alpha)
+    return ours.to(**_like(sm))
+
+
+def _set_alpha(ours: Sm, alpha: Tensor) -> None:
+    r"""Sets a trainable alpha to :obj:`alpha` (the inverse of
+    :attr:`Sm.alpha <pyg_sm.Sm.alpha>`)."""
+    share = (alpha - _ALPHA_MARGIN) / (1 - 2 * _ALPHA_MARGIN)
+    with torch.no_grad():
+        ours.alpha_logit.copy_(torch.logit(share).to(ours.alpha_logit))
+
+
+def _like(module) -> dict:
+    r"""The device and floating dtype of a module's tensors, for
+    :meth:`torch.nn.Module.to`."""
+    for tensor in (*module.parameters(), *module.buffers()):
+        if tensor.is_floating_point():
+            return dict(device=tensor.device, dtype=tensor.dtype)
+    return {}
+
+
+def _copy_linear(ours, theirs) -> None:
+    r"""Weights of a Linear (or Identity), with torchmil's spectral
+    normalization (a parametrization) mapped to pyg-sm's hook: the original
+    weight and the power-iteration vectors, so that eval outputs agree."""
+    if not isinstance(theirs, torch.nn.Linear):
+        return
+    from torch.nn.utils import parametrize
+
+    with torch.no_grad():
+        if parametrize.is_parametrized(theirs, 'weight'):
+            norm = theirs.parametrizations.weight[0]
+            ours.weight_orig.copy_(theirs.parametrizations.weight.original)
+            ours.weight_u.copy_(norm._u)
+            ours.weight_v.copy_(norm._v)
+            # The hook's weight, as its next eval forward computes it.
+            sigma = torch.dot(norm._u, torch.mv(ours.weight_orig,
+                                                norm._v))
+            ours.weight.copy_(ours.weight_orig / sigma)
+        else:
+            ours.weight.copy_(theirs.weight)
+        if theirs.bias is not None:
+            ours.bias.copy_(theirs.bias)
+
+
+def _normalized(linear) -> bool:
+    from torch.nn.utils import parametrize
+
+    return isinstance(linear, torch.nn.Linear) and \
+        parametrize.is_parametrized(linear, 'weight')
+
+
+def _convert_pool(pool, normalize: bool, **sm_kwargs) -> SmAttentionPool:
+    smooths = not isinstance(pool.sm, torch.nn.Identity)
+    if hasattr(pool, 'sm_where'):  # torchmil 1.0.x
+        where = pool.sm_where if smooths else 'none'
+        placement = dict(sm_layers=0, sm_pre=where == 'early',
+                         sm_mid=where == 'mid', sm_post=where == 'late')
+        mlp = []
+    else:  # 0.1.0
+        placement = dict(sm_layers=len(pool.mlp), sm_pre=pool.sm_pre,
+                         sm_post=pool.sm_post)
+        mlp = list(pool.mlp)
+    layers = [name for name, linear in (('proj1', [pool.proj1]),
+                                        ('mlp', mlp),
+                                        ('proj2', [pool.proj2]))
+              if linear and all(_normalized(m) for m in linear)]
+    partial = [name for name, linear in (('mlp', mlp), )
+               if any(_normalized(m) for m in linear) and name not in layers]
+    if partial:
+        raise ValueError('some but not all Sm layers of the pool are '
+                         'spectrally normalized: no pyg-sm equivalent')
+    ours = SmAttentionPool(
+        pool.in_dim, att_dim=pool.att_dim, act=pool.act,
+        sm_mode=pool.sm.mode if smooths else 'approx',
+        sm_steps=pool.sm.num_steps if smooths else 10,
+        normalize=normalize, spectral_norm_layers=layers, **placement,
+        **sm_kwargs).to(**_like(pool))
+    if smooths:
+        ours.sm = _convert_sm(pool.sm, normalize=False, **sm_kwargs)
+    for mine, theirs in ((ours.proj1, pool.proj1), (ours.proj2, pool.proj2),
+                         *zip(ours.mlp, mlp)):
+        _copy_linear(mine, theirs)
+    return ours
+
+
+def _copy_module(ours, theirs) -> None:
+    with torch.no_grad():
+        for mine, source in zip(ours.parameters(), theirs.parameters()):
+            mine.copy_(source)
+
+
+def _convert_encoder(encoder, normalize: bool,
+                     **sm_kwargs) -> SmTransformerEncoder:
+    layers = list(encoder.layers)
+    first = layers[0]
+    attention = first.att_module
+    ours = SmTransformerEncoder(
+        first.norm1.normalized_shape[0],
+        out_dim=encoder.norm.normalized_shape[0],
+        att_dim=attention.att_dim, n_heads=attention.n_heads,
+        n_layers=len(layers), use_mlp=first.use_mlp,
+        add_self=encoder.add_self, dropout=attention.dropout,
+        sm_mode=attention.sm.mode, sm_steps=attention.sm.num_steps,
+        normalize=normalize, **sm_kwargs).to(**_like(encoder))
+    for mine, theirs in zip(ours.layers, layers):
+        if not isinstance(theirs.in_proj, torch.nn.Identity) or \
+                not isinstance(theirs.att_module.out_proj, torch.nn.Identity):
+            raise ValueError('a torchmil transformer layer with in_proj or '
+                             'an attention out_proj has no pyg-sm '
+                             'equivalent')
+        _copy_module(mine.norm1, theirs.norm1)
+        _copy_module(mine.norm2, theirs.norm2)
+        _copy_linear(mine.attention.qkv, theirs.att_module.qkv_nn)
+        _copy_linear(mine.att_proj, theirs.att_proj)
+        _copy_linear(mine.out_proj, theirs.out_proj)
+        if mine.mlp is not None:
+            _copy_linear(mine.mlp[0], theirs.mlp_module[0])
+            _copy_linear(mine.mlp[3], theirs.mlp_module[3])
+        mine.attention.sm = _convert_sm(theirs.att_module.sm,
+                                        normalize=False, **sm_kwargs)
+    _copy_module(ours.norm, encoder.norm)
+    return ours
+
+
+def from_torchmil(module: torch.nn.Module, normalize: bool = False,
+                  in_shape: Optional[tuple] = None,
+                  **sm_kwargs) -> torch.nn.Module:
+    r"""The pyg-sm module that computes what a torchmil module computes.
+
+    Converts torchmil's ``Sm``, ``SmAttentionPool``, ``SmABMIL`` and
+    ``SmTransformerABMIL`` of either generation (0.1.0: ``sm_layers``,
+    ``sm_pre``, ``sm_post``, ``sm_spectral_norm``; 1.0.x: ``sm_where``,
+    ``spectral_norm``), trained or not, into :class:`~pyg_sm.Sm`,
+    :class:`~pyg_sm.SmAttentionPool`, :class:`~pyg_sm.SmABMIL` or
+    :class:`~pyg_sm.SmTransformerABMIL`: in eval mode both give the same
+    outputs on the same bags, in the dense form and in the graph form of
+    the same bags (:func:`~pyg_sm.dense_to_batch`). The converted module
+    trains on (its parameters are copies).
+
+    What is translated:
+
+    - **alpha.** torchmil stores ``coef`` (a float, or a parameter that
+      starts at 1) and runs its approx mode with :math:`1 / (1 + coef)`
+      where SPEC.md's recursion has :math:`\alpha` (so its approx(0.3)
+      is pyg-sm's approx(0.7)), and its exact mode with
+      :math:`\gamma = coef`. The converted Sm gets :math:`\alpha =
+      1 / (1 + coef)` (approx) or :math:`coef / (1 + coef)` (exact); a
+      trainable ``coef`` becomes a trainable alpha at that value. A
+      ``coef`` at or below 0 has no alpha in :math:`(0, 1)`: an error.
+    - **Where Sm sits**, as the code places it: 0.1.0's Sm layers
+      :math:`act(Sm(H) W + b)`, ``sm_pre``, ``sm_post``; 1.0.x's early /
+      mid / late / none, and no Sm where torchmil replaced it by the
+      identity (``sm_alpha=0`` or ``sm_steps=0``).
+    - **Spectral normalization, as torchmil's code applies it** (which
+      differs from its flags: 0.1.0 always normalizes the Sm layers, and
+      normalizes :math:`\mathbf{W}_1` and :math:`\mathbf{w}` when
+      ``sm_pre``, whatever ``sm_spectral_norm`` says; 1.0.x normalizes
+      :math:`\mathbf{W}_1`, :math:`\mathbf{w}` for early / none and
+      :math:`\mathbf{w}` for mid): the same layers get pyg-sm's spectral
+      normalization with torchmil's original weight and power-iteration
+      vectors.
+    - **The transformer**: each layer's LayerNorms, ``qkv`` weight, input
+      and output projections, MLP and its own Sm; ``add_self``; the final
+      LayerNorm; dropout.
+    - ``feat_ext`` and ``criterion`` are deep copies; the bag head is
+      ``last_layer``.
+
+    Args:
+        module (torch.nn.Module): The torchmil module.
+        normalize (bool, optional): The converted module's
+            :obj:`normalize`. torchmil takes :obj:`adj` as
+            :math:`\mathbf{A}` itself, and so does the converted module by
+            default (graph form included); :obj:`True` makes its graph form
+            normalize raw patch graphs. (default: :obj:`False`)
+        in_shape (tuple, optional): The model's :obj:`in_shape` (torchmil
+            does not store it). (default: :obj:`(D,)`)
+        **sm_kwargs (optional): Further arguments of every
+            :class:`~pyg_sm.Sm` (:obj:`tol`, :obj:`max_iter`, ...).
+    """
+    if _is_torchmil(module, 'Sm'):
+        return _convert_sm(module, normalize=normalize, **sm_kwargs)
+    if _is_torchmil(module, 'SmAttentionPool'):
+        return _convert_pool(module, normalize, **sm_kwargs)
+    for name, cls in (('SmABMIL', SmABMIL),
+                      ('SmTransformerABMIL', SmTransformerABMIL)):
+        if not _is_torchmil(module, name):
+            continue
+        pool = module.pool
+        feature_dim = pool.in_dim
+        kwargs = {}
+        if cls is SmTransformerABMIL:
+            encoder = module.transformer_encoder
+            kwargs = dict(transf_att_dim=encoder.layers[0].att_module.att_dim,
+                          transf_n_heads=encoder.layers[0].att_module.n_heads,
+                          transf_n_layers=len(encoder.layers),
+                          transf_add_self=encoder.add_self)
+        ours = cls((feature_dim, ), criterion=copy.deepcopy(
+            module.criterion), normalize=normalize, **kwargs,
+            **sm_kwargs).to(**_like(module))
+        ours.feat_ext = copy.deepcopy(module.feat_ext)
+        if in_shape is not None:
+            ours.in_shape = tuple(in_shape)
+        ours.pool = _convert_pool(pool, normalize, **sm_kwargs)
+        if cls is SmTransformerABMIL:
+            ours.transformer_encoder = _convert_encoder(
+                module.transformer_encoder, normalize, **sm_kwargs)
+        _copy_linear(ours.classifier, module.last_layer)
+        return ours
+    raise TypeError(f"from_torchmil converts torchmil's {', '.join(KINDS)} "
+                    f"(got {type(module).__module__}."
+                    f"{type(module).__name__})")
