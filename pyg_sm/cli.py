@@ -17,7 +17,7 @@ from .datasets import (PredictionFolder, SlideDataset, SlideImages,
 from .datasets.predictions import PREDICTIONS_FILE
 from .datasets.layouts import LAYOUTS, find_layout
 from .models import MODELS, build_model
-from .models.registry import ModelSpec, Option
+from .models.registry import Option
 from .train import (MONITORS, Interrupted, fit, load_checkpoint,
                     read_checkpoint, save_checkpoint)
 from .train import distributed
@@ -55,42 +55,48 @@ def _text_type(option: Option):
     return parse
 
 
-def _add_model_options(parser: argparse.ArgumentParser,
-                       spec: ModelSpec) -> None:
-    r"""A flag per option of :obj:`spec`, and ``--preset``. Flags default to
-    the preset's value; a flag given overrides it."""
-    presets = '; '.join(
-        f"'{name}': {preset.help} (" + ', '.join(
-            f'{key}={value}' for key, value in preset.values.items()) + ')'
-        for name, preset in spec.presets.items())
-    group = parser.add_argument_group(
-        f'model ({spec.model_class.__name__} options)',
-        f'Unset options take the value of --preset, else the constructor '
-        f'default. Presets: {presets}.')
-    group.add_argument('--model', default=spec.name, choices=list(MODELS),
-                       help=f'the model (default: {spec.name})')
-    group.add_argument('--preset', default=spec.default_preset,
-                       choices=list(spec.presets),
-                       help=f'named set of model options (default: '
-                            f'{spec.default_preset})')
-    defaults = spec.resolve()
-    for option in spec.options:
-        if not option.flag:
-            continue
-        flag = '--' + option.name.replace('_', '-')
-        default = defaults[option.name]
-        help = option.help if default is None else \
-            f'{option.help} (default: {default})'
-        if option.is_switch:
-            group.add_argument(flag, dest=option.name, default=None,
-                               action=argparse.BooleanOptionalAction,
-                               help=help)
-        else:
-            group.add_argument(flag, dest=option.name, default=None,
-                               type=_text_type(option),
-                               choices=option.choices,
-                               metavar=None if option.choices else
-                               option.name.upper(), help=help)
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    r"""``--model``, ``--preset`` and a flag per option of every model in
+    :data:`MODELS` (an option two models share is one flag). Flags default
+    to the chosen preset's value; a flag given overrides it."""
+    presets = sorted({name for spec in MODELS.values()
+                      for name in spec.presets})
+    group = parser.add_argument_group('model')
+    group.add_argument('--model', default=DEFAULT_MODEL, choices=list(MODELS),
+                       help=f'the model (default: {DEFAULT_MODEL})')
+    group.add_argument('--preset', default=None, choices=presets,
+                       help="named set of model options (default: the "
+                            "model's first preset, 'sm')")
+    seen = set()
+    for spec in MODELS.values():
+        described = '; '.join(
+            f"'{name}': {preset.help}" + (' (' + ', '.join(
+                f'{key}={value}' for key, value in preset.values.items())
+                + ')' if preset.values else '')
+            for name, preset in spec.presets.items())
+        options = parser.add_argument_group(
+            f'{spec.model_class.__name__} options (--model {spec.name})',
+            f'Unset options take the value of --preset, else the constructor '
+            f'default. Presets: {described}.')
+        defaults = spec.resolve()
+        for option in spec.options:
+            if not option.flag or option.name in seen:
+                continue
+            seen.add(option.name)
+            flag = '--' + option.name.replace('_', '-')
+            default = defaults[option.name]
+            help = option.help if default is None else \
+                f'{option.help} (default: {default})'
+            if option.is_switch:
+                options.add_argument(flag, dest=option.name, default=None,
+                                     action=argparse.BooleanOptionalAction,
+                                     help=help)
+            else:
+                options.add_argument(flag, dest=option.name, default=None,
+                                     type=_text_type(option),
+                                     choices=option.choices,
+                                     metavar=None if option.choices else
+                                     option.name.upper(), help=help)
 
 
 def _add_data_options(parser: argparse.ArgumentParser,
@@ -190,11 +196,19 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _model_options(args: argparse.Namespace) -> Dict:
-    r"""Every option of the chosen model: the preset's, then the flags."""
+    r"""Every option of the chosen model: the preset's, then the flags. A
+    flag of another model is an error."""
     spec = MODELS[args.model]
-    given = {option.name: getattr(args, option.name)
-             for option in spec.options
-             if option.flag and getattr(args, option.name) is not None}
+    own = {option.name for option in spec.options if option.flag}
+    others = sorted({option.name for other in MODELS.values()
+                     for option in other.options if option.flag} - own)
+    stray = ['--' + name.replace('_', '-') for name in others
+             if getattr(args, name, None) is not None]
+    if stray:
+        raise ValueError(f"{', '.join(stray)} belong(s) to another model, "
+                         f"not to --model {spec.name}")
+    given = {name: getattr(args, name) for name in own
+             if getattr(args, name) is not None}
     return spec.resolve(args.preset, **given)
 
 
@@ -824,7 +838,7 @@ def parser() -> argparse.ArgumentParser:
         'train', formatter_class=_HelpFormatter,
         help='train a model on DATA_DIR (labels + slide features)')
     _add_data_options(train_parser)
-    _add_model_options(train_parser, MODELS[DEFAULT_MODEL])
+    _add_model_options(train_parser)
     _add_training_options(train_parser)
     train_parser.add_argument('--out', default='pyg_sm_run',
                               help='output folder (default: pyg_sm_run)')

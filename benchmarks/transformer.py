@@ -1,0 +1,194 @@
+r"""A training step (forward, backward, Adam) of SmTransformerABMIL on one
+bag of 4k, 16k and 32k instances (D=256, 4-neighbour grid graph, the
+constructor's defaults: A=512 in 4 heads, one layer, pool att_dim 128):
+pyg-sm against torchmil 1.0.2's SmTransformerABMIL with a dense and with a
+sparse adjacency.
+
+Each case runs in its own process (torchmil from ``.torchmil/``, as ``make
+test`` installs it): one warm-up step, then the timed step. Peak memory is
+the process's peak resident set size during the timed step above what it
+held before (the model and the inputs), from ``ru_maxrss`` after the RSS
+high-water mark is reset (Linux ``/proc/self/clear_refs``). A case whose
+dense adjacency alone passes 20 GB (``--limit-gb``), or that runs past
+``--timeout`` seconds, is reported as not run.
+
+    python benchmarks/transformer.py [--sizes 4096 16384 32768]
+
+writes benchmarks/results/transformer.{md,json}.
+"""
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+RESULTS = HERE / 'results'
+TORCHMIL = ROOT / '.torchmil'
+METHODS = ('pyg-sm', 'torchmil dense', 'torchmil sparse')
+DIM = 256
+
+
+def grid_shape(n: int):
+    side = 1
+    while side * side < n:
+        side *= 2
+    return (side, n // side) if n % side == 0 else (side, -(-n // side))
+
+
+def peak_rss_reset():
+    with open('/proc/self/clear_refs', 'w') as f:
+        f.write('5')  # resets the peak RSS (VmHWM)
+
+
+def peak_rss_gb() -> float:
+    for line in open('/proc/self/status'):
+        if line.startswith('VmHWM:'):
+            return int(line.split()[1]) / 2 ** 20
+    return float('nan')
+
+
+def rss_gb() -> float:
+    for line in open('/proc/self/status'):
+        if line.startswith('VmRSS:'):
+            return int(line.split()[1]) / 2 ** 20
+    return float('nan')
+
+
+def run_case(method: str, n: int) -> dict:
+    import torch
+    from torch_geometric.utils import grid, remove_self_loops
+
+    torch.manual_seed(0)
+    h, w = grid_shape(n)
+    edge_index, _ = remove_self_loops(grid(h, w)[0])
+    keep = (edge_index < n).all(0)
+    edge_index = edge_index[:, keep]
+    x = torch.randn(n, DIM)
+    y = torch.tensor([1.0])
+    if method == 'pyg-sm':
+        from pyg_sm import SmTransformerABMIL
+
+        model = SmTransformerABMIL((DIM, ))
+
+        def step():
+            _, losses = model.compute_loss(y, x, edge_index)
+            return losses['BCEWithLogitsLoss']
+    else:
+        from torch_geometric.nn.conv.gcn_conv import gcn_norm
+        from torchmil.models import SmTransformerABMIL
+
+        model = SmTransformerABMIL((DIM, ))
+        index, weight = gcn_norm(edge_index, None, n, add_self_loops=False)
+        # torchmil's adj[i, j] weighs j -> i, as pyg-sm's A.
+        if method == 'torchmil dense':
+            adj = torch.zeros(1, n, n)
+            adj[0, index[1], index[0]] = weight
+        else:
+            adj = torch.sparse_coo_tensor(
+                torch.stack([torch.zeros_like(index[0]), index[1],
+                             index[0]]), weight, (1, n, n)).coalesce()
+        X = x.unsqueeze(0)
+
+        def step():
+            _, losses = model.compute_loss(y, X, adj)
+            return losses['BCEWithLogitsLoss']
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+
+    def train_step():
+        optimizer.zero_grad()
+        loss = step()
+        loss.backward()
+        optimizer.step()
+        return float(loss)
+
+    train_step()  # warm-up
+    before = rss_gb()
+    peak_rss_reset()
+    start = time.perf_counter()
+    loss = train_step()
+    seconds = time.perf_counter() - start
+    return {'method': method, 'n': n, 'seconds': seconds,
+            'peak_gb': peak_rss_gb() - before, 'loss': loss,
+            'threads': torch.get_num_threads()}
+
+
+def dense_gb(n: int) -> float:
+    # The adjacency, its copy in each bmm's backward, and I + L in exact.
+    return 3 * n * n * 4 / 2 ** 30
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--sizes', type=int, nargs='+',
+                        default=[4096, 16384, 32768])
+    parser.add_argument('--methods', nargs='+', default=list(METHODS),
+                        choices=METHODS)
+    parser.add_argument('--limit-gb', type=float, default=20.0)
+    parser.add_argument('--timeout', type=float, default=900)
+    parser.add_argument('--case', nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.case:
+        print(json.dumps(run_case(args.case[0], int(args.case[1]))))
+        return
+    rows = []
+    for n in args.sizes:
+        for method in args.methods:
+            if method == 'torchmil dense' and dense_gb(n) > args.limit_gb:
+                rows.append({'method': method, 'n': n, 'skipped':
+                             f'dense adjacency over {args.limit_gb} GB'})
+                continue
+            env = dict(os.environ)
+            if method.startswith('torchmil'):
+                env['PYTHONPATH'] = os.pathsep.join(
+                    [str(TORCHMIL / '1.0.2'), str(TORCHMIL / 'deps')])
+            try:
+                done = subprocess.run(
+                    [sys.executable, __file__, '--case', method, str(n)],
+                    capture_output=True, text=True, env=env,
+                    timeout=args.timeout)
+                row = json.loads(done.stdout.strip().splitlines()[-1]) \
+                    if done.returncode == 0 else \
+                    {'method': method, 'n': n,
+                     'skipped': done.stderr.strip().splitlines()[-1]}
+            except subprocess.TimeoutExpired:
+                row = {'method': method, 'n': n,
+                       'skipped': f'over {args.timeout:.0f} s'}
+            print(row, flush=True)
+            rows.append(row)
+    RESULTS.mkdir(exist_ok=True)
+    machine = (f'{platform.machine()}, {os.cpu_count()} cores, torch '
+               f'{__import__("torch").__version__}')
+    (RESULTS / 'transformer.json').write_text(json.dumps(
+        {'machine': machine, 'rows': rows}, indent=2))
+    lines = [f'Training step of SmTransformerABMIL (D={DIM}, A=512, 4 heads, '
+             f'1 layer), one bag; {machine}', '',
+             '| instances | ' + ' | '.join(f'{m} time / peak' for m in
+                                           args.methods) +
+             ' | fastest torchmil / pyg-sm |',
+             '|---|' + '---|' * (len(args.methods) + 1)]
+    for n in args.sizes:
+        cells, times = [], {}
+        for method in args.methods:
+            row = next(r for r in rows if r['n'] == n and
+                       r['method'] == method)
+            if 'skipped' in row:
+                cells.append(f"not run ({row['skipped']})")
+            else:
+                times[method] = row['seconds']
+                cells.append(f"{row['seconds']:.1f} s / "
+                             f"{row['peak_gb']:.2f} GB")
+        others = [t for m, t in times.items() if m != 'pyg-sm']
+        ratio = f"{min(others) / times['pyg-sm']:.1f}x" \
+            if others and 'pyg-sm' in times else '-'
+        lines.append(f'| {n:,} | ' + ' | '.join(cells) + f' | {ratio} |')
+    (RESULTS / 'transformer.md').write_text('\n'.join(lines) + '\n')
+    print('\n'.join(lines))
+
+
+if __name__ == '__main__':
+    main()
