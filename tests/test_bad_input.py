@@ -5,7 +5,8 @@ import pytest
 import torch
 from torch_geometric.data import Batch, Data
 
-from pyg_sm import (Sm, SmABMIL, SmAttentionPool, batch_to_dense,
+from pyg_sm import (Sm, SmABMIL, SmAttentionPool, SmTransformerABMIL,
+                    batch_to_dense,
                     dense_to_batch, patch_grid_graph, patch_radius_graph)
 from pyg_sm.data import prepare_adjacency
 
@@ -18,8 +19,41 @@ pool = SmAttentionPool(3, att_dim=4)
 layer = Sm(0.5)
 bag = Data(x=x, edge_index=EDGES, y=torch.tensor([1.0]))
 
+def transformer(**kwargs):
+    return SmTransformerABMIL((3, ), **{'transf_att_dim': 4,
+                                        'transf_n_heads': 2, **kwargs})
+
+
 CASES = [
     # (what, call, error, words the message must contain)
+    ('transformer: heads do not divide att_dim',
+     lambda: transformer(transf_n_heads=3), ValueError, 'n_heads'),
+    ('transformer: dropout 1', lambda: transformer(transf_dropout=1.0),
+     ValueError, 'dropout'),
+    ('transformer: dropout string', lambda: transformer(transf_dropout='x'),
+     TypeError, 'dropout'),
+    ('transformer: 0 layers', lambda: transformer(transf_n_layers=0),
+     ValueError, 'n_layers'),
+    ('transformer: add_self, 2 layers, A != D',
+     lambda: transformer(transf_n_layers=2), ValueError, 'add_self'),
+    ('transformer: unknown sm mode', lambda: transformer(
+        transf_sm_mode='fast'), ValueError, 'sm_mode'),
+    ('transformer: alpha 2', lambda: transformer(transf_sm_alpha=2.0),
+     ValueError, 'alpha'),
+    ('transformer: wrong feature size', lambda: transformer()(
+        torch.randn(4, 5), EDGES), ValueError, 'in_dim=3'),
+    ('sm_where unknown', lambda: SmABMIL((3, ), sm_where='middle'),
+     ValueError, 'sm_where'),
+    ('spectral_norm not a bool', lambda: SmABMIL((3, ), spectral_norm='yes'),
+     TypeError, 'spectral_norm'),
+    ('generations mixed', lambda: SmABMIL((3, ), sm_where='late',
+                                          sm_layers=1),
+     ValueError, 'cannot be mixed'),
+    ('spectral_norm_layers unknown', lambda: SmAttentionPool(
+        3, spectral_norm_layers=['proj3']), ValueError,
+     'spectral_norm_layers'),
+    ('in_shape gives a scalar', lambda: SmABMIL(
+        (3, ), feat_ext=torch.nn.Flatten(0)), ValueError, 'feat_ext'),
     ('float edge_index', lambda: layer(x, EDGES.float()), TypeError,
      'edge_index'),
     ('edge_index (3, E)', lambda: layer(x, EDGES.repeat(2, 1)[:3]),

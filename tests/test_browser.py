@@ -13,8 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from viewer_helpers import PATCH, RunningViewer, make_cohort, make_runs, \
-    read_slide
+from viewer_helpers import PATCH, read_slide
 
 CHROMIUM = ('chromium', 'chromium-browser', 'google-chrome')
 WAIT = 60
@@ -58,20 +57,6 @@ def browser():
     driver.quit()
 
 
-@pytest.fixture(scope='module')
-def cohort(tmp_path_factory):
-    root = tmp_path_factory.mktemp('browser')
-    data = make_cohort(root)
-    return data, make_runs(root, data)
-
-
-@pytest.fixture(scope='module')
-def viewer(cohort):
-    data, runs = cohort
-    with RunningViewer(runs, data / 'slides') as server:
-        yield server
-
-
 def wait_ready(driver, key):
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -105,8 +90,8 @@ def open_page(driver, viewer, query):
 
 
 def test_slide_tiles_render_and_the_overlay_marks_the_lesions(
-        browser, viewer, cohort):
-    data, _ = cohort
+        browser, viewer, scored_cohort):
+    data, _ = scored_cohort
     open_page(browser, viewer, 'slide=slide_001&overlay=0')
     wait_ready(browser, 'slide_001|0|0|0.5')
     assert browser.title == 'pyg-sm viewer'
@@ -137,10 +122,10 @@ def test_slide_tiles_render_and_the_overlay_marks_the_lesions(
     assert np.abs(shown[gy, gx] - plain[gy, gx]).max() <= 3
 
 
-def test_opacity_and_run_switch(browser, viewer, cohort):
+def test_opacity_and_run_switch(browser, viewer, scored_cohort):
     from selenium.webdriver.support.ui import Select
 
-    data, _ = cohort
+    data, _ = scored_cohort
     open_page(browser, viewer, 'slide=slide_003&overlay=1')
     wait_ready(browser, 'slide_003|0|1|0.5')
     _, x, y = patch_centre(data, 'slide_003', lesion=True)
@@ -184,11 +169,11 @@ def test_slide_list_selects_and_sorts(browser, viewer):
     assert 'slide=slide_002' in browser.current_url
 
 
-def test_readout_names_the_patch_under_the_pointer(browser, viewer, cohort):
+def test_readout_names_the_patch_under_the_pointer(browser, viewer, scored_cohort):
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.support.ui import WebDriverWait
 
-    data, _ = cohort
+    data, _ = scored_cohort
     open_page(browser, viewer, 'slide=slide_001')
     wait_ready(browser, 'slide_001|0|1|0.5')
     index, x, y = patch_centre(data, 'slide_001', lesion=True)

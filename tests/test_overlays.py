@@ -13,15 +13,8 @@ from pyg_sm.cli import run as main
 from pyg_sm.visualize import paint_patches, percentile_colors, render_overlay
 from pyg_sm.visualize.overlay import thumbnail_side
 
-from viewer_helpers import PATCH, make_cohort, make_runs, read_slide
+from viewer_helpers import PATCH, make_cohort, read_slide
 
-
-
-@pytest.fixture(scope='module')
-def cohort(tmp_path_factory):
-    root = tmp_path_factory.mktemp('overlays')
-    data = make_cohort(root)
-    return data, make_runs(root, data)
 
 
 def mean_color(slide, x, y, side=PATCH):
@@ -29,8 +22,8 @@ def mean_color(slide, x, y, side=PATCH):
     return np.asarray(region.convert('RGB'), np.float64).reshape(-1, 3).mean(0)
 
 
-def test_synthetic_slides_are_pyramidal_tiffs_that_match_the_patches(cohort):
-    data, _ = cohort
+def test_synthetic_slides_are_pyramidal_tiffs_that_match_the_patches(scored_cohort):
+    data, _ = scored_cohort
     images = SlideImages(data / 'slides')
     assert len(images) == 4 and 'slide_001' in images
     for slide_id in ['slide_000', 'slide_001']:
@@ -89,8 +82,8 @@ def test_paint_patches_covers_each_patch_without_gaps():
     assert tiny[0, 0, 0] == 7 and tiny[1, 1, 0] == 7
 
 
-def test_overlay_colours_the_tissue_only_on_the_percentile_scale(cohort):
-    data, runs = cohort
+def test_overlay_colours_the_tissue_only_on_the_percentile_scale(scored_cohort):
+    data, runs = scored_cohort
     slide = SlideImages(data / 'slides').open('slide_001')
     coords, labels = read_slide(data, 'slide_001')
     attention = 4.0 * labels.float() + torch.rand(len(labels))
@@ -110,12 +103,12 @@ def test_overlay_colours_the_tissue_only_on_the_percentile_scale(cohort):
     slide.close()
 
 
-def test_overlay_layer_is_transparent_outside_the_patches(cohort):
+def test_overlay_layer_is_transparent_outside_the_patches(scored_cohort):
     from PIL import Image
 
     from pyg_sm.visualize.overlay import overlay_image
 
-    data, _ = cohort
+    data, _ = scored_cohort
     coords, labels = read_slide(data, 'slide_001')
     thumbnail = Image.new('RGB', (100, 80), (255, 255, 255))
     scale = 100 / 4000
@@ -131,11 +124,11 @@ def test_overlay_layer_is_transparent_outside_the_patches(cohort):
     assert (out[painted][:, :3] == top).all()
 
 
-def test_heatmap_command_over_slides_and_on_the_grid(cohort, tmp_path,
+def test_heatmap_command_over_slides_and_on_the_grid(scored_cohort, tmp_path,
                                                      capsys):
     from PIL import Image
 
-    data, runs = cohort
+    data, runs = scored_cohort
     result = main(['heatmap', *map(str, runs), '--slides-dir',
                    str(data / 'slides'), '--out', str(tmp_path / 'a'),
                    '--top-k', '4'])
@@ -166,8 +159,8 @@ def test_heatmap_command_over_slides_and_on_the_grid(cohort, tmp_path,
         main(['heatmap', str(data), '--out', str(tmp_path / 'e')])
 
 
-def test_prediction_folder_reads_scores_and_predictions(cohort):
-    data, runs = cohort
+def test_prediction_folder_reads_scores_and_predictions(scored_cohort):
+    data, runs = scored_cohort
     folder = PredictionFolder(runs[0])
     assert folder.name == 'focused' and len(folder) == 4
     scores = folder.read_scores('slide_001')

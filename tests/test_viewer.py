@@ -19,24 +19,9 @@ from PIL import Image
 from pyg_sm.visualize import AttentionTiles
 from pyg_sm.visualize.viewer import safe_file
 
-from viewer_helpers import PATCH, RunningViewer, make_cohort, make_runs, \
-    read_slide
+from viewer_helpers import PATCH, RunningViewer, read_slide
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture(scope='module')
-def cohort(tmp_path_factory):
-    root = tmp_path_factory.mktemp('viewer')
-    data = make_cohort(root)
-    return data, make_runs(root, data)
-
-
-@pytest.fixture(scope='module')
-def viewer(cohort):
-    data, runs = cohort
-    with RunningViewer(runs, data / 'slides') as server:
-        yield server
 
 
 def get(server, path, method='GET'):
@@ -82,8 +67,8 @@ def test_vendored_openseadragon_and_its_licence_are_served(viewer):
     assert status == 200 and kind == 'image/png'
 
 
-def test_slide_and_attention_layers_share_one_frame(viewer, cohort):
-    data, _ = cohort
+def test_slide_and_attention_layers_share_one_frame(viewer, scored_cohort):
+    data, _ = scored_cohort
     status, _, info = get(viewer, '/api/slide/slide_001')
     info = json.loads(info)
     slide = viewer.deep_zoom('slide_001')[0]
@@ -102,8 +87,8 @@ def test_slide_and_attention_layers_share_one_frame(viewer, cohort):
     assert Image.open(io.BytesIO(jpeg)).size == (255, 255)  # 254 + overlap
 
 
-def test_attention_tile_pixels_sit_on_the_patches(viewer, cohort):
-    data, _ = cohort
+def test_attention_tile_pixels_sit_on_the_patches(viewer, scored_cohort):
+    data, _ = scored_cohort
     coords, labels = read_slide(data, 'slide_001')
     tiles = viewer.attention_tiles(0, 'slide_001')
     top = tiles.level_count - 1
@@ -127,8 +112,8 @@ def test_attention_tile_pixels_sit_on_the_patches(viewer, cohort):
     assert status == 200 and Image.open(io.BytesIO(png)).size == (1, 1)
 
 
-def test_patch_under_the_pointer(viewer, cohort):
-    data, _ = cohort
+def test_patch_under_the_pointer(viewer, scored_cohort):
+    data, _ = scored_cohort
     coords, labels = read_slide(data, 'slide_001')
     i = int(labels.nonzero()[0, 0])
     x, y = coords[i].tolist()
@@ -179,9 +164,9 @@ def test_attention_tiles_directly():
     '/api/patch/0/slide_001?x=a&y=1',
     '/nothing',
 ])
-def test_traversal_and_unknown_names_get_404(viewer, cohort, tmp_path_factory,
+def test_traversal_and_unknown_names_get_404(viewer, scored_cohort, tmp_path_factory,
                                              path):
-    _, runs = cohort
+    _, runs = scored_cohort
     link = runs[0] / 'outside.txt'
     if not link.is_symlink():
         secret = tmp_path_factory.mktemp('secret') / 'secret.txt'
@@ -221,8 +206,8 @@ def test_read_only(viewer):
 
 
 def test_failing_and_slow_requests_do_not_take_the_server_down(
-        cohort, tmp_path, caplog):
-    data, runs = cohort
+        scored_cohort, tmp_path, caplog):
+    data, runs = scored_cohort
     slides = tmp_path / 'slides'
     slides.mkdir()
     for path in (data / 'slides').iterdir():
@@ -245,8 +230,8 @@ def test_failing_and_slow_requests_do_not_take_the_server_down(
         stalled.close()
 
 
-def test_slides_without_images_show_the_attention_alone(cohort):
-    data, runs = cohort
+def test_slides_without_images_show_the_attention_alone(scored_cohort):
+    data, runs = scored_cohort
     with RunningViewer(runs[:1]) as server:
         listing = json.loads(get(server, '/api/slides')[2])
         assert not any(s['image'] for s in listing['slides'])
@@ -257,8 +242,8 @@ def test_slides_without_images_show_the_attention_alone(cohort):
         assert get(server, '/overlay/0/slide_001.dzi')[0] == 200
 
 
-def test_view_command_prints_the_url_and_serves(cohort, tmp_path):
-    data, runs = cohort
+def test_view_command_prints_the_url_and_serves(scored_cohort, tmp_path):
+    data, runs = scored_cohort
     process = subprocess.Popen(
         [sys.executable, '-m', 'pyg_sm', 'view', *map(str, runs),
          '--slides-dir', str(data / 'slides')], stdout=subprocess.PIPE,
