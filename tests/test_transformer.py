@@ -286,3 +286,34 @@ def test_cli_trains_and_scores_the_transformer(tmp_path):
     with pytest.raises(SystemExit, match="unknown preset 'abmil'"):
         main(['train', str(data), '--model', 'sm_transformer_abmil',
               '--preset', 'abmil', '--out', str(tmp_path / 'y')])
+
+
+def test_attention_in_blocks_equals_attention_whole():
+    from pyg_sm.nn.sm_transformer import _attention, per_bag_attention
+
+    torch.manual_seed(5)
+    q, k, v = (torch.randn(1, 2, 50, 4, dtype=torch.float64,
+                           requires_grad=True) for _ in range(3))
+    whole = torch.nn.functional.scaled_dot_product_attention(q, k, v)
+    # Dropout 0 through the block path: the same attention and gradients.
+    from pyg_sm.nn import sm_transformer
+    blocks = torch.cat([torch.nn.functional.scaled_dot_product_attention(
+        part, k, v) for part in q.split(16, dim=-2)], dim=-2)
+    torch.testing.assert_close(blocks, whole)
+    # With dropout, blocks are recomputed in the backward with the same
+    # dropout masks: the gradient is that of the forward that ran.
+    torch.manual_seed(6)
+    out = _attention(q, k, v, 0.3, block=16)
+    grad, = torch.autograd.grad(out.sum(), q)
+    torch.manual_seed(6)  # the same blocks, kept by autograd
+    plain = torch.cat([torch.nn.functional.scaled_dot_product_attention(
+        part, k, v, dropout_p=0.3) for part in q.split(16, dim=-2)], dim=-2)
+    torch.testing.assert_close(out, plain)
+    torch.testing.assert_close(grad, torch.autograd.grad(plain.sum(), q)[0])
+    # Bags of a batch in blocks, heads split and merged back.
+    rows = torch.randn(30, 8)
+    groups = (None, [12, 18])
+    a = per_bag_attention(rows, rows, rows, groups, heads=2, block=5)
+    b = per_bag_attention(rows, rows, rows, groups, heads=2, block=100)
+    torch.testing.assert_close(a, b)
+    assert sm_transformer.QUERY_BLOCK == 1024

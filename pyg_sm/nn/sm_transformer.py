@@ -17,13 +17,41 @@ from ..utils.checks import (check_alpha, check_choice, check_count, check_dim,
 from .sm import MODES, Sm
 
 
+#: Queries per block where attention runs in blocks (dropout on the CPU).
+QUERY_BLOCK = 1024
+
+
+def _attention(q: Tensor, k: Tensor, v: Tensor, dropout: float,
+               block: int) -> Tensor:
+    r"""torch's scaled dot-product attention of (1, heads, n, d) tensors.
+    torch's memory-efficient CPU kernel has no dropout: with dropout on the
+    CPU, its math kernel would hold an n x n matrix per head, so queries go
+    in blocks, each recomputed in the backward (checkpointed), and memory
+    stays linear in n. Rows of a softmax are independent: blocks give the
+    same attention."""
+    n = q.size(-2)
+    if dropout == 0.0 or q.device.type != 'cpu' or n <= block:
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout)
+    from torch.utils.checkpoint import checkpoint
+
+    def one_block(part: Tensor) -> Tensor:
+        return F.scaled_dot_product_attention(part, k, v, dropout_p=dropout)
+
+    return torch.cat([checkpoint(one_block, part, use_reentrant=False)
+                      if torch.is_grad_enabled() else one_block(part)
+                      for part in q.split(block, dim=-2)], dim=-2)
+
+
 def per_bag_attention(q: Tensor, k: Tensor, v: Tensor, groups, heads: int,
-                      dropout: float = 0.0) -> Tensor:
+                      dropout: float = 0.0,
+                      block: int = QUERY_BLOCK) -> Tensor:
     r"""Multi-head scaled dot-product attention of each bag's instances
     among themselves. :obj:`q`, :obj:`k`, :obj:`v` are :math:`(N, A)` node
     rows of a batch, :obj:`groups` is :meth:`Bags.groups
     <pyg_sm.data.Bags.groups>`; returns :math:`(N, A)`, heads
-    concatenated, in the nodes' order."""
+    concatenated, in the nodes' order. Memory stays linear in the largest
+    bag's size (with dropout on the CPU, by queries in blocks of
+    :obj:`block`)."""
     order, sizes = groups
     if order is not None:
         q, k, v = q[order], k[order], v[order]
@@ -36,9 +64,8 @@ def per_bag_attention(q: Tensor, k: Tensor, v: Tensor, groups, heads: int,
         def split_heads(t: Tensor) -> Tensor:  # (1, heads, n, A / heads)
             return t.reshape(1, n, heads, width // heads).transpose(1, 2)
 
-        out = F.scaled_dot_product_attention(
-            split_heads(q_bag), split_heads(k_bag), split_heads(v_bag),
-            dropout_p=dropout)
+        out = _attention(split_heads(q_bag), split_heads(k_bag),
+                         split_heads(v_bag), dropout, block)
         outputs.append(out.transpose(1, 2).reshape(n, width))
     out = torch.cat(outputs)
     if order is not None:
