@@ -184,19 +184,27 @@ def pink_share(path):
 
 
 def test_train_and_predict_draw_over_the_slides_with_slides_dir(tmp_path):
+    import h5py
+
     data = make_cohort(tmp_path, num_slides=8)
+    # TRIDENT's layout: features_<encoder>/, patch_size_level0 on coords.
+    (data / 'features').rename(data / 'features_uni_v1')
+    for path in (data / 'features_uni_v1').glob('*.h5'):
+        with h5py.File(path, 'r+') as f:
+            f['coords'].attrs['patch_size_level0'] = PATCH
+    trident = ['--features-dir', 'features_uni_v1']
     run = tmp_path / 'run'
-    trained = main(['train', str(data), '--epochs', '1', '--att-dim', '8',
-                    '--heatmaps', '1', '--slides-dir', str(data / 'slides'),
-                    '--out', str(run)])
+    trained = main(['train', str(data), *trident, '--epochs', '1',
+                    '--att-dim', '8', '--heatmaps', '1', '--slides-dir',
+                    str(data / 'slides'), '--out', str(run)])
     assert len(trained['heatmaps']) == 1
     assert pink_share(trained['heatmaps'][0]) > 0.02  # the tissue is there
-    scored = main(['predict', str(data), '--checkpoint',
+    scored = main(['predict', str(data), *trident, '--checkpoint',
                    str(run / 'checkpoint.pt'), '--heatmaps', '2',
                    '--slides-dir', str(data / 'slides'),
                    '--out', str(tmp_path / 'scored')])
     assert [pink_share(p) > 0.02 for p in scored['heatmaps']] == [True] * 2
-    grid = main(['predict', str(data), '--checkpoint',
+    grid = main(['predict', str(data), *trident, '--checkpoint',
                  str(run / 'checkpoint.pt'), '--heatmaps', '1',
                  '--out', str(tmp_path / 'grid')])
     assert pink_share(grid['heatmaps'][0]) < 0.001
