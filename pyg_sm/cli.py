@@ -13,7 +13,7 @@ from typing import Dict, List, Optional, Sequence
 import torch
 
 from .datasets import (PredictionFolder, SlideDataset, SlideImages,
-                       make_synthetic_slides)
+                       make_synthetic_slides, prediction_folders)
 from .datasets.predictions import PREDICTIONS_FILE
 from .datasets.layouts import LAYOUTS, find_layout
 from .models import MODELS, build_model
@@ -727,7 +727,7 @@ def heatmap(args: argparse.Namespace) -> Dict:
     if not 0 <= args.opacity <= 1:
         raise ValueError(f'--opacity must be within [0, 1] (got '
                          f'{args.opacity})')
-    runs = _prediction_folders(args.runs)
+    runs = prediction_folders(args.runs)
     slide_ids = runs[0].slide_ids if args.slide_ids is None else \
         _slide_list(args.slide_ids)
     missing = [(run.name, s) for run in runs for s in slide_ids
@@ -746,15 +746,6 @@ def heatmap(args: argparse.Namespace) -> Dict:
     return {'heatmaps': written}
 
 
-def _prediction_folders(folders: Sequence[Path]) -> List[PredictionFolder]:
-    runs = [PredictionFolder(folder) for folder in folders]
-    names = [run.name for run in runs]
-    for run in runs:
-        if names.count(run.name) > 1:
-            run.name = f'{run.folder.resolve().parent.name}/{run.name}'
-    return runs
-
-
 def view(args: argparse.Namespace) -> Dict:
     r"""``view RUN [RUN ...]``: the local deep-zoom viewer, until
     Ctrl-C."""
@@ -762,7 +753,7 @@ def view(args: argparse.Namespace) -> Dict:
 
     logging.basicConfig(level=logging.INFO if args.log_requests
                         else logging.WARNING, format='%(message)s')
-    server = open_viewer(_prediction_folders(args.runs), args.slides_dir,
+    server = open_viewer(prediction_folders(args.runs), args.slides_dir,
                          host=args.host, port=args.port)
     images = 0 if server.slides is None else sum(
         s in server.slides for s in server.slide_ids)

@@ -8,9 +8,7 @@ from torch_geometric.data import Batch, Data
 
 from pyg_sm import (PADDING_ATTENTION, SmABMIL, SmAttentionPool,
                     batch_to_dense, dense_to_batch)
-from reference import (ACTS, reference_pool, dense_adjacency, dense_approx,
-                       dense_exact,
-                       random_undirected_graph)
+from reference import (ACTS, reference_pool, dense_adjacency, random_undirected_graph)
 
 
 def random_bag(num_nodes, dim=6, seed=0, dtype=torch.float32):

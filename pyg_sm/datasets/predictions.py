@@ -4,7 +4,7 @@ attention of each patch) and the slide-level predictions
 (``predictions.csv``, else ``results.json``)."""
 import json
 from pathlib import Path
-from typing import Dict, List, Optional, Union
+from typing import Dict, List, Optional, Sequence, Union
 
 import torch
 
@@ -99,3 +99,16 @@ class PredictionFolder:
     def __repr__(self) -> str:
         return f'{self.__class__.__name__}({str(self.folder)!r}, ' \
                f'{len(self)} slides)'
+
+
+def prediction_folders(folders: Sequence[Union[str, Path, PredictionFolder]]
+                       ) -> List[PredictionFolder]:
+    r"""Runs to show together, by folder: runs with the same folder name
+    are told apart by their parent folder's name."""
+    runs = [f if isinstance(f, PredictionFolder) else PredictionFolder(f)
+            for f in folders]
+    names = [run.name for run in runs]
+    for run in runs:
+        if names.count(run.name) > 1:
+            run.name = f'{run.folder.resolve().parent.name}/{run.name}'
+    return runs

@@ -108,15 +108,13 @@ def _convert_pool(pool, normalize: bool, **sm_kwargs) -> SmAttentionPool:
         placement = dict(sm_layers=len(pool.mlp), sm_pre=pool.sm_pre,
                          sm_post=pool.sm_post)
         mlp = list(pool.mlp)
+    if len({_normalized(m) for m in mlp}) > 1:
+        raise ValueError('some but not all Sm layers of the pool are '
+                         'spectrally normalized: no pyg-sm equivalent')
     layers = [name for name, linear in (('proj1', [pool.proj1]),
                                         ('mlp', mlp),
                                         ('proj2', [pool.proj2]))
-              if linear and all(_normalized(m) for m in linear)]
-    partial = [name for name, linear in (('mlp', mlp), )
-               if any(_normalized(m) for m in linear) and name not in layers]
-    if partial:
-        raise ValueError('some but not all Sm layers of the pool are '
-                         'spectrally normalized: no pyg-sm equivalent')
+              if linear and _normalized(linear[0])]
     ours = SmAttentionPool(
         pool.in_dim, att_dim=pool.att_dim, act=pool.act,
         sm_mode=pool.sm.mode if smooths else 'approx',

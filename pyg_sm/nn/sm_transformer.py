@@ -3,7 +3,7 @@ on sparse batches: self-attention runs per bag over its own instances with
 torch's :func:`~torch.nn.functional.scaled_dot_product_attention`, whose
 CPU and GPU kernels keep memory linear in the number of instances; nothing
 is padded and no :math:`N \times N` matrix is built."""
-from typing import List, Optional, Tuple, Union
+from typing import Optional, Union
 
 import torch
 import torch.nn.functional as F

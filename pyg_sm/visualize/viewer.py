@@ -20,14 +20,14 @@ import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, Optional, Sequence
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from ..datasets.predictions import PredictionFolder
+from ..datasets.predictions import PredictionFolder, prediction_folders
 from ..datasets.slide_images import SlideImages
 from ..utils.stats import percentiles
 from .colors import PERCENTILE_LABEL, paint_patches, percentile_colors
@@ -459,12 +459,6 @@ def open_viewer(runs: Sequence, slides_dir=None, host: str = '127.0.0.1',
     slide images; call ``serve_forever()`` (or run it in a thread) and
     ``close()``. Runs with the same folder name are told apart by their
     parent folder."""
-    folders: List[PredictionFolder] = [
-        r if isinstance(r, PredictionFolder) else PredictionFolder(r)
-        for r in runs]
-    names = [f.name for f in folders]
-    for f in folders:
-        if names.count(f.name) > 1:
-            f.name = f'{f.folder.resolve().parent.name}/{f.name}'
     slides = None if slides_dir is None else SlideImages(slides_dir)
-    return ViewerServer(folders, slides, host=host, port=port)
+    return ViewerServer(prediction_folders(runs), slides, host=host,
+                        port=port)
