@@ -245,7 +245,8 @@ def test_view_command_prints_the_url_and_serves(scored_cohort, tmp_path):
     data, runs = scored_cohort
     process = subprocess.Popen(
         [sys.executable, '-m', 'pyg_sm', 'view', *map(str, runs),
-         '--slides-dir', str(data / 'slides')], stdout=subprocess.PIPE,
+         '--slides-dir', str(data / 'slides'), '--log-requests',
+         '--host', '127.0.0.1', '--port', '0'], stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True, cwd=ROOT,
         env={**os.environ, 'PYTHONUNBUFFERED': '1'})
     try:
@@ -261,6 +262,7 @@ def test_view_command_prints_the_url_and_serves(scored_cohort, tmp_path):
         process.send_signal(2)  # Ctrl-C
         process.wait(30)
     assert process.returncode == 0
+    assert 'GET /api/slides' in process.stderr.read()  # --log-requests
 
 
 def test_view_command_errors(tmp_path):
