@@ -186,7 +186,8 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument('--in-memory', action='store_true',
                        help='keep all slides in memory (small cohorts)')
     group.add_argument('--heatmaps', type=int, default=4,
-                       help='validation slides drawn in heatmaps/ (default: 4)')
+                       help='validation slides drawn in heatmaps/ '
+                            '(default: 4)')
     group.add_argument('--resume', action='store_true',
                        help='continue the run in --out from its last '
                             'checkpoint')

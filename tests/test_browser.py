@@ -163,13 +163,15 @@ def test_slide_list_selects_and_sorts(browser, viewer):
     browser.find_element('css selector',
                          '#slides-body tr[data-id="slide_002"]').click()
     wait_ready(browser, 'slide_002|0|1|0.5')
-    selected = browser.find_elements('css selector', '#slides-body tr.selected')
+    selected = browser.find_elements('css selector',
+                                     '#slides-body tr.selected')
     assert [r.get_attribute('data-id') for r in selected] == ['slide_002']
     assert 'slide_002' in browser.find_element('id', 'slide-title').text
     assert 'slide=slide_002' in browser.current_url
 
 
-def test_readout_names_the_patch_under_the_pointer(browser, viewer, scored_cohort):
+def test_readout_names_the_patch_under_the_pointer(browser, viewer,
+                                                   scored_cohort):
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.support.ui import WebDriverWait
 

@@ -22,7 +22,8 @@ def mean_color(slide, x, y, side=PATCH):
     return np.asarray(region.convert('RGB'), np.float64).reshape(-1, 3).mean(0)
 
 
-def test_synthetic_slides_are_pyramidal_tiffs_that_match_the_patches(scored_cohort):
+def test_synthetic_slides_are_pyramidal_tiffs_that_match_the_patches(
+        scored_cohort):
     data, _ = scored_cohort
     images = SlideImages(data / 'slides')
     assert len(images) == 4 and 'slide_001' in images
@@ -82,7 +83,8 @@ def test_paint_patches_covers_each_patch_without_gaps():
     assert tiny[0, 0, 0] == 7 and tiny[1, 1, 0] == 7
 
 
-def test_overlay_colours_the_tissue_only_on_the_percentile_scale(scored_cohort):
+def test_overlay_colours_the_tissue_only_on_the_percentile_scale(
+        scored_cohort):
     data, runs = scored_cohort
     slide = SlideImages(data / 'slides').open('slide_001')
     coords, labels = read_slide(data, 'slide_001')

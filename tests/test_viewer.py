@@ -163,8 +163,8 @@ def test_attention_tiles_directly():
     '/api/patch/0/slide_001?x=a&y=1',
     '/nothing',
 ])
-def test_traversal_and_unknown_names_get_404(viewer, scored_cohort, tmp_path_factory,
-                                             path):
+def test_traversal_and_unknown_names_get_404(viewer, scored_cohort,
+                                             tmp_path_factory, path):
     _, runs = scored_cohort
     link = runs[0] / 'outside.txt'
     if not link.is_symlink():
