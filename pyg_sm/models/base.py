@@ -1,7 +1,6 @@
 r"""What every MIL model of pyg-sm shares: reading the feature size from
 :obj:`feat_ext`, the two input forms, the bag head and the
 ``forward`` / ``compute_loss`` / ``predict`` contract of torchmil's models."""
-import inspect
 from typing import Optional, Tuple, Union
 
 import torch
@@ -31,12 +30,6 @@ def bag_probabilities(logits: Tensor) -> Tensor:
         p = torch.sigmoid(logits.float())
         return torch.stack([1 - p, p], dim=-1)
     return torch.softmax(logits.float(), dim=-1)
-
-
-def signature_defaults(function, names) -> dict:
-    r"""The defaults of :obj:`names` in :obj:`function`'s signature."""
-    parameters = inspect.signature(function).parameters
-    return {name: parameters[name].default for name in names}
 
 
 def probe_feature_dim(feat_ext: torch.nn.Module, in_shape: tuple) -> int:

@@ -5,7 +5,7 @@ from torch import Tensor
 
 from ..data.bags import Bags
 from ..nn.attention_pool import SmAttentionPool, resolve_generation
-from .base import DEFAULT_CRITERION, MILModel, signature_defaults
+from .base import DEFAULT_CRITERION, MILModel
 
 
 class SmABMIL(MILModel):
@@ -97,12 +97,10 @@ class SmABMIL(MILModel):
         **sm_kwargs,
     ):
         super().__init__(in_shape, feat_ext, criterion, num_classes)
-        legacy = dict(sm_layers=sm_layers, sm_pre=sm_pre, sm_post=sm_post,
-                      sm_spectral_norm=sm_spectral_norm)
         placement = resolve_generation(
-            sm_where, spectral_norm, legacy, signature_defaults(
-                SmABMIL, legacy), {k: k for k in (*legacy, 'sm_where',
-                                                   'spectral_norm')})
+            SmABMIL, sm_where, spectral_norm, sm_layers=sm_layers,
+            sm_pre=sm_pre, sm_post=sm_post,
+            sm_spectral_norm=sm_spectral_norm)
         self.pool = SmAttentionPool(
             in_dim=self.feature_dim, att_dim=att_dim, act=att_act,
             sm_mode=sm_mode, sm_alpha=sm_alpha, sm_steps=sm_steps,

@@ -9,10 +9,7 @@ from torch import Tensor
 from ..data.bags import Bags
 from ..nn.attention_pool import SmAttentionPool, resolve_generation
 from ..nn.sm_transformer import SmTransformerEncoder
-from .base import DEFAULT_CRITERION, MILModel, signature_defaults
-
-_POOL_LEGACY = ('sm_layers', 'sm_pre', 'sm_post', 'sm_spectral_norm')
-
+from .base import DEFAULT_CRITERION, MILModel
 
 class SmTransformerABMIL(MILModel):
     r"""The Sm transformer followed by Sm attention pooling (torchmil's
@@ -107,16 +104,10 @@ class SmTransformerABMIL(MILModel):
         **sm_kwargs,
     ):
         super().__init__(in_shape, feat_ext, criterion, num_classes)
-        legacy = dict(sm_layers=pool_sm_layers, sm_pre=pool_sm_pre,
-                      sm_post=pool_sm_post,
-                      sm_spectral_norm=pool_sm_spectral_norm)
-        defaults = signature_defaults(
-            SmTransformerABMIL, [f'pool_{k}' for k in _POOL_LEGACY])
         placement = resolve_generation(
-            pool_sm_where, pool_spectral_norm, legacy,
-            {k: defaults[f'pool_{k}'] for k in _POOL_LEGACY},
-            {k: f'pool_{k}' for k in (*_POOL_LEGACY, 'sm_where')} |
-            {'spectral_norm': 'pool_spectral_norm'})
+            SmTransformerABMIL, pool_sm_where, pool_spectral_norm, 'pool_',
+            sm_layers=pool_sm_layers, sm_pre=pool_sm_pre,
+            sm_post=pool_sm_post, sm_spectral_norm=pool_sm_spectral_norm)
         self.transformer_encoder = SmTransformerEncoder(
             self.feature_dim, att_dim=transf_att_dim,
             n_heads=transf_n_heads, n_layers=transf_n_layers,

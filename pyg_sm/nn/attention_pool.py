@@ -1,3 +1,4 @@
+import inspect
 from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 import torch
@@ -24,34 +25,37 @@ _SPECTRAL_NORM_BY_WHERE = {'early': ('proj1', 'proj2'), 'none':
                            'late': ()}
 
 
-def resolve_generation(sm_where: Optional[str], spectral_norm: Optional[bool],
-                       legacy: Dict[str, Any], defaults: Dict[str, Any],
-                       names: Dict[str, str]) -> Dict[str, Any]:
+def resolve_generation(owner, sm_where: Optional[str],
+                       spectral_norm: Optional[bool], prefix: str = '',
+                       **legacy) -> Dict[str, Any]:
     r"""The pool's settings from the keywords of either torchmil
     generation: torchmil 1.0.x's :obj:`sm_where` / :obj:`spectral_norm`
     (:obj:`None` when not given), or 0.1.0's :obj:`legacy` values
-    (``sm_layers``, ``sm_pre``, ``sm_post``, ``sm_spectral_norm``) whose
-    :obj:`defaults` are the caller's. :obj:`names` gives the caller's name
-    of each keyword, for errors. Returns ``sm_layers``, ``sm_pre``,
-    ``sm_mid``, ``sm_post`` and ``spectral_norm_layers``."""
-    modern = [names[k] for k, v in (('sm_where', sm_where),
-                                    ('spectral_norm', spectral_norm))
+    (``sm_layers``, ``sm_pre``, ``sm_post``, ``sm_spectral_norm``). :obj:`owner` is the class whose constructor
+    takes them, named with :obj:`prefix` (``pool_`` in SmTransformerABMIL):
+    its signature gives the defaults, and errors use its names. Returns
+    ``sm_layers``, ``sm_pre``, ``sm_mid``, ``sm_post`` and
+    ``spectral_norm_layers``."""
+    modern = [prefix + k for k, v in (('sm_where', sm_where),
+                                      ('spectral_norm', spectral_norm))
               if v is not None]
     if not modern:
         return dict(sm_layers=legacy['sm_layers'], sm_pre=legacy['sm_pre'],
                     sm_mid=False, sm_post=legacy['sm_post'],
                     spectral_norm_layers=POOL_LAYERS
                     if legacy['sm_spectral_norm'] else ())
-    changed = [names[k] for k, v in legacy.items() if v != defaults[k]]
+    parameters = inspect.signature(owner).parameters
+    changed = [prefix + k for k, v in legacy.items()
+               if v != parameters[prefix + k].default]
     if changed:
         raise ValueError(
             f"{' and '.join(modern)} (torchmil 1.0.x) cannot be mixed with "
             f"{' and '.join(changed)} (torchmil 0.1.0): the two generations "
             f"place Sm differently; use one generation's keywords")
     where = 'early' if sm_where is None else sm_where  # torchmil's default
-    check_choice(names['sm_where'], where, SM_WHERE)
+    check_choice(prefix + 'sm_where', where, SM_WHERE)
     if spectral_norm is not None and not isinstance(spectral_norm, bool):
-        raise TypeError(f"'{names['spectral_norm']}' must be a bool (got "
+        raise TypeError(f"'{prefix}spectral_norm' must be a bool (got "
                         f"{type(spectral_norm).__name__})")
     return dict(sm_layers=0, sm_pre=where == 'early', sm_mid=where == 'mid',
                 sm_post=where == 'late',
@@ -196,13 +200,10 @@ class SmAttentionPool(torch.nn.Module):
         **sm_kwargs,
     ):
         super().__init__()
-        legacy = dict(sm_layers=sm_layers, sm_pre=sm_pre, sm_post=sm_post,
-                      sm_spectral_norm=sm_spectral_norm)
         settings = resolve_generation(
-            sm_where, spectral_norm, legacy, dict(
-                sm_layers=1, sm_pre=False, sm_post=False,
-                sm_spectral_norm=False), {k: k for k in (
-                    *legacy, 'sm_where', 'spectral_norm')})
+            SmAttentionPool, sm_where, spectral_norm, sm_layers=sm_layers,
+            sm_pre=sm_pre, sm_post=sm_post,
+            sm_spectral_norm=sm_spectral_norm)
         sm_layers, sm_pre, sm_post = (settings[k] for k in (
             'sm_layers', 'sm_pre', 'sm_post'))
         sm_mid = sm_mid or settings['sm_mid']
