@@ -754,7 +754,7 @@ def view(args: argparse.Namespace) -> Dict:
 
     logging.basicConfig(level=logging.INFO if args.log_requests
                         else logging.WARNING, format='%(message)s')
-    server = open_viewer(prediction_folders(args.runs), args.slides_dir,
+    server = open_viewer(args.runs, args.slides_dir,
                          host=args.host, port=args.port)
     images = 0 if server.slides is None else sum(
         s in server.slides for s in server.slide_ids)
