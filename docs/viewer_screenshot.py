@@ -11,13 +11,13 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.support.ui import WebDriverWait
 
-from pyg_sm.visualize import open_viewer
+from pyg_sm.runs import ViewConfig, open_runs
 
 
 def main(demo: str, out: str, slide_id: str = '') -> None:
     demo = Path(demo)
-    server = open_viewer([demo / 'SmABMIL', demo / 'ABMIL'],
-                         demo / 'data' / 'slides')
+    server = open_runs(ViewConfig(runs=[demo / 'SmABMIL', demo / 'ABMIL'],
+                                  slides_dir=demo / 'data' / 'slides'))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     slide_id = slide_id or server.slide_ids[0]
     options = webdriver.ChromeOptions()
@@ -36,10 +36,10 @@ def main(demo: str, out: str, slide_id: str = '') -> None:
             == key)
         # Sort by SmABMIL's probability and point at the most attended patch.
         driver.find_elements('css selector', '#slides-head th')[2].click()
-        scores = server.runs[0].read_scores(slide_id)
-        top = int(scores['attention'].argmax())
-        x, y = (float(v) + scores['patch_size_level0'] / 2
-                for v in scores['coords'][top])
+        scores = server.runs[0].scores(slide_id)
+        top = int(scores.attention.argmax())
+        x, y = (float(v) + scores.patch_size_level0 / 2
+                for v in scores.coords[top])
         driver.execute_script(
             "var p = new OpenSeadragon.Point(arguments[0], arguments[1]);"
             "var item = window.pygSm.viewer.world.getItemAt(0);"

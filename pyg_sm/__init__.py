@@ -3,7 +3,8 @@ r"""pyg-sm: the Sm operator and SmABMIL on sparse, batched PyG graphs.
 The library is grouped by role: :mod:`pyg_sm.nn` (layers),
 :mod:`pyg_sm.models` (MIL models), :mod:`pyg_sm.data` (input forms),
 :mod:`pyg_sm.transforms` (patch graphs), :mod:`pyg_sm.datasets`,
-:mod:`pyg_sm.visualize`, :mod:`pyg_sm.train` and :mod:`pyg_sm.utils`; the
+:mod:`pyg_sm.visualize`, :mod:`pyg_sm.train`, :mod:`pyg_sm.runs` (every
+command as one Python call, and the run folder) and :mod:`pyg_sm.utils`; the
 names below are the public API."""
 from .data import PADDING_ATTENTION, batch_to_dense, dense_to_batch
 from .datasets import SlideDataset, make_synthetic_slides
@@ -12,6 +13,8 @@ from .nn import (Sm, SmAttentionPool, SmConvergenceError, SmConvergenceWarning,
                  SmMultiheadSelfAttention, SmTransformerEncoder,
                  SmTransformerLayer)
 from .transforms import PatchGraph, patch_grid_graph, patch_radius_graph
+from .utils.errors import (MissingFileError, PygSmError, SlideError,
+                           TrainingDivergedError)
 from .version import __version__
 
 __all__ = [
@@ -33,5 +36,9 @@ __all__ = [
     'PADDING_ATTENTION',
     'SmConvergenceError',
     'SmConvergenceWarning',
+    'PygSmError',
+    'SlideError',
+    'MissingFileError',
+    'TrainingDivergedError',
     '__version__',
 ]

@@ -5,8 +5,10 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / 'pyg_sm'
 
-# Imports run one way: cli -> train -> models -> nn -> data / utils, and
-# visualize -> datasets -> transforms. A room may import the rooms listed.
+# Imports run one way: cli -> runs -> train -> models -> nn -> data / utils,
+# and runs -> visualize -> datasets -> transforms. A room may import the
+# rooms listed. The command line imports only the run layer and the models'
+# declared options (its model flags).
 ALLOWED = {
     'version': set(),
     'utils': set(),
@@ -18,8 +20,9 @@ ALLOWED = {
     'visualize': {'datasets', 'transforms', 'data', 'utils'},
     'train': {'models', 'nn', 'datasets', 'transforms', 'data', 'utils',
               'version'},
-    'cli': {'train', 'models', 'nn', 'datasets', 'visualize', 'transforms',
-            'data', 'utils', 'version'},
+    'runs': {'train', 'models', 'nn', 'datasets', 'visualize', 'transforms',
+             'data', 'utils', 'version'},
+    'cli': {'runs', 'models'},
     '__main__': {'cli'},
 }
 
@@ -105,10 +108,27 @@ def test_every_room_is_a_package_two_levels_deep_at_most():
     rooms = {p.name for p in PACKAGE.iterdir() if p.is_dir()
              and p.name != '__pycache__'}
     assert rooms == {'utils', 'data', 'nn', 'models', 'transforms',
-                     'datasets', 'visualize', 'train'}
+                     'datasets', 'visualize', 'train', 'runs', 'cli'}
     for name in rooms:
         assert (PACKAGE / name / '__init__.py').is_file()
         # Folders inside a room hold data (the viewer's page), no code.
         assert not [p for p in (PACKAGE / name).rglob('*.py')
                     if p.parent != PACKAGE / name]
     assert set(ALLOWED) >= {room(m) for m in import_graph()} - {'__init__'}
+
+
+def test_nothing_imports_the_command_line():
+    # Its entry points (pyproject's script, python -m pyg_sm) call it.
+    importers = sorted(module for module, targets in import_graph().items()
+                       if room(module) != 'cli' and
+                       any(room(t) == 'cli' for t in targets))
+    assert importers == ['pyg_sm.__main__'], importers
+
+
+def test_cli_imports_only_the_run_layer_and_the_model_registry():
+    for module, targets in import_graph().items():
+        if room(module) != 'cli':
+            continue
+        outside = {t for t in targets if room(t) != 'cli'}
+        assert outside <= {'pyg_sm.runs', 'pyg_sm.models',
+                           'pyg_sm.models.registry'}, (module, outside)

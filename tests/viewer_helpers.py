@@ -8,7 +8,7 @@ import h5py
 import torch
 
 from pyg_sm import make_synthetic_slides
-from pyg_sm.train.export import write_predictions, write_scores
+from pyg_sm.runs import RunFolder, SlidePrediction, scored_runs
 from pyg_sm.visualize import open_viewer
 
 PATCH = 64
@@ -30,29 +30,29 @@ def make_runs(root: Path, data: Path):
     its lowest."""
     folders = []
     for name, sign in (('focused', 1.0), ('reversed', -1.0)):
-        out = root / 'runs' / name
-        records = []
+        out = RunFolder(root / 'runs' / name)
+        predictions = []
         for path in sorted((data / 'features').glob('*.h5')):
             coords, labels = read_slide(data, path.stem)
             generator = torch.Generator().manual_seed(len(coords))
             noise = torch.rand(len(coords), generator=generator)
             attention = sign * (4.0 * labels.float() + noise)
-            write_scores(out / 'scores', path.stem, coords, attention,
-                         PATCH, labels)
+            out.write_scores(path.stem, coords, attention, PATCH, labels)
             label = int(labels.max() > 0)
             probability = 0.9 if label else 0.2
-            records.append({'slide_id': path.stem, 'label': label,
-                            'probabilities': [1 - probability, probability],
-                            'prediction': int(probability >= 0.5)})
-        write_predictions(out / 'predictions.csv', records, ['0', '1'])
-        folders.append(out)
+            predictions.append(SlidePrediction(
+                slide_id=path.stem, label=str(label),
+                probabilities={'0': 1 - probability, '1': probability},
+                predicted=str(int(probability >= 0.5))))
+        out.write_predictions(predictions, ['0', '1'])
+        folders.append(out.path)
     return folders
 
 
 class RunningViewer:
     r"""A viewer served from a thread, closed on exit."""
     def __init__(self, runs, slides_dir=None):
-        self.server = open_viewer(runs, slides_dir)
+        self.server = open_viewer(scored_runs(runs), slides_dir)
         self.thread = threading.Thread(target=self.server.serve_forever,
                                        daemon=True)
 

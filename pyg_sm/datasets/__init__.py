@@ -1,11 +1,9 @@
 r"""Slide datasets (feature bags in the CLAM / TRIDENT layout, with PyG's
 ``transform`` / ``pre_transform``), synthetic slides to try them on, slide
-images (OpenSlide) and folders of scored slides."""
-from .predictions import PredictionFolder, prediction_folders
+images (OpenSlide)."""
 from .slide_dataset import SlideDataset
 from .slide_images import SLIDE_EXTENSIONS, SlideImages
 from .synthetic import make_synthetic_slides, write_pyramidal_tiff
 
 __all__ = ['SlideDataset', 'make_synthetic_slides', 'write_pyramidal_tiff',
-           'SlideImages', 'SLIDE_EXTENSIONS', 'PredictionFolder',
-           'prediction_folders']
+           'SlideImages', 'SLIDE_EXTENSIONS']

@@ -4,6 +4,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Union
 
 from ..utils.tables import read_table
+from ..utils.errors import PygSmError
 
 
 @dataclasses.dataclass
@@ -29,20 +30,20 @@ def read_labels(path: Union[str, Path]) -> LabelTable:
     for line, row in read_table(path, ('slide_id', 'label'), 'labels file'):
         slide_id, label = row['slide_id'], row['label']
         if not slide_id:
-            raise ValueError(f"{path}, line {line}: empty slide_id")
+            raise PygSmError(f"{path}, line {line}: empty slide_id")
         if slide_id in labels:
-            raise ValueError(f"slide '{slide_id}' appears twice in {path}")
+            raise PygSmError(f"slide '{slide_id}' appears twice in {path}")
         if not label:
-            raise ValueError(f"slide '{slide_id}': empty label in {path}, "
+            raise PygSmError(f"slide '{slide_id}': empty label in {path}, "
                              f"line {line}")
         labels[slide_id] = label
         if 'case_id' in row:
             if not row['case_id']:
-                raise ValueError(f"slide '{slide_id}': empty case_id in "
+                raise PygSmError(f"slide '{slide_id}': empty case_id in "
                                  f"{path}, line {line}")
             cases[slide_id] = row['case_id']
     if not labels:
-        raise ValueError(f"{path} lists no slides")
+        raise PygSmError(f"{path} lists no slides")
     return LabelTable(labels, cases or None)
 
 
@@ -63,10 +64,10 @@ def class_names(labels: Sequence[str],
     if classes is not None:
         classes = [str(c).strip() for c in classes]
         if len(set(classes)) != len(classes):
-            raise ValueError(f"the classes {classes} name a class twice")
+            raise PygSmError(f"the classes {classes} name a class twice")
         unknown = sorted(found - set(classes))
         if unknown:
-            raise ValueError(f"labels {unknown} are not among the classes "
+            raise PygSmError(f"labels {unknown} are not among the classes "
                              f"{classes}")
         return classes
     if all(_is_int(label) for label in found):

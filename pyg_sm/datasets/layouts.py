@@ -11,16 +11,10 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
+from ..utils.errors import MissingFileError, PygSmError, SlideError
+
 #: Rows per chunk when a file is checked (4096 x 1536 float32 = 24 MB).
 CHECK_ROWS = 4096
-
-
-class SlideError(ValueError):
-    r"""A slide's files are missing, unreadable or inconsistent."""
-    def __init__(self, slide_id: str, path, message: str):
-        super().__init__(f"slide '{slide_id}' ({path}): {message}")
-        self.slide_id = slide_id
-        self.path = path
 
 
 def _check_rows(slide_id: str, path, name: str, array, rows: int) -> None:
@@ -89,7 +83,7 @@ class SlideLayout:
     def _missing(self, slide_id: str) -> None:
         for path in self.files(slide_id):
             if not path.is_file():
-                raise FileNotFoundError(f"slide '{slide_id}': no such file "
+                raise MissingFileError(f"slide '{slide_id}': no such file "
                                         f"{path}")
             if path.stat().st_size == 0:
                 raise SlideError(slide_id, path, 'the file is empty (0 '
@@ -347,7 +341,7 @@ def find_layout(root: Path, layout: str = 'auto',
     if layout in LAYOUTS:
         return LAYOUTS[layout](root)
     if layout != 'auto':
-        raise ValueError(f"'layout' must be one of "
+        raise PygSmError(f"'layout' must be one of "
                          f"{['auto', *LAYOUTS]} (got {layout!r})")
     if (root / 'pt_files').is_dir():
         return ClamLayout(root)

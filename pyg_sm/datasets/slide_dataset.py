@@ -13,7 +13,8 @@ from torch_geometric.transforms import BaseTransform
 from ..transforms import GridPatchGraph
 from ..utils.files import atomic_path
 from .labels import LabelTable, class_names, read_labels
-from .layouts import SlideError, find_layout
+from .layouts import find_layout
+from ..utils.errors import PygSmError, SlideError
 
 
 class SlideDataset(torch.utils.data.Dataset):
@@ -106,13 +107,13 @@ class SlideDataset(torch.utils.data.Dataset):
             if known is not None:
                 unknown = [s for s in slide_ids if s not in known]
                 if unknown:
-                    raise ValueError(f"unknown slide ids (not in "
+                    raise PygSmError(f"unknown slide ids (not in "
                                      f"{labels}): {unknown[:5]}")
         else:
             slide_ids = list(known) if known is not None else \
                 self.layout.slide_ids()
         if not slide_ids:
-            raise ValueError(f"no slides found in {self.root} (layout "
+            raise PygSmError(f"no slides found in {self.root} (layout "
                              f"'{self.layout.name}')")
         self.slide_ids: List[str] = slide_ids
         if known is not None:

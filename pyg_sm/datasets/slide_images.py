@@ -2,7 +2,8 @@ r"""Whole-slide image files, found by slide id and read with OpenSlide."""
 from pathlib import Path
 from typing import Dict, Optional, Union
 
-from .layouts import SlideError
+
+from ..utils.errors import MissingFileError, PygSmError, SlideError
 
 #: Extensions of the formats OpenSlide reads (Aperio, Hamamatsu, Leica,
 #: MIRAX, Philips, Sakura, Ventana, Zeiss, DICOM and generic tiled TIFF).
@@ -35,7 +36,7 @@ class SlideImages:
     def __init__(self, folder: Union[str, Path]):
         self.folder = Path(folder)
         if not self.folder.is_dir():
-            raise FileNotFoundError(f"slides folder {self.folder} does not "
+            raise MissingFileError(f"slides folder {self.folder} does not "
                                     f"exist")
         self._paths: Dict[str, Path] = {}
         for path in sorted(self.folder.iterdir()):
@@ -44,7 +45,7 @@ class SlideImages:
                 continue
             other = self._paths.get(path.stem)
             if other is not None:
-                raise ValueError(f"slide '{path.stem}' has two image files "
+                raise PygSmError(f"slide '{path.stem}' has two image files "
                                  f"in {self.folder}: {other.name} and "
                                  f"{path.name}; keep one")
             self._paths[path.stem] = path
@@ -68,7 +69,7 @@ class SlideImages:
         openslide = import_openslide()
         path = self.path(slide_id)
         if path is None:
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"slide '{slide_id}': no image {slide_id}.<ext> in "
                 f"{self.folder} (extensions: {', '.join(SLIDE_EXTENSIONS)})")
         try:

@@ -2,12 +2,14 @@ r"""The models' options, declared once.
 
 Each model has a :class:`ModelSpec`: its class, its options (name, help
 text, value type, choices; the default is read from the constructor's
-signature, so it cannot drift from it) and named presets. The ``pyg-sm``
+signature and the help text from its docstring, so neither can drift) and
+named presets. The ``pyg-sm``
 command builds its model flags from it, :func:`build_model` checks options
 against it, and checkpoints record the model's name and options in its
 terms."""
 import dataclasses
 import inspect
+import re
 from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
 
 import torch
@@ -16,6 +18,10 @@ from ..nn.attention_pool import ACTIVATIONS, SM_WHERE
 from ..nn.sm import MODES, NONCONVERGENCE, Sm
 from .sm_abmil import SmABMIL
 from .sm_transformer_abmil import SmTransformerABMIL
+from ..utils.docstrings import argument_docs, plain_text
+
+#: 'Keyword only' concerns Python callers, not the command line.
+_KEYWORD_ONLY = re.compile(r'^Keyword only[.;,]\s*')
 
 
 def parse_alpha(value: str) -> Union[float, str]:
@@ -33,21 +39,23 @@ def parse_alpha(value: str) -> Union[float, str]:
 class Option:
     r"""One constructor option of a model.
 
+    Its default and its help text are read from the constructor of
+    :obj:`owner` (the model's class unless given): the signature's default
+    and the docstring's ``Args:`` entry, so that neither is written twice.
+
     Args:
         name (str): The keyword argument.
-        help (str): What it does, for the command line.
         type (callable, optional): Parses a value from text; :obj:`None`
             for a boolean switch.
         choices (sequence, optional): The allowed values.
-        owner (type, optional): The class whose signature holds the default,
-            when the model passes the option through (an :class:`Sm`
-            option). (default: the model's class)
+        owner (type, optional): The class whose signature and docstring
+            hold the option, when the model passes it through (an
+            :class:`Sm` option). (default: the model's class)
         flag (bool, optional): Whether the command line has a flag for it;
             :obj:`False` for options the data decide (the number of
             classes). (default: :obj:`True`)
     """
     name: str
-    help: str
     type: Optional[Callable[[str], Any]] = None
     choices: Optional[Sequence] = None
     owner: Optional[type] = None
@@ -56,6 +64,12 @@ class Option:
     def default(self, model_class: type) -> Any:
         owner = self.owner or model_class
         return inspect.signature(owner).parameters[self.name].default
+
+    def help(self, model_class: type) -> str:
+        r"""What the option does, from the owner's docstring, as a terminal
+        shows it."""
+        text = argument_docs(self.owner or model_class).get(self.name, '')
+        return _KEYWORD_ONLY.sub('', plain_text(text))
 
     @property
     def is_switch(self) -> bool:
@@ -121,16 +135,12 @@ class ModelSpec:
 def _sm_options() -> Tuple[Option, ...]:
     r"""The options of :class:`~pyg_sm.Sm` a model passes through."""
     return (
-        Option('tol', 'exact mode: relative residual at which the solve '
-               'stops (unset: 1e-10 in float64, 1e-5 otherwise)',
+        Option('tol',
                type=float, owner=Sm),
-        Option('max_iter', 'exact mode: conjugate-gradient iterations at '
-               'most', type=int, owner=Sm),
-        Option('on_nonconvergence', 'exact mode: warn or raise when a solve '
-               'stops above tol', type=str, choices=NONCONVERGENCE,
+        Option('max_iter', type=int, owner=Sm),
+        Option('on_nonconvergence', type=str, choices=NONCONVERGENCE,
                owner=Sm),
-        Option('fused', 'one sparse matrix product per step (else message '
-               '+ scatter-add; same numbers)', owner=Sm),
+        Option('fused', owner=Sm),
     )
 
 
@@ -139,10 +149,9 @@ def _torchmil_1_options(prefix: str = '') -> Tuple[Option, ...]:
     not flags (the command line's presets use the 0.1.0 keywords, and the
     two cannot be mixed)."""
     return (
-        Option(f'{prefix}sm_where', "torchmil 1.0.x's placement of Sm",
+        Option(f'{prefix}sm_where',
                type=str, choices=SM_WHERE, flag=False),
-        Option(f'{prefix}spectral_norm', "torchmil 1.0.x's spectral "
-               'normalization', flag=False),
+        Option(f'{prefix}spectral_norm', flag=False),
     )
 
 
@@ -150,23 +159,19 @@ SM_ABMIL = ModelSpec(
     name='sm_abmil',
     model_class=SmABMIL,
     options=(
-        Option('att_dim', 'size of the attention network', type=int),
-        Option('att_act', 'activation of the attention network', type=str,
+        Option('att_dim', type=int),
+        Option('att_act', type=str,
                choices=tuple(ACTIVATIONS)),
-        Option('sm_mode', 'Sm mode', type=str, choices=MODES),
-        Option('sm_alpha', "Sm alpha: a float in (0, 1) or 'trainable'",
+        Option('sm_mode', type=str, choices=MODES),
+        Option('sm_alpha',
                type=parse_alpha),
-        Option('sm_layers', 'Sm layers in the attention network', type=int),
-        Option('sm_steps', 'steps of the approx mode', type=int),
-        Option('sm_pre', 'smooth the instances before the attention '
-               'network'),
-        Option('sm_post', 'smooth the attention values'),
-        Option('sm_spectral_norm', 'spectral normalization on the '
-               "attention network's linear layers"),
-        Option('normalize', 'symmetric normalization D^-1/2 W D^-1/2 of the '
-               'patch graph'),
-        Option('num_classes', 'logits per bag: 1 for two classes, else the '
-               'number of classes (pyg-sm train sets it from the labels)',
+        Option('sm_layers', type=int),
+        Option('sm_steps', type=int),
+        Option('sm_pre'),
+        Option('sm_post'),
+        Option('sm_spectral_norm'),
+        Option('normalize'),
+        Option('num_classes',
                type=int, flag=False),
     ) + _torchmil_1_options() + _sm_options(),
     presets={
@@ -183,41 +188,33 @@ SM_TRANSFORMER_ABMIL = ModelSpec(
     name='sm_transformer_abmil',
     model_class=SmTransformerABMIL,
     options=(
-        Option('pool_att_dim', 'size of the attention network of the pool',
+        Option('pool_att_dim',
                type=int),
-        Option('pool_act', 'activation of the attention network', type=str,
+        Option('pool_act', type=str,
                choices=tuple(ACTIVATIONS)),
-        Option('pool_sm_mode', "the pool's Sm mode", type=str,
+        Option('pool_sm_mode', type=str,
                choices=MODES),
-        Option('pool_sm_alpha', "the pool's Sm alpha: a float in (0, 1) or "
-               "'trainable'", type=parse_alpha),
-        Option('pool_sm_layers', 'Sm layers in the attention network',
+        Option('pool_sm_alpha', type=parse_alpha),
+        Option('pool_sm_layers',
                type=int),
-        Option('pool_sm_steps', "steps of the pool's approx mode", type=int),
-        Option('pool_sm_pre', 'smooth the encoded instances before the '
-               'attention network'),
-        Option('pool_sm_post', 'smooth the attention values'),
-        Option('pool_sm_spectral_norm', 'spectral normalization on the '
-               "attention network's linear layers"),
-        Option('transf_att_dim', 'width A of the transformer', type=int),
-        Option('transf_n_layers', 'transformer layers', type=int),
-        Option('transf_n_heads', 'attention heads (a divisor of A)',
+        Option('pool_sm_steps', type=int),
+        Option('pool_sm_pre'),
+        Option('pool_sm_post'),
+        Option('pool_sm_spectral_norm'),
+        Option('transf_att_dim', type=int),
+        Option('transf_n_layers', type=int),
+        Option('transf_n_heads',
                type=int),
-        Option('transf_use_mlp', 'an MLP after each self-attention'),
-        Option('transf_add_self', "add the encoder's input after every "
-               'layer'),
-        Option('transf_dropout', 'dropout on the attention weights '
-               '(training only) and in the MLP', type=float),
-        Option('transf_sm_alpha', "every layer's Sm alpha: a float in (0, 1) "
-               "or 'trainable'", type=parse_alpha),
-        Option('transf_sm_mode', "the transformer's Sm mode", type=str,
+        Option('transf_use_mlp'),
+        Option('transf_add_self'),
+        Option('transf_dropout', type=float),
+        Option('transf_sm_alpha', type=parse_alpha),
+        Option('transf_sm_mode', type=str,
                choices=MODES),
-        Option('transf_sm_steps', "steps of the transformer's approx mode",
+        Option('transf_sm_steps',
                type=int),
-        Option('normalize', 'symmetric normalization D^-1/2 W D^-1/2 of the '
-               'patch graph'),
-        Option('num_classes', 'logits per bag: 1 for two classes, else the '
-               'number of classes (pyg-sm train sets it from the labels)',
+        Option('normalize'),
+        Option('num_classes',
                type=int, flag=False),
     ) + _torchmil_1_options('pool_') + _sm_options(),
     presets={

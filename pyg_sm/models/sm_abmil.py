@@ -22,12 +22,14 @@ class SmABMIL(MILModel):
         in_shape (tuple): Shape of one instance's input to
             :obj:`feat_ext`; :math:`D` is read from :obj:`feat_ext`'s output
             on it.
-        att_dim (int, optional): Attention size. (default: :obj:`128`)
-        att_act (str, optional): :obj:`"tanh"`, :obj:`"relu"` or
-            :obj:`"gelu"`. (default: :obj:`"tanh"`)
-        sm_mode (str, optional): :obj:`"approx"` or :obj:`"exact"`.
-            (default: :obj:`"approx"`)
-        sm_alpha (float or str, optional): :math:`\alpha \in (0, 1)` or
+        att_dim (int, optional): Size of the attention network.
+            (default: :obj:`128`)
+        att_act (str, optional): Activation of the attention network:
+            :obj:`"tanh"`, :obj:`"relu"` or :obj:`"gelu"`.
+            (default: :obj:`"tanh"`)
+        sm_mode (str, optional): Sm mode, :obj:`"approx"` or
+            :obj:`"exact"`. (default: :obj:`"approx"`)
+        sm_alpha (float or str, optional): Sm :math:`\alpha \in (0, 1)` or
             :obj:`"trainable"`. (default: :obj:`"trainable"`)
         sm_layers (int, optional): Sm layers in the attention network.
             (default: :obj:`0`)

@@ -26,35 +26,56 @@ class SmTransformerABMIL(MILModel):
     Args:
         in_shape (tuple): Shape of the input to :obj:`feat_ext`;
             :math:`D` is the last dimension of its output (as torchmil).
-        pool_att_dim (int, optional): (default: :obj:`128`)
-        pool_act (str, optional): (default: :obj:`"tanh"`)
-        pool_sm_mode (str, optional): (default: :obj:`"approx"`)
-        pool_sm_alpha (float or str, optional):
+        pool_att_dim (int, optional): Size of the attention network of the
+            pool. (default: :obj:`128`)
+        pool_act (str, optional): Activation of the pool's attention
+            network: :obj:`"tanh"`, :obj:`"relu"` or :obj:`"gelu"`.
+            (default: :obj:`"tanh"`)
+        pool_sm_mode (str, optional): The pool's Sm mode, :obj:`"approx"`
+            or :obj:`"exact"`. (default: :obj:`"approx"`)
+        pool_sm_alpha (float or str, optional): The pool's Sm
+            :math:`\alpha \in (0, 1)` or :obj:`"trainable"`.
             (default: :obj:`"trainable"`)
-        pool_sm_layers (int, optional): (default: :obj:`1`)
-        pool_sm_steps (int, optional): (default: :obj:`10`)
-        pool_sm_pre (bool, optional): (default: :obj:`False`)
-        pool_sm_post (bool, optional): (default: :obj:`False`)
-        pool_sm_spectral_norm (bool, optional): (default: :obj:`False`)
-        feat_ext (torch.nn.Module, optional): (default: :obj:`Identity()`)
-        transf_att_dim (int, optional): :math:`A`. (default: :obj:`512`)
-        transf_n_layers (int, optional): (default: :obj:`1`)
-        transf_n_heads (int, optional): (default: :obj:`4`)
-        transf_use_mlp (bool, optional): (default: :obj:`True`)
-        transf_add_self (bool, optional): (default: :obj:`True`)
+        pool_sm_layers (int, optional): Sm layers in the pool's attention
+            network. (default: :obj:`1`)
+        pool_sm_steps (int, optional): Steps of the pool's approx mode.
+            (default: :obj:`10`)
+        pool_sm_pre (bool, optional): Smooth the encoded instances before
+            the attention network. (default: :obj:`False`)
+        pool_sm_post (bool, optional): Smooth the attention values.
+            (default: :obj:`False`)
+        pool_sm_spectral_norm (bool, optional): Spectral normalization on
+            the pool's linear layers. (default: :obj:`False`)
+        feat_ext (torch.nn.Module, optional): Instance feature extractor.
+            (default: :obj:`Identity()`)
+        transf_att_dim (int, optional): Width :math:`A` of the transformer.
+            (default: :obj:`512`)
+        transf_n_layers (int, optional): Transformer layers.
+            (default: :obj:`1`)
+        transf_n_heads (int, optional): Attention heads, a divisor of
+            :math:`A`. (default: :obj:`4`)
+        transf_use_mlp (bool, optional): An MLP after each self-attention.
+            (default: :obj:`True`)
+        transf_add_self (bool, optional): Add the encoder's input after
+            every layer. (default: :obj:`True`)
         transf_dropout (float, optional): Dropout on the attention weights
             (in training only) and in the MLP. (default: :obj:`0.0`)
-        transf_sm_alpha (float or str, optional):
+        transf_sm_alpha (float or str, optional): Every transformer layer's
+            Sm :math:`\alpha \in (0, 1)` or :obj:`"trainable"`.
             (default: :obj:`"trainable"`)
-        transf_sm_mode (str, optional): (default: :obj:`"approx"`)
-        transf_sm_steps (int, optional): (default: :obj:`10`)
+        transf_sm_mode (str, optional): The transformer's Sm mode.
+            (default: :obj:`"approx"`)
+        transf_sm_steps (int, optional): Steps of the transformer's approx
+            mode. (default: :obj:`10`)
         criterion (torch.nn.Module, optional):
             (default: :obj:`BCEWithLogitsLoss()`, :obj:`CrossEntropyLoss()`
             with :obj:`num_classes > 1`)
         num_classes (int, optional): Keyword only; as in
             :class:`~pyg_sm.SmABMIL`. (default: :obj:`1`)
-        normalize (bool, optional): Keyword only; graph form: normalize
-            the edge weights (for every Sm). (default: :obj:`True`)
+        normalize (bool, optional): Keyword only; graph form: symmetric
+            normalization :math:`\mathbf{D}^{-1/2}\mathbf{W}
+            \mathbf{D}^{-1/2}` of the edge weights (for every Sm).
+            (default: :obj:`True`)
         pool_sm_where (str, optional): Keyword only, torchmil 1.0.x's
             placement of the pool's Sm instead of :obj:`pool_sm_layers`,
             :obj:`pool_sm_pre`, :obj:`pool_sm_post`. (default: :obj:`None`)

@@ -5,10 +5,11 @@ from .checkpoint import (CHECKPOINT_FORMAT, load_checkpoint, model_name,
 from .loop import (MONITORS, Interrupted, fit, make_optimizer, train_model,
                    train_step, validate)
 from .metrics import classification_metrics, evaluate_predictions
-from .predict import predict_slides
+from .predict import predict_slides, predicted_class, score_slides
 
 __all__ = ['fit', 'validate', 'Interrupted', 'MONITORS', 'train_model',
-           'train_step', 'make_optimizer', 'predict_slides',
+           'train_step', 'make_optimizer', 'predict_slides', 'score_slides',
+           'predicted_class',
            'classification_metrics', 'evaluate_predictions',
            'save_checkpoint', 'load_checkpoint', 'read_checkpoint',
            'model_name', 'CHECKPOINT_FORMAT', 'legacy_pickle']

@@ -9,6 +9,7 @@ import torch
 from ..models.registry import MODELS, model_spec
 from ..utils.files import atomic_path
 from ..version import __version__
+from ..utils.errors import MissingFileError, PygSmError
 
 #: The format written; 'pyg-sm/1' (before models had names) still loads.
 CHECKPOINT_FORMAT = 'pyg-sm/2'
@@ -56,15 +57,15 @@ def read_checkpoint(path: Union[str, Path]) -> Dict:
     for checkpoints that did not record them) and the weights."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint {path}")
+        raise MissingFileError(f"no checkpoint {path}")
     try:
         checkpoint = torch.load(path, map_location='cpu', weights_only=True)
     except Exception as error:
-        raise ValueError(f"{path} is not a pyg-sm checkpoint ({error})") \
+        raise PygSmError(f"{path} is not a pyg-sm checkpoint ({error})") \
             from error
     if not isinstance(checkpoint, dict) or checkpoint.get(
             'format') not in _READABLE:
-        raise ValueError(f"{path} is not a pyg-sm checkpoint")
+        raise PygSmError(f"{path} is not a pyg-sm checkpoint")
     if checkpoint['format'] == 'pyg-sm/1':  # SmABMIL, before names
         checkpoint = {**checkpoint, 'model': 'sm_abmil',
                       'options': checkpoint['model_options']}

@@ -19,6 +19,8 @@ from .checkpoint import atomic_save
 from .distributed import world
 from .metrics import evaluate_predictions
 from .predict import predict_slides
+from ..utils.errors import (MissingFileError, PygSmError,
+                            TrainingDivergedError)
 
 
 def make_optimizer(model: torch.nn.Module, lr: float = 1e-3,
@@ -49,9 +51,12 @@ class Interrupted(Exception):
         self.path, self.epoch, self.step = path, epoch, step
 
 
-#: ``--monitor`` choices: validation metric and whether higher is better.
+#: ``--monitor`` choices: validation metric and whether higher is better;
+#: ``last`` (:obj:`None`) keeps the final epoch, as a fixed training budget
+#: does.
 MONITORS = {'val_loss': False, 'val_auroc': True,
-            'val_balanced_accuracy': True, 'val_accuracy': True}
+            'val_balanced_accuracy': True, 'val_accuracy': True,
+            'last': None}
 #: The training state format (``last.pt``).
 STATE_FORMAT = 'pyg-sm-train/1'
 
@@ -141,7 +146,8 @@ def fit(model: MILModel, train_set: Sequence, *, epochs: int,
         save_best: Optional[Callable[[MILModel, Dict], None]] = None,
         fingerprint: Optional[Dict] = None, resume: bool = False,
         progress: bool = False,
-        log: Optional[Callable[[str], None]] = None) -> List[Dict]:
+        log: Optional[Callable[[str], None]] = None,
+        validate_every: int = 1) -> List[Dict]:
     r"""Trains :obj:`model` with Adam for :obj:`epochs` epochs and returns
     the history: per epoch, the mean training loss and, with
     :obj:`val_set`, the validation loss and metrics.
@@ -161,11 +167,17 @@ def fit(model: MILModel, train_set: Sequence, *, epochs: int,
     :obj:`fingerprint`); the result equals that of an uninterrupted run. A
     SIGINT finishes the current step, saves the state (mid-epoch) and
     raises :class:`Interrupted`.
+
+    :obj:`val_set` is scored after every :obj:`validate_every`-th epoch
+    (0: never, for :obj:`monitor` ``'last'``, which needs no validation).
     """
     from tqdm.auto import tqdm
 
     check_count('epochs', epochs)
     check_choice('monitor', monitor, tuple(MONITORS))
+    if validate_every == 0 and MONITORS[monitor] is not None:
+        raise PygSmError(f"monitor {monitor!r} needs validation: "
+                         f"'validate_every' must be at least 1")
     log = log or (lambda line: print(line, file=sys.stderr, flush=True))
     device = next(model.parameters()).device
     processes, rank = world()
@@ -224,11 +236,12 @@ def fit(model: MILModel, train_set: Sequence, *, epochs: int,
             loss_sum, count = _summed(totals, device)
             entry = {'epoch': epoch + 1, 'train_loss': loss_sum / count}
             if not math.isfinite(entry['train_loss']):
-                raise FloatingPointError(
+                raise TrainingDivergedError(
                     f"epoch {epoch + 1}: the training loss is "
                     f"{entry['train_loss']}; the state of epoch {epoch} is "
                     f"kept in {state_path}")
-            if val_set is not None and rank == 0:
+            if val_set is not None and rank == 0 and validate_every and \
+                    (epoch + 1) % validate_every == 0:
                 result = validate(model, val_set, classes, batch_size,
                                   workers)
                 entry.update(val_loss=result['loss'],
@@ -240,9 +253,10 @@ def fit(model: MILModel, train_set: Sequence, *, epochs: int,
             entry['seconds'] = time.perf_counter() - began
             history.append(entry)
             value = entry.get(monitor)
-            improved = value is not None and math.isfinite(value) and (
-                best['value'] is None or (value > best['value'] if higher
-                                          else value < best['value']))
+            improved = higher is None or (
+                value is not None and math.isfinite(value) and (
+                    best['value'] is None or (value > best['value'] if higher
+                                              else value < best['value'])))
             if improved:
                 best = {'value': value, 'epoch': epoch + 1}
                 if save_best is not None and rank == 0:
@@ -276,15 +290,15 @@ def load_training_state(path: Optional[Path],
     r"""The state ``last.pt`` of an earlier run, checked against the
     settings of this one."""
     if path is None or not Path(path).is_file():
-        raise FileNotFoundError(f"nothing to resume: no {path}")
+        raise MissingFileError(f"nothing to resume: no {path}")
     state = torch.load(path, map_location='cpu', weights_only=True)
     if not isinstance(state, dict) or state.get('format') != STATE_FORMAT:
-        raise ValueError(f"{path} is not a pyg-sm training state")
+        raise PygSmError(f"{path} is not a pyg-sm training state")
     saved = state.get('fingerprint') or {}
     changed = sorted(k for k in set(saved) | set(fingerprint or {})
                      if saved.get(k) != (fingerprint or {}).get(k))
     if changed:
-        raise ValueError(f"cannot resume {path}: the run was started with "
+        raise PygSmError(f"cannot resume {path}: the run was started with "
                          f"other settings ({', '.join(changed)}); start a "
                          f"new run with --overwrite or another --out")
     return state

@@ -68,7 +68,7 @@ def instance_auroc(records: List[Dict]) -> Optional[float]:
     if not with_patches:
         return None
     truth = torch.cat([r['patch_labels'] for r in with_patches]) > 0
-    scores = torch.cat([r['attention'] for r in with_patches])
+    scores = torch.cat([r['attention_logits'] for r in with_patches])
     if truth.unique().numel() != 2:
         return None
     return float(roc_auc_score(truth.numpy(), scores.double().numpy()))

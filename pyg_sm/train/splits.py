@@ -7,6 +7,7 @@ from typing import Dict, List, Optional, Sequence, Union
 import torch
 
 from ..utils.tables import read_table
+from ..utils.errors import PygSmError
 
 #: The names a split file may use.
 SPLITS = ('train', 'val', 'test')
@@ -41,9 +42,9 @@ def split_slides(slide_ids: Sequence[str], labels: Sequence[int],
     for name, fraction in (('val_fraction', val_fraction),
                            ('test_fraction', test_fraction)):
         if not 0 <= fraction < 1:
-            raise ValueError(f"'{name}' must be in [0, 1) (got {fraction})")
+            raise PygSmError(f"'{name}' must be in [0, 1) (got {fraction})")
     if val_fraction + test_fraction >= 1:
-        raise ValueError("'val_fraction' + 'test_fraction' must be below 1")
+        raise PygSmError("'val_fraction' + 'test_fraction' must be below 1")
     generator = torch.Generator().manual_seed(seed)
     strata = _groups(slide_ids, labels, case_ids)
     out = {name: [] for name in SPLITS}
@@ -72,12 +73,12 @@ def fold_slides(slide_ids: Sequence[str], labels: Sequence[int],
     label: in each stratum, shuffled patients go in turn to the fold that
     holds the fewest slides of that stratum."""
     if folds < 2:
-        raise ValueError(f"'folds' must be at least 2 (got {folds})")
+        raise PygSmError(f"'folds' must be at least 2 (got {folds})")
     generator = torch.Generator().manual_seed(seed)
     out: List[List[str]] = [[] for _ in range(folds)]
     for stratum in _groups(slide_ids, labels, case_ids).values():
         if len(stratum) < folds:
-            raise ValueError(f"{folds}-fold cross-validation needs at least "
+            raise PygSmError(f"{folds}-fold cross-validation needs at least "
                              f"{folds} patients of every class; one class "
                              f"has {len(stratum)}")
         counts = [0] * folds
@@ -98,13 +99,13 @@ def read_split_file(path: Union[str, Path],
     for line, row in read_table(path, ('slide_id', 'split'), 'split file'):
         slide_id, split = row['slide_id'], row['split'].lower()
         if split not in SPLITS:
-            raise ValueError(f"{path}, line {line}: split must be one of "
+            raise PygSmError(f"{path}, line {line}: split must be one of "
                              f"{list(SPLITS)} (got {row['split']!r})")
         if slide_id not in known:
-            raise ValueError(f"{path}, line {line}: slide '{slide_id}' is "
+            raise PygSmError(f"{path}, line {line}: slide '{slide_id}' is "
                              f"not in the cohort")
         if slide_id in seen:
-            raise ValueError(f"slide '{slide_id}' appears twice in {path}")
+            raise PygSmError(f"slide '{slide_id}' appears twice in {path}")
         seen.add(slide_id)
         out[split].append(slide_id)
     return out
@@ -119,12 +120,12 @@ def check_split(split: Dict[str, List[str]], slide_ids: Sequence[str],
     label_of = dict(zip(slide_ids, labels))
     present = sorted(set(labels))
     if len(present) < 2:
-        raise ValueError(f"the cohort holds one class only "
+        raise PygSmError(f"the cohort holds one class only "
                          f"({classes[present[0]]!r}, {len(labels)} slides): "
                          f"training needs slides of at least two classes")
     for name in ('train', 'val'):
         if not split[name]:
-            raise ValueError(
+            raise PygSmError(
                 f"the {name} split is empty: {len(slide_ids)} slides "
                 f"({_counts(labels, classes)}) are too few for it; every "
                 f"class needs at least two slides (two patients with "
@@ -132,7 +133,7 @@ def check_split(split: Dict[str, List[str]], slide_ids: Sequence[str],
     in_train = {label_of[s] for s in split['train']}
     missing = [classes[c] for c in present if c not in in_train]
     if missing:
-        raise ValueError(f"class(es) {missing} have no training slide")
+        raise PygSmError(f"class(es) {missing} have no training slide")
     if case_ids is not None:
         case_of = dict(zip(slide_ids, case_ids))
         sides = {}
@@ -141,7 +142,7 @@ def check_split(split: Dict[str, List[str]], slide_ids: Sequence[str],
                 sides.setdefault(case_of[s], set()).add(name)
         shared = sorted(c for c, s in sides.items() if len(s) > 1)
         if shared:
-            raise ValueError(f"patients {shared[:5]} have slides in more "
+            raise PygSmError(f"patients {shared[:5]} have slides in more "
                              f"than one split")
 
 

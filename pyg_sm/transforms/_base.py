@@ -8,6 +8,7 @@ from torch import Tensor
 from torch_geometric.data import Data
 from torch_geometric.transforms import BaseTransform
 from torch_geometric.utils import coalesce
+from ..utils.errors import PygSmError
 
 
 def cell_keys(cells: Tensor) -> Tuple[Tensor, int]:
@@ -74,7 +75,7 @@ class PatchGraphTransform(BaseTransform):
 
     def forward(self, data: Data) -> Data:
         if data.pos is None:
-            raise ValueError(f"{self.__class__.__name__} needs patch "
+            raise PygSmError(f"{self.__class__.__name__} needs patch "
                              f"coordinates in 'data.pos'")
         data.edge_index = self.edges(data)
         data.edge_weight = None

@@ -8,6 +8,7 @@ from torch_geometric.data.datapipes import functional_transform
 
 from ..utils.checks import check_choice, check_coords
 from ._base import PatchGraphTransform, close_pairs
+from ..utils.errors import PygSmError
 
 #: The neighbourhoods of grid graphs.
 CONNECTIVITIES = (4, 8)
@@ -71,7 +72,7 @@ def patch_grid_graph(coords: Tensor, connectivity: int = 8,
     check_coords(coords)
     check_choice('connectivity', connectivity, CONNECTIVITIES)
     if not 0 <= tolerance < 0.5:
-        raise ValueError(f"'tolerance' must be in [0, 0.5) (got "
+        raise PygSmError(f"'tolerance' must be in [0, 0.5) (got "
                          f"{tolerance})")
     num_nodes = coords.size(0)
     if num_nodes == 0:
@@ -81,7 +82,7 @@ def patch_grid_graph(coords: Tensor, connectivity: int = 8,
         step = torch.as_tensor(patch_size, dtype=torch.float64,
                                device=coords.device)
         if not bool((step > 0).all()) or not bool(torch.isfinite(step).all()):
-            raise ValueError(f"'patch_size' must be positive (got "
+            raise PygSmError(f"'patch_size' must be positive (got "
                              f"{patch_size})")
         position = position / step
     reach = 1.0 + tolerance
@@ -94,7 +95,7 @@ def patch_grid_graph(coords: Tensor, connectivity: int = 8,
     edge_index = close_pairs(position, reach, keep)
     delta = (position[edge_index[0]] - position[edge_index[1]]).abs()
     if bool((delta.amax(dim=1) <= tolerance).any()):
-        raise ValueError("two patches share one grid cell: 'coords' or "
+        raise PygSmError("two patches share one grid cell: 'coords' or "
                          "'patch_size' are inconsistent")
     return edge_index
 

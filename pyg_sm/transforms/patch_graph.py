@@ -8,6 +8,7 @@ from torch_geometric.transforms import BaseTransform
 from ..utils.checks import check_choice
 from .grid_graph import GridPatchGraph
 from .radius_graph import RadiusPatchGraph
+from ..utils.errors import PygSmError
 
 #: The patch-graph methods, by name.
 METHODS = ('grid', 'radius')
@@ -38,7 +39,7 @@ class PatchGraph(BaseTransform):
                  radius: Optional[float] = None):
         check_choice('method', method, METHODS)
         if method == 'radius' and radius is None:
-            raise ValueError("method='radius' needs 'radius'")
+            raise PygSmError("method='radius' needs 'radius'")
         self.method = method
         self.connectivity = connectivity
         self.patch_size = patch_size

@@ -3,6 +3,8 @@ import csv
 from pathlib import Path
 from typing import Dict, Iterator, Sequence, Tuple, Union
 
+from .errors import MissingFileError, PygSmError
+
 
 def read_table(path: Union[str, Path], required: Sequence[str],
                what: str) -> Iterator[Tuple[int, Dict[str, str]]]:
@@ -12,12 +14,12 @@ def read_table(path: Union[str, Path], required: Sequence[str],
     the file in errors ("labels file")."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no {what} {path}")
+        raise MissingFileError(f"no {what} {path}")
     with open(path, newline='', encoding='utf-8-sig') as f:
         reader = csv.DictReader(f)
         columns = [c.strip() for c in reader.fieldnames or []]
         if not set(required) <= set(columns):
-            raise ValueError(f"{path} needs the columns "
+            raise PygSmError(f"{path} needs the columns "
                              f"{' and '.join(repr(c) for c in required)} (got "
                              f"{reader.fieldnames})")
         reader.fieldnames = columns

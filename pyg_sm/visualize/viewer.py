@@ -27,7 +27,6 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..datasets.predictions import PredictionFolder, prediction_folders
 from ..datasets.slide_images import SlideImages
 from ..utils.stats import percentiles
 from .colors import PERCENTILE_LABEL, paint_patches, percentile_colors
@@ -162,11 +161,14 @@ def safe_file(root: Path, relative: str) -> Optional[Path]:
 
 
 class ViewerServer(ThreadingHTTPServer):
-    r"""The viewer's HTTP server over prediction folders and slide images.
+    r"""The viewer's HTTP server over run folders and slide images.
 
     Args:
-        runs (list of PredictionFolder): the runs to show (their attention
-            layers; the first one's slides first).
+        runs (list of RunFolder): the runs to show (their attention layers;
+            the first one's slides first), as
+            :func:`pyg_sm.runs.scored_runs` opens them: each has a
+            ``name``, a ``path``, ``slide_ids``, ``predictions()`` and
+            ``scores(slide_id)``.
         slides (SlideImages, optional): the slide images; without them (or
             for a slide without an image) the attention is shown on a blank
             background of the patches' extent.
@@ -175,14 +177,16 @@ class ViewerServer(ThreadingHTTPServer):
     """
     daemon_threads = True
 
-    def __init__(self, runs: Sequence[PredictionFolder],
-                 slides: Optional[SlideImages] = None,
+    def __init__(self, runs: Sequence, slides: Optional[SlideImages] = None,
                  host: str = '127.0.0.1', port: int = 0):
         if not runs:
-            raise ValueError('the viewer needs at least one prediction '
-                             'folder')
+            raise ValueError('the viewer needs at least one run folder')
         self.runs = list(runs)
         self.slides = slides
+        # Read once: the folders do not change while they are shown.
+        self._scored = [set(run.slide_ids) for run in self.runs]
+        self._predictions = [{p.slide_id: p for p in run.predictions()}
+                             for run in self.runs]
         ids = []
         for run in self.runs:
             ids += [s for s in run.slide_ids if s not in ids]
@@ -209,16 +213,15 @@ class ViewerServer(ThreadingHTTPServer):
         for slide_id in self.slide_ids:
             label = None
             predictions = []
-            for run in self.runs:
-                p = run.predictions.get(slide_id)
+            for run_index in range(len(self.runs)):
+                p = self._predictions[run_index].get(slide_id)
                 if p is not None and label is None:
-                    label = p.get('label')
+                    label = p.label
                 predictions.append(None if p is None else {
-                    'predicted': p.get('predicted'),
-                    'probability': p.get('probabilities', {}).get(
-                        p.get('predicted')),
-                    'probabilities': p.get('probabilities', {}),
-                    'scored': slide_id in run.slide_ids})
+                    'predicted': p.predicted,
+                    'probability': p.probabilities.get(p.predicted),
+                    'probabilities': p.probabilities,
+                    'scored': slide_id in self._scored[run_index]})
             slides.append({'id': slide_id, 'label': label,
                            'image': self.slides is not None and
                            slide_id in self.slides,
@@ -252,25 +255,24 @@ class ViewerServer(ThreadingHTTPServer):
         if zoom is not None:
             return zoom[0].dimensions
         # No image: the extent of the patches of the first run that has it.
-        for run in self.runs:
-            if slide_id in run.slide_ids:
-                scores = run.read_scores(slide_id)
-                corner = scores['coords'].double().max(0).values
-                side = scores['patch_size_level0']
+        for run, scored in zip(self.runs, self._scored):
+            if slide_id in scored:
+                scores = run.scores(slide_id)
+                corner = scores.coords.double().max(0).values
+                side = scores.patch_size_level0
                 return (int(math.ceil(corner[0] + side)),
                         int(math.ceil(corner[1] + side)))
         raise KeyError(slide_id)
 
     def attention_tiles(self, run_index: int, slide_id: str):
         run = self.runs[run_index]
-        if slide_id not in run.slide_ids:
+        if slide_id not in self._scored[run_index]:
             raise KeyError(f'{run.name} did not score {slide_id}')
 
         def build():
-            scores = run.read_scores(slide_id)
-            return AttentionTiles(scores['coords'],
-                                  scores['attention_logits'],
-                                  scores['patch_size_level0'],
+            scores = run.scores(slide_id)
+            return AttentionTiles(scores.coords, scores.attention_logits,
+                                  scores.patch_size_level0,
                                   self.dimensions(slide_id))
         return self._tiles.get((run_index, slide_id), build)
 
@@ -424,7 +426,7 @@ class _Handler(BaseHTTPRequestHandler):
             return self._json({'patch': tiles.patch_at(x, y)})
         match = _RUN_FILE.fullmatch(path)
         if match:
-            return self._file(server.runs[self._run(match[1])].folder,
+            return self._file(server.runs[self._run(match[1])].path,
                               match[2])
         raise _NotFound
 
@@ -454,11 +456,9 @@ class _Handler(BaseHTTPRequestHandler):
 
 def open_viewer(runs: Sequence, slides_dir=None, host: str = '127.0.0.1',
                 port: int = 0) -> ViewerServer:
-    r"""A :class:`ViewerServer` over run folders (paths or
-    :class:`~pyg_sm.datasets.PredictionFolder`) and an optional folder of
-    slide images; call ``serve_forever()`` (or run it in a thread) and
-    ``close()``. Runs with the same folder name are told apart by their
-    parent folder."""
+    r"""A :class:`ViewerServer` over opened run folders
+    (:func:`pyg_sm.runs.scored_runs`; :func:`pyg_sm.runs.view` opens them
+    by path) and an optional folder of slide images; call
+    ``serve_forever()`` (or run it in a thread) and ``close()``."""
     slides = None if slides_dir is None else SlideImages(slides_dir)
-    return ViewerServer(prediction_folders(runs), slides, host=host,
-                        port=port)
+    return ViewerServer(runs, slides, host=host, port=port)

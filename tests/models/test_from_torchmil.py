@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 FOLDER = Path(os.environ.get('PYG_SM_TORCHMIL_DIR', ROOT / '.torchmil'))
 GENERATIONS = {'0.1.0': '0.1', '1.0.2': '1.0'}
 #: Largest difference allowed, relative to the largest value compared.

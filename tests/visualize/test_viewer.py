@@ -4,10 +4,7 @@ and robust to slow and failing requests."""
 import http.client
 import io
 import json
-import os
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +17,7 @@ from pyg_sm.visualize.viewer import safe_file
 
 from viewer_helpers import PATCH, RunningViewer, read_slide
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def get(server, path, method='GET'):
@@ -239,34 +236,3 @@ def test_slides_without_images_show_the_attention_alone(scored_cohort):
         assert info['width'] == int(coords[:, 0].max()) + PATCH
         assert get(server, '/slide/slide_001.dzi')[0] == 404
         assert get(server, '/overlay/0/slide_001.dzi')[0] == 200
-
-
-def test_view_command_prints_the_url_and_serves(scored_cohort, tmp_path):
-    data, runs = scored_cohort
-    process = subprocess.Popen(
-        [sys.executable, '-m', 'pyg_sm', 'view', *map(str, runs),
-         '--slides-dir', str(data / 'slides'), '--log-requests',
-         '--host', '127.0.0.1', '--port', '0'], stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True, cwd=ROOT,
-        env={**os.environ, 'PYTHONUNBUFFERED': '1'})
-    try:
-        first = process.stdout.readline()
-        url = process.stdout.readline().split()[1]
-        assert '4 slides (4 with images), 2 run(s)' in first
-        assert url.startswith('http://127.0.0.1:')
-        host, port = url[len('http://'):].rstrip('/').split(':')
-        connection = http.client.HTTPConnection(host, int(port), timeout=30)
-        connection.request('GET', '/api/slides')
-        assert connection.getresponse().status == 200
-    finally:
-        process.send_signal(2)  # Ctrl-C
-        process.wait(30)
-    assert process.returncode == 0
-    assert 'GET /api/slides' in process.stderr.read()  # --log-requests
-
-
-def test_view_command_errors(tmp_path):
-    from pyg_sm.cli import run as main
-
-    with pytest.raises(SystemExit, match='holds no scored slides'):
-        main(['view', str(tmp_path)])

@@ -1,8 +1,6 @@
-"""The model options declared once (models.registry): the command line's
-flags, build_model and checkpoints all read that declaration."""
-import argparse
+"""The model options declared once (models.registry): defaults and help from
+the constructors, build_model and checkpoints read that declaration."""
 import inspect
-import re
 from pathlib import Path
 
 import pytest
@@ -13,19 +11,11 @@ from torch_geometric.utils import grid, remove_self_loops
 import pyg_sm.data.bags
 import pyg_sm.nn.sm
 from pyg_sm import Sm, SmABMIL
-from pyg_sm.cli import _model_options, parser
 from pyg_sm.models import MODELS, ModelSpec, build_model
 from pyg_sm.models.registry import SM_ABMIL
 from pyg_sm.train import legacy_pickle, load_checkpoint, save_checkpoint
 
-LEGACY = Path(__file__).parent / 'data'
-
-
-def subcommand_parsers():
-    root = parser()
-    commands = next(a for a in root._actions
-                    if isinstance(a, argparse._SubParsersAction))
-    return commands.choices
+LEGACY = Path(__file__).resolve().parent.parent / 'data'
 
 
 def test_defaults_are_the_constructors():
@@ -37,62 +27,6 @@ def test_defaults_are_the_constructors():
     # Every keyword of the constructor but the modules and in_shape.
     assert set(model) - set(SM_ABMIL.defaults()) == {
         'in_shape', 'feat_ext', 'criterion', 'sm_kwargs'}
-
-
-def test_every_option_is_a_flag_with_help_and_every_flag_has_help():
-    train = subcommand_parsers()['train']
-    flags = {o for a in train._actions for o in a.option_strings}
-    for option in SM_ABMIL.options:
-        assert ('--' + option.name.replace('_', '-') in flags) == \
-            option.flag, option.name
-    for name in ('tol', 'max_iter', 'on_nonconvergence', 'fused'):
-        assert '--' + name.replace('_', '-') in flags  # every Sm option
-    for name, command in subcommand_parsers().items():
-        bare = [a.option_strings or a.dest for a in command._actions
-                if not a.help]
-        assert not bare, (name, bare)
-        text = command.format_help()
-        assert not re.findall(r'^  +--[a-z-]+( [A-Z_]+)?$', text, re.M), name
-
-
-def options_of(*argv):
-    return _model_options(parser().parse_args(['train', 'data', *argv]))
-
-
-def test_presets_and_flags():
-    default = options_of()
-    assert default == SM_ABMIL.resolve('sm')
-    assert default['sm_layers'] == 1 and default['sm_post'] is True
-    abmil = options_of('--preset', 'abmil')
-    assert abmil['sm_layers'] == 0 and not abmil['sm_post'] \
-        and not abmil['sm_pre']
-    # A flag given overrides the preset, in both directions.
-    assert options_of('--preset', 'abmil', '--sm-post')['sm_post'] is True
-    assert options_of('--no-sm-post')['sm_post'] is False
-    train_help = subcommand_parsers()['train'].format_help()
-    for name, preset in SM_ABMIL.presets.items():
-        assert f"'{name}'" in train_help
-
-
-def test_sm_options_reach_the_layer():
-    options = options_of('--sm-mode', 'exact', '--tol', '1e-6', '--max-iter',
-                         '50', '--on-nonconvergence', 'raise', '--no-fused',
-                         '--sm-alpha', '0.25')
-    model = build_model(4, **options)
-    sm = model.pool.sm
-    assert (sm.mode, sm.tol, sm.max_iter, sm.on_nonconvergence, sm.fused,
-            sm.fixed_alpha) == ('exact', 1e-6, 50, 'raise', False, 0.25)
-
-
-@pytest.mark.parametrize('argv, words', [
-    (['--sm-alpha', 'high'], "'trainable' or a float"),
-    (['--sm-mode', 'dense'], 'invalid choice'),
-    (['--preset', 'fancy'], 'invalid choice'),
-])
-def test_bad_flags_are_messages(argv, words, capsys):
-    with pytest.raises(SystemExit):
-        parser().parse_args(['train', 'data', *argv])
-    assert words in capsys.readouterr().err
 
 
 def test_model_passes_every_option_to_the_pool_by_keyword():

@@ -259,35 +259,6 @@ def test_both_generations_run_with_keywords_and_do_not_mix():
             cls(**args, **kwargs)
 
 
-def test_cli_trains_and_scores_the_transformer(tmp_path):
-    from pyg_sm import make_synthetic_slides
-    from pyg_sm.cli import run as main
-    from pyg_sm.train import read_checkpoint
-
-    data = make_synthetic_slides(tmp_path / 'data', num_slides=8,
-                                 feature_dim=8, seed=1, slide_images=False)
-    run = tmp_path / 'run'
-    main(['train', str(data), '--model', 'sm_transformer_abmil',
-          '--transf-att-dim', '16', '--transf-n-heads', '2',
-          '--pool-att-dim', '4', '--transf-sm-alpha', '0.3', '--epochs', '1',
-          '--heatmaps', '0', '--out', str(run)])
-    saved = read_checkpoint(run / 'checkpoint.pt')
-    assert saved['model'] == 'sm_transformer_abmil'
-    assert saved['options']['transf_att_dim'] == 16
-    assert saved['options']['pool_sm_post'] is True  # the 'sm' preset
-    assert saved['options']['transf_sm_alpha'] == 0.3
-    scored = main(['predict', str(data), '--checkpoint',
-                   str(run / 'checkpoint.pt'), '--heatmaps', '0',
-                   '--out', str(tmp_path / 'scored')])
-    assert len(scored['predictions']) == 8
-    with pytest.raises(SystemExit, match='--att-dim belong'):
-        main(['train', str(data), '--model', 'sm_transformer_abmil',
-              '--att-dim', '4', '--out', str(tmp_path / 'x')])
-    with pytest.raises(SystemExit, match="unknown preset 'abmil'"):
-        main(['train', str(data), '--model', 'sm_transformer_abmil',
-              '--preset', 'abmil', '--out', str(tmp_path / 'y')])
-
-
 def test_attention_in_blocks_equals_attention_whole():
     from pyg_sm.nn.sm_transformer import _attention, per_bag_attention
 

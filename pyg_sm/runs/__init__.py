@@ -1,0 +1,35 @@
+r"""The run layer: every command of ``pyg-sm`` as one Python call, and the
+run folder it writes, with one owner.
+
+Each command has a config dataclass (its flags, with underscores) and a
+function::
+
+    from pyg_sm.runs import ScoreConfig, TrainConfig, evaluate, train
+
+    run = train(TrainConfig(data_dir='cohort', out='run'))
+    scored = evaluate(ScoreConfig(data_dir='cohort',
+                                  checkpoint=run.checkpoint_path,
+                                  out='eval'))
+    scored.results()['metrics']
+
+:class:`RunFolder` reads any run folder back: the model, the results, the
+slides' predictions and their per-patch scores."""
+from ._common import invoked_as
+from .config import (DEMO_SIGNAL, RECIPES, CohortConfig, DemoConfig,
+                     GraphConfig, HeatmapConfig, Recipe, ScoreConfig,
+                     TrainConfig, ViewConfig)
+from .demos import demo
+from .folder import (SCHEMA, RunFolder, SlidePrediction, SlideScores,
+                     scored_runs)
+from .pictures import heatmap, open_runs, view
+from .scoring import evaluate, predict
+from .training import train
+from ..train import Interrupted
+from ..utils.errors import PygSmError
+
+__all__ = ['train', 'evaluate', 'predict', 'demo', 'heatmap', 'view',
+           'open_runs', 'TrainConfig', 'ScoreConfig', 'GraphConfig',
+           'CohortConfig', 'DemoConfig', 'HeatmapConfig', 'ViewConfig',
+           'RECIPES', 'Recipe', 'DEMO_SIGNAL', 'RunFolder', 'SlidePrediction',
+           'SlideScores', 'scored_runs', 'SCHEMA', 'Interrupted', 'PygSmError',
+           'invoked_as']

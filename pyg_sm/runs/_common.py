@@ -1,0 +1,195 @@
+r"""What the runs share: the device, the datasets, versions, the printed
+table, the slide lists and the heatmaps of a run folder."""
+import contextlib
+import contextvars
+import os
+import platform
+from pathlib import Path
+from typing import Dict, Iterator, List, Optional, Sequence, Union
+
+import torch
+
+from ..datasets import SlideDataset, SlideImages
+from ..transforms import PatchGraph
+from ..utils.errors import MissingFileError, PygSmError
+from ..utils.tables import read_table
+from ..version import __version__
+from ..visualize import render_heatmap, render_overlay
+from .config import CohortConfig, GraphConfig
+from .folder import RunFolder, SlidePrediction
+
+
+def resolve_device(name: Optional[str]) -> torch.device:
+    r"""The device a run computes on: :obj:`name`, else this process's GPU
+    (``LOCAL_RANK`` under ``torchrun``) if there is one, else the CPU."""
+    if name is not None:
+        try:
+            return torch.device(name)
+        except RuntimeError as error:
+            raise PygSmError(f"--device {name!r}: {error}") from None
+    if torch.cuda.is_available():
+        return torch.device('cuda', int(os.environ.get('LOCAL_RANK', 0)))
+    return torch.device('cpu')
+
+
+def versions() -> Dict[str, str]:
+    import torch_geometric
+
+    return {'pyg_sm': __version__, 'torch': torch.__version__,
+            'torch_geometric': torch_geometric.__version__,
+            'python': platform.python_version()}
+
+
+#: The ``pyg-sm`` command line of the run in progress (:obj:`None` for a
+#: Python call), as ``results.json`` records it.
+_COMMAND_LINE: contextvars.ContextVar = contextvars.ContextVar(
+    'pyg_sm_command_line', default=None)
+
+
+@contextlib.contextmanager
+def invoked_as(argv: Sequence[str]) -> Iterator[None]:
+    r"""Runs inside it record :obj:`argv` as their command line (the
+    ``pyg-sm`` command says so; Python calls record none)."""
+    token = _COMMAND_LINE.set(list(argv))
+    try:
+        yield
+    finally:
+        _COMMAND_LINE.reset(token)
+
+
+def command_line() -> Optional[List[str]]:
+    return _COMMAND_LINE.get()
+
+
+def world_size() -> int:
+    return int(os.environ.get('WORLD_SIZE', '1'))
+
+
+def check_progress(enabled: bool):
+    r"""A progress bar over the slides being checked, on terminals."""
+    from tqdm.auto import tqdm
+
+    return (lambda items: tqdm(items, desc='checking slides', leave=False)) \
+        if enabled else None
+
+
+def make_dataset(config: CohortConfig, graph: GraphConfig,
+                 labels: Optional[str], slide_ids=None, classes=None,
+                 cache: Optional[Path] = None,
+                 in_memory: bool = False) -> SlideDataset:
+    return SlideDataset(
+        config.data_dir, labels=labels, features_dir=config.features_dir,
+        slide_ids=slide_ids, layout=config.layout, classes=classes,
+        graph=PatchGraph(graph.graph, graph.connectivity, graph.patch_size,
+                         graph.radius),
+        graph_cache=cache, in_memory=in_memory)
+
+
+def slide_list(source: Union[Path, Sequence[str]]) -> List[str]:
+    r"""Slide ids from a list, or from a file: one per line, or a CSV with a
+    ``slide_id`` column."""
+    if not isinstance(source, (str, Path)):
+        return [str(s) for s in source]
+    path = Path(source)
+    if not path.is_file():
+        raise MissingFileError(f"no slide list {path}")
+    first = path.read_text(encoding='utf-8-sig').split('\n', 1)[0]
+    if ',' in first:
+        return [row['slide_id'] for _, row in
+                read_table(path, ('slide_id', ), 'slide list')]
+    return [line.strip() for line in path.read_text(
+        encoding='utf-8-sig').splitlines() if line.strip()]
+
+
+def _fmt(value: Optional[float]) -> str:
+    return '-' if value is None else f'{value:.3f}'
+
+
+def print_table(results: Dict[str, Dict]) -> None:
+    r"""Bag and instance metrics, one row per model."""
+    print(f"\n{'model':<10} {'bag AUROC':>10} {'instance AUROC':>15} "
+          f"{'bag acc':>8} {'bal acc':>8}")
+    for name, r in results.items():
+        print(f"{name:<10} {_fmt(r['bag_auroc']):>10} "
+              f"{_fmt(r['instance_auroc']):>15} {_fmt(r['bag_accuracy']):>8} "
+              f"{_fmt(r['balanced_accuracy']):>8}", flush=True)
+
+
+def most_lesioned(records: List[Dict], count: int) -> List[str]:
+    r"""The :obj:`count` slides to draw: those with the most lesion patches
+    first, when patch labels exist, else the first ones."""
+    def lesions(record):
+        labels = record.get('patch_labels')
+        return 0 if labels is None else -int((labels > 0).sum())
+    return [r['slide_id'] for r in sorted(records, key=lesions)[:count]]
+
+
+def heatmap_title(slide_id: str,
+                  predictions: Dict[str, Dict[str, SlidePrediction]]) -> str:
+    r"""The slide id, its label when known and each run's predicted
+    probability (of the positive class for two classes, else of the
+    predicted class); :obj:`predictions` maps a run name to its per-slide
+    predictions."""
+    known = [p[slide_id] for p in predictions.values() if slide_id in p]
+    label = next((p.label for p in known if p.label is not None), None)
+    title = slide_id + ('' if label is None else f', label {label}')
+    parts = []
+    for name, per_slide in predictions.items():
+        p = per_slide.get(slide_id)
+        if not p or not p.probabilities:
+            continue
+        classes = list(p.probabilities)
+        if len(classes) == 2:
+            parts.append((f'p({classes[1]})', f"{name} "
+                          f"{p.probabilities[classes[1]]:.2f}"))
+        else:
+            parts.append(('predicted', f"{name} {p.predicted} "
+                          f"({p.probabilities[p.predicted]:.2f})"))
+    if parts:
+        title += f'; {parts[0][0]}: ' + ', '.join(text for _, text in parts)
+    return title
+
+
+def write_heatmaps(out: RunFolder, slide_ids: Sequence[str],
+                   runs: Sequence[RunFolder],
+                   slides: Optional[SlideImages] = None,
+                   predictions: Optional[Sequence[Sequence[
+                       SlidePrediction]]] = None,
+                   top_k: int = 8, opacity: float = 0.5) -> List[str]:
+    r"""``heatmaps/<slide_id>.png`` of :obj:`out` per slide: each run's
+    attention over the slide image (:func:`~pyg_sm.visualize.render_overlay`,
+    with the top-k gallery) when :obj:`slides` has it, else on the patch
+    grid (:func:`~pyg_sm.visualize.render_heatmap`), with the true lesions
+    when the scores hold patch labels. :obj:`predictions` (one list per
+    run) give the titles; by default the runs' own."""
+    if not slide_ids:
+        return []
+    if predictions is None:
+        predictions = [run.predictions() for run in runs]
+    named = {run.name: {p.slide_id: p for p in per_run}
+             for run, per_run in zip(runs, predictions)}
+    written = []
+    for slide_id in slide_ids:
+        scores = [run.scores(slide_id) for run in runs]
+        first = scores[0]
+        attention = {run.name: s.attention_logits
+                     for run, s in zip(runs, scores)}
+        title = heatmap_title(slide_id, named)
+        if slides is not None and slide_id in slides:
+            slide = slides.open(slide_id)
+            try:
+                image = render_overlay(
+                    slide, first.coords, attention, first.patch_size_level0,
+                    first.patch_labels, title=title, top_k=top_k,
+                    opacity=opacity)
+            finally:
+                slide.close()
+        else:
+            image = render_heatmap(first.coords, attention,
+                                   first.patch_labels, title=title)
+        written.append(str(out.write_heatmap(slide_id, image)))
+    return written
+
+
+def slide_images(folder: Optional[Path]) -> Optional[SlideImages]:
+    return None if folder is None else SlideImages(folder)

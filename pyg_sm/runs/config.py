@@ -1,0 +1,387 @@
+r"""The settings of each command, declared once.
+
+Each command of ``pyg-sm`` has a config dataclass whose field names are
+its flags with underscores; a field's default is the command's default and
+its ``help`` (in the field's metadata) is the flag's help text. The
+``pyg-sm`` command builds its flags from these fields, and Python code
+builds the same configs::
+
+    from pyg_sm.runs import TrainConfig, train
+
+    run = train(TrainConfig(data_dir='cohort', out='run', epochs=30))
+"""
+import dataclasses
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Union
+
+from ..models.registry import MODELS
+from ..train.loop import MONITORS
+from ..transforms import METHODS
+from ..datasets.layouts import LAYOUTS
+from ..utils.errors import PygSmError
+
+PathLike = Union[str, Path]
+#: The demo's lesion signal: strong enough that SmABMIL and plain ABMIL both
+#: classify its held-out slides well (bag AUROC 1.000 and 0.997), so that
+#: the comparison is about localization.
+DEMO_SIGNAL = 2.0
+#: Where ``evaluate`` and ``predict`` write when no ``out`` is given.
+SCORE_OUT = {'evaluate': Path('pyg_sm_eval'),
+             'predict': Path('pyg_sm_predict')}
+
+
+def setting(default: Any = dataclasses.MISSING, help: str = '', *,
+            choices: Optional[Sequence] = None, unset: Optional[str] = None,
+            positional: bool = False, many: bool = False,
+            factory: Any = dataclasses.MISSING) -> Any:
+    r"""A config field with what the command line shows of it: its
+    :obj:`help`, its :obj:`choices`, what an unset (:obj:`None`) value
+    means (:obj:`unset`), whether it is a positional argument and whether
+    it takes several values (:obj:`many`)."""
+    metadata = dict(help=help, choices=choices, unset=unset,
+                    positional=positional, many=many)
+    if factory is not dataclasses.MISSING:
+        return dataclasses.field(default_factory=factory, metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def _default(config: type, name: str) -> Any:
+    r"""The default of another config's field (declared there once)."""
+    return config.__dataclass_fields__[name].default
+
+
+def _check_count(name: str, value: Optional[int], least: int) -> None:
+    if value is not None and (not isinstance(value, int) or value < least):
+        raise PygSmError(f"'{name}' (--{name.replace('_', '-')}) must be an "
+                         f"integer of at least {least} (got {value!r})")
+
+
+def _check_choice(name: str, value: Any, choices: Sequence) -> None:
+    if value is not None and value not in choices:
+        raise PygSmError(f"'{name}' (--{name.replace('_', '-')}) must be one "
+                         f"of {list(choices)} (got {value!r})")
+
+
+def _as_path(value: Optional[PathLike]) -> Optional[Path]:
+    return None if value is None else Path(value)
+
+
+def as_dict(config) -> Dict:
+    r"""A config as JSON-like values (paths as text), as ``results.json``
+    records it."""
+    def plain(value):
+        if isinstance(value, Path):
+            return str(value)
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        return value
+    return {f.name: plain(getattr(config, f.name))
+            for f in dataclasses.fields(config)}
+
+
+@dataclasses.dataclass(kw_only=True)
+class GraphConfig:
+    r"""The patch graph of every slide."""
+    graph: str = setting('grid', 'patch graph: grid neighbours or a radius',
+                         choices=tuple(METHODS))
+    connectivity: int = setting(8, 'grid graphs: 4 or 8 neighbours',
+                                choices=(4, 8))
+    patch_size: Optional[float] = setting(
+        None, 'grid step of the coordinates in pixels',
+        unset="each slide's patch_size_level0, else read from its "
+              "coordinates")
+    radius: Optional[float] = setting(
+        None, 'linking distance of radius graphs (needed by --graph radius)')
+
+    def graph_options(self) -> Dict:
+        r"""The settings as checkpoints record them (``method``, ...)."""
+        from ..transforms import PatchGraph
+
+        return PatchGraph(self.graph, self.connectivity, self.patch_size,
+                          self.radius).options()
+
+
+_GRAPH_FIELDS = tuple(f.name for f in dataclasses.fields(GraphConfig))
+
+
+@dataclasses.dataclass(kw_only=True)
+class CohortConfig:
+    r"""Where the slides are, how to read them and where to draw them."""
+    data_dir: Path = setting(help='folder with the labels file and the '
+                                  'features', positional=True)
+    labels: Optional[str] = setting(
+        None, 'CSV of slide_id,label[,case_id], relative to DATA_DIR',
+        unset='labels.csv; optional for predict')
+    layout: str = setting(
+        'auto', 'h5 (features/<id>.h5, TRIDENT), clam (pt_files/ + '
+                'h5_files/), torchmil (.npy folders); auto picks by the '
+                'files found', choices=('auto', *LAYOUTS))
+    features_dir: str = setting(
+        'features', 'h5 layout: folder of the <slide_id>.h5 files, relative '
+                    'to DATA_DIR')
+    workers: int = setting(0, 'processes that read slides ahead (0: read in '
+                              'the main process)')
+    device: Optional[str] = setting(
+        None, 'cpu, cuda, cuda:1, ...',
+        unset='the GPU of this process if there is one, else cpu')
+    slides_dir: Optional[Path] = setting(
+        None, 'folder of the slide images, <slide_id>.<ext> in any format '
+              'OpenSlide reads (svs, tif, ndpi, mrxs, ...): heatmaps are '
+              'drawn over them', unset='none, heatmaps on the patch grid')
+    heatmaps: int = setting(4, 'slides drawn in heatmaps/ (validation '
+                               'slides when training)')
+
+    def __post_init__(self):
+        self.data_dir = _as_path(self.data_dir)
+        self.slides_dir = _as_path(self.slides_dir)
+        _check_choice('layout', self.layout, ('auto', *LAYOUTS))
+        _check_count('workers', self.workers, 0)
+        _check_count('heatmaps', self.heatmaps, 0)
+
+
+@dataclasses.dataclass(kw_only=True)
+class TrainConfig(GraphConfig, CohortConfig):
+    r"""``pyg-sm train``: every setting of a training run.
+
+    :obj:`model_options` are the model's constructor options over those of
+    :obj:`preset` (e.g. ``{'att_dim': 64}``); :meth:`from_recipe` starts
+    from a named set of training settings (:data:`RECIPES`)."""
+    out: Path = setting(Path('pyg_sm_run'), 'output folder (the run folder)')
+    model: str = setting('sm_abmil', 'the model', choices=tuple(MODELS))
+    preset: Optional[str] = setting(
+        None, 'named set of model options', unset="the model's first preset")
+    model_options: Dict[str, Any] = setting(
+        help="the model's options over the preset's", factory=dict)
+    classes: Optional[List[str]] = setting(
+        None, 'class names in order (on the command line: comma-separated)',
+        unset='the sorted distinct labels')
+    epochs: int = setting(20, 'passes over the training slides')
+    lr: float = setting(1e-3, 'Adam learning rate')
+    weight_decay: float = setting(1e-4, 'Adam weight decay')
+    batch_size: int = setting(4, 'slides per batch (per process under '
+                                 'torchrun)')
+    val_fraction: float = setting(
+        0.25, 'share of the slides held out for validation, by patient '
+              '(case_id) and stratified by label')
+    test_fraction: float = setting(
+        0.0, 'share held out as a test set, evaluated once with the best '
+             'checkpoint')
+    split_file: Optional[Path] = setting(
+        None, 'CSV slide_id,split (train/val/test) that fixes the split')
+    folds: Optional[int] = setting(
+        None, 'K-fold cross-validation by patient: K runs in OUT/fold_<k>, '
+              'reported with mean and sd')
+    monitor: str = setting(
+        'val_loss', 'validation metric that picks the best checkpoint '
+                    '(last: the final epoch)', choices=tuple(MONITORS))
+    validate_every: int = setting(
+        1, 'score the validation slides after every N-th epoch (0: only '
+           'once, with the final model; needs --monitor last)')
+    seed: int = setting(0, 'seed of the split, the initialization and the '
+                           'shuffling')
+    in_memory: bool = setting(False, 'keep all slides in memory (small '
+                                     'cohorts)')
+    resume: bool = setting(False, 'continue the run in --out from its last '
+                                  'checkpoint')
+    overwrite: bool = setting(False, 'replace the run in --out (its files '
+                                     'are deleted first)')
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.out = _as_path(self.out)
+        self.split_file = _as_path(self.split_file)
+        if isinstance(self.classes, str):
+            self.classes = self.classes.split(',')
+        _check_choice('model', self.model, tuple(MODELS))
+        _check_choice('monitor', self.monitor, tuple(MONITORS))
+        _check_choice('graph', self.graph, tuple(METHODS))
+        _check_count('epochs', self.epochs, 1)
+        _check_count('batch_size', self.batch_size, 1)
+        _check_count('folds', self.folds, 2)
+        _check_count('validate_every', self.validate_every, 0)
+        if self.validate_every == 0 and self.monitor != 'last':
+            raise PygSmError(f"--monitor {self.monitor} needs validation: "
+                             f"--validate-every 0 goes with --monitor last")
+        for name in ('lr', 'weight_decay'):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or value < 0:
+                raise PygSmError(f"'{name}' (--{name.replace('_', '-')}) "
+                                 f"must be a non-negative number (got "
+                                 f"{value!r})")
+        if self.resume and self.overwrite:
+            raise PygSmError('--resume and --overwrite exclude each other')
+        if self.split_file is not None and self.folds:
+            raise PygSmError('--split-file and --folds exclude each other')
+
+    @classmethod
+    def from_recipe(cls, recipe: Optional[str] = None,
+                    **settings) -> 'TrainConfig':
+        r"""The settings of :obj:`recipe` (a name in :data:`RECIPES`),
+        then :obj:`settings`."""
+        if recipe is None:
+            return cls(**settings)
+        if recipe not in RECIPES:
+            raise PygSmError(f"unknown recipe {recipe!r} (known: "
+                             f"{list(RECIPES)})")
+        return cls(**{**RECIPES[recipe].settings, **settings})
+
+    def resolved_model_options(self) -> Dict[str, Any]:
+        r"""Every option of the model: its defaults, the preset's, then
+        :obj:`model_options`."""
+        spec = MODELS[self.model]
+        if self.preset is not None and self.preset not in spec.presets:
+            raise PygSmError(f"unknown preset {self.preset!r} of --model "
+                             f"{spec.name} (known: {list(spec.presets)})")
+        return spec.resolve(self.preset, **self.model_options)
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    r"""A named set of training settings, and what it is for."""
+    help: str
+    settings: Dict[str, Any]
+
+
+#: Named training settings (``pyg-sm train --recipe NAME``); flags given
+#: override them.
+RECIPES: Dict[str, Recipe] = {
+    'demo': Recipe("the demo's: the final epoch's model, scored once on a "
+                   'held-out 30%',
+                   dict(lr=2e-3, val_fraction=0.3, monitor='last',
+                        validate_every=0, in_memory=True)),
+}
+
+
+@dataclasses.dataclass(kw_only=True)
+class ScoreConfig(CohortConfig):
+    r"""``pyg-sm evaluate`` and ``pyg-sm predict``: scoring slides with a
+    trained model. The patch-graph settings are the checkpoint's; one given
+    here must equal it."""
+    checkpoint: Path = setting(help='checkpoint.pt written by pyg-sm train')
+    out: Optional[Path] = setting(
+        None, 'output folder', unset='pyg_sm_eval for evaluate, '
+                                     'pyg_sm_predict for predict')
+    slide_ids: Optional[Union[Path, List[str]]] = setting(
+        None, 'the slides to score: a file of ids, one per line or a CSV '
+              'with a slide_id column (in Python also a list)',
+        unset="those of the labels file, else every feature file")
+    batch_size: int = setting(1, 'slides per batch (per process under '
+                                 'torchrun)')
+    graph: Optional[str] = setting(
+        None, GraphConfig.__dataclass_fields__['graph'].metadata['help'],
+        choices=tuple(METHODS), unset="the checkpoint's")
+    connectivity: Optional[int] = setting(
+        None, GraphConfig.__dataclass_fields__['connectivity'].metadata[
+            'help'], choices=(4, 8), unset="the checkpoint's")
+    patch_size: Optional[float] = setting(
+        None, GraphConfig.__dataclass_fields__['patch_size'].metadata[
+            'help'], unset="the checkpoint's")
+    radius: Optional[float] = setting(
+        None, GraphConfig.__dataclass_fields__['radius'].metadata['help'],
+        unset="the checkpoint's")
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.checkpoint = _as_path(self.checkpoint)
+        self.out = _as_path(self.out)
+        if isinstance(self.slide_ids, str):
+            self.slide_ids = Path(self.slide_ids)
+        _check_count('batch_size', self.batch_size, 1)
+
+    def graph_config(self, saved: Dict) -> GraphConfig:
+        r"""The checkpoint's graph settings :obj:`saved`; a setting given
+        here that differs is an error."""
+        saved = {'graph' if k == 'method' else k: v for k, v in
+                 saved.items()}
+        conflicts = [f'--{k.replace("_", "-")} {getattr(self, k)} '
+                     f'(checkpoint: {saved.get(k)})' for k in _GRAPH_FIELDS
+                     if getattr(self, k) is not None and
+                     getattr(self, k) != saved.get(k)]
+        if conflicts:
+            raise PygSmError(f"the checkpoint was trained with other patch "
+                             f"graphs: {'; '.join(conflicts)}; leave these "
+                             f"out to use the checkpoint's")
+        return GraphConfig(**{k: saved.get(k, _default(GraphConfig, k))
+                              for k in _GRAPH_FIELDS})
+
+
+@dataclasses.dataclass(kw_only=True)
+class HeatmapConfig:
+    r"""``pyg-sm heatmap``: attention pictures of scored runs."""
+    runs: List[Path] = setting(
+        help='folders written by predict, evaluate, train or demo (with '
+             'scores/); two or more are drawn side by side',
+        positional=True, many=True)
+    out: Path = setting(Path('pyg_sm_heatmaps'),
+                        'output folder; PNGs go to OUT/heatmaps')
+    slides_dir: Optional[Path] = setting(
+        None, CohortConfig.__dataclass_fields__['slides_dir'].metadata[
+            'help'], unset='none, heatmaps on the patch grid')
+    slide_ids: Optional[Union[Path, List[str]]] = setting(
+        None, 'the slides to draw: a file of ids, one per line (in Python '
+              'also a list)', unset='every slide of the first run')
+    top_k: int = setting(8, 'patches of highest attention shown at full '
+                            'resolution per run')
+    opacity: float = setting(0.5, 'opacity of the attention over the '
+                                  'tissue, 0 to 1')
+
+    def __post_init__(self):
+        self.runs = [Path(r) for r in self.runs]
+        self.out = _as_path(self.out)
+        self.slides_dir = _as_path(self.slides_dir)
+        if isinstance(self.slide_ids, str):
+            self.slide_ids = Path(self.slide_ids)
+        if not self.runs:
+            raise PygSmError('heatmap needs at least one run folder')
+        _check_count('top_k', self.top_k, 0)
+        if not isinstance(self.opacity, (int, float)) or \
+                not 0 <= self.opacity <= 1:
+            raise PygSmError(f"'opacity' (--opacity) must be within [0, 1] "
+                             f"(got {self.opacity!r})")
+
+
+@dataclasses.dataclass(kw_only=True)
+class ViewConfig:
+    r"""``pyg-sm view``: the local deep-zoom viewer."""
+    runs: List[Path] = setting(
+        help='folders written by predict, evaluate, train or demo (with '
+             'scores/); several give a run switch', positional=True,
+        many=True)
+    slides_dir: Optional[Path] = setting(
+        None, CohortConfig.__dataclass_fields__['slides_dir'].metadata[
+            'help'], unset='none, attention on a blank background')
+    host: str = setting('127.0.0.1', 'address to listen on (127.0.0.1: this '
+                                     'machine only)')
+    port: int = setting(0, 'port to listen on (0: a free one)')
+    log_requests: bool = setting(False, 'log every request on stderr')
+
+    def __post_init__(self):
+        self.runs = [Path(r) for r in self.runs]
+        self.slides_dir = _as_path(self.slides_dir)
+        if not self.runs:
+            raise PygSmError('view needs at least one run folder')
+        _check_count('port', self.port, 0)
+
+
+@dataclasses.dataclass(kw_only=True)
+class DemoConfig:
+    r"""``pyg-sm demo``: SmABMIL and plain ABMIL trained (the ``demo``
+    recipe) and evaluated on synthetic slides."""
+    out: Path = setting(Path('pyg_sm_demo'), 'output folder')
+    num_slides: int = setting(160, 'synthetic slides to make')
+    epochs: int = setting(_default(TrainConfig, 'epochs'), 'training epochs')
+    seed: int = setting(_default(TrainConfig, 'seed'),
+                        'seed of the data, split and training')
+    heatmaps: int = setting(_default(CohortConfig, 'heatmaps'),
+                            'held-out slides drawn in heatmaps/')
+    signal: float = setting(
+        DEMO_SIGNAL, 'shift of lesion patches, in standard deviations along '
+                     'a few feature directions')
+
+    def __post_init__(self):
+        self.out = _as_path(self.out)
+        _check_count('num_slides', self.num_slides, 4)
+        _check_count('epochs', self.epochs, 1)
+        _check_count('heatmaps', self.heatmaps, 0)

@@ -1,0 +1,74 @@
+r"""``demo``: SmABMIL against plain ABMIL on synthetic slides, trained by
+:func:`~pyg_sm.runs.train` (the ``demo`` recipe) and scored by
+:func:`~pyg_sm.runs.evaluate` on the held-out slides."""
+import shlex
+
+from ..datasets import SlideImages, make_synthetic_slides
+from ._common import command_line, most_lesioned, print_table, versions
+from ._common import write_heatmaps
+from .config import DemoConfig, ScoreConfig, TrainConfig, as_dict
+from .folder import FINISHED, RunFolder
+from .scoring import evaluate
+from .training import train
+
+#: The demo's two models: the name it shows and the model preset.
+DEMO_MODELS = (('SmABMIL', 'sm'), ('ABMIL', 'abmil'))
+#: Where the demo puts its training runs, inside its folder.
+TRAIN_DIR = 'train'
+
+
+def demo(config: DemoConfig) -> RunFolder:
+    r"""Makes :obj:`config.num_slides` synthetic slides with images, trains
+    SmABMIL (preset ``sm``) and the same model without Sm (preset
+    ``abmil``) with the ``demo`` recipe into ``OUT/train/<model>/``,
+    evaluates each on the held-out slides into ``OUT/<model>/`` (a
+    prediction folder, as ``pyg-sm evaluate`` writes it), draws both
+    models' attention over the most lesioned held-out slides into
+    ``OUT/heatmaps/`` and writes ``OUT/results.json``. Returns the demo's
+    folder."""
+    out = RunFolder(config.out)
+    data_dir = make_synthetic_slides(out.path / 'data',
+                                     num_slides=config.num_slides,
+                                     seed=config.seed, signal=config.signal)
+    print(f'synthetic dataset: {config.num_slides} slides in {data_dir}, '
+          f"slide images in {data_dir / 'slides'}", flush=True)
+    metrics, runs, evaluated = {}, {}, []
+    for name, preset in DEMO_MODELS:
+        trained = train(TrainConfig.from_recipe(
+            'demo', data_dir=data_dir, out=out.path / TRAIN_DIR / name,
+            preset=preset, epochs=config.epochs, seed=config.seed,
+            heatmaps=0, overwrite=True))
+        run = trained.results()
+        held_out = run['split']['val']
+        scored = evaluate(ScoreConfig(
+            data_dir=data_dir, checkpoint=trained.checkpoint_path,
+            out=out.path / name, slide_ids=held_out, heatmaps=0))
+        scored.name = name
+        evaluated.append(scored)
+        seconds = sum(entry['seconds'] for entry in run['history'])
+        print(f"{name}: trained {config.epochs} epochs in {seconds:.1f} s, "
+              f"final loss {run['history'][-1]['train_loss']:.3f}",
+              flush=True)
+        metrics[name] = scored.results()['metrics']
+        runs[name] = {**metrics[name], 'train_seconds': seconds,
+                      'loss_history': [e['train_loss']
+                                       for e in run['history']],
+                      'options': run['options'],
+                      'train_dir': str(trained.path),
+                      'evaluation_dir': str(scored.path)}
+    print_table(metrics)
+    first = evaluated[0]
+    lesions = [{'slide_id': p.slide_id,
+                'patch_labels': first.scores(p.slide_id).patch_labels}
+               for p in first.predictions()]
+    heatmaps = write_heatmaps(out, most_lesioned(lesions, config.heatmaps),
+                              evaluated, SlideImages(data_dir / 'slides'))
+    out.write_results({'kind': 'demo', 'status': FINISHED,
+                       'command': command_line(), 'config': as_dict(config),
+                       'versions': versions(), 'runs': runs,
+                       'heatmaps': heatmaps})
+    print(f'\nresults: {out.results_path}; attention over the slides: '
+          f'{out.heatmaps_dir}\nexplore them: ' + shlex.join(
+              ['pyg-sm', 'view', *(str(run.path) for run in evaluated),
+               '--slides-dir', str(data_dir / 'slides')]))
+    return out

@@ -1,0 +1,438 @@
+r"""The run folder: the one owner of its layout and of the schema of its
+files, for writing and for reading.
+
+A run folder is what ``pyg-sm train``, ``evaluate``, ``predict`` and
+``demo`` write (and :func:`pyg_sm.runs.train` and the others)::
+
+    OUT/
+      results.json              the run: schema, kind, status, settings,
+                                versions, classes, metrics, predictions
+      checkpoint.pt             train: the best model (by the monitor)
+      last.pt                   train: the whole training state, each epoch
+      predictions.csv           evaluate / predict: one row per slide
+      scores/<slide_id>.h5      coords, attention, attention_logits,
+                                patch_labels (when known)
+      geojson/<slide_id>.geojson  one square per patch, for QuPath
+      heatmaps/<slide_id>.png   attention pictures
+      graph_cache/              patch graphs, built once per slide
+      fold_<k>/                 train --folds: a run folder per fold
+
+Folders written before ``results.json`` had a ``schema`` field (pyg-sm
+0.1.0) still read: their predictions come from ``predictions.csv``, else
+from the ``predictions``, ``validation`` and ``test`` entries of
+``results.json``."""
+import csv
+import dataclasses
+import json
+import re
+import shutil
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence, Union
+
+import torch
+from torch import Tensor
+
+from ..transforms.grid_graph import patch_side
+from ..train.checkpoint import load_checkpoint
+from ..utils.errors import MissingFileError, PygSmError
+from ..utils.files import atomic_path
+from ..utils.stats import percentiles
+from ..utils.tables import read_table
+
+#: The version of ``results.json``'s schema (its ``schema`` field).
+SCHEMA = 'pyg-sm-run/1'
+RESULTS_FILE = 'results.json'
+CHECKPOINT_FILE = 'checkpoint.pt'
+TRAINING_STATE_FILE = 'last.pt'
+PREDICTIONS_FILE = 'predictions.csv'
+SCORES_DIR = 'scores'
+GEOJSON_DIR = 'geojson'
+HEATMAPS_DIR = 'heatmaps'
+GRAPH_CACHE_DIR = 'graph_cache'
+FOLD_DIR = 'fold_{}'
+#: ``status`` of ``results.json``.
+RUNNING, INTERRUPTED, FINISHED = 'running', 'interrupted', 'finished'
+
+
+@dataclasses.dataclass(frozen=True)
+class SlidePrediction:
+    r"""What a run predicted for one slide.
+
+    Args:
+        slide_id (str): The slide.
+        label (str, optional): Its true class, :obj:`None` when unknown.
+        probabilities (dict): Class name to predicted probability.
+        predicted (str): The predicted class: for two classes the second
+            when its probability is at least 0.5, else the most probable.
+        logits (list of float, optional): The model's outputs.
+    """
+    slide_id: str
+    label: Optional[str]
+    probabilities: Dict[str, float]
+    predicted: str
+    logits: Optional[List[float]] = None
+
+    @classmethod
+    def from_record(cls, record: Dict,
+                    classes: Sequence[str]) -> 'SlidePrediction':
+        r"""From a record of :func:`~pyg_sm.train.predict_slides` (class
+        indices) and the class names."""
+        return cls(slide_id=record['slide_id'],
+                   label=None if record['label'] is None
+                   else classes[record['label']],
+                   probabilities=dict(zip(classes, record['probabilities'])),
+                   predicted=classes[record['predicted']],
+                   logits=record.get('logits'))
+
+    @classmethod
+    def from_json(cls, entry: Dict) -> 'SlidePrediction':
+        return cls(slide_id=entry['slide_id'], label=entry.get('label'),
+                   probabilities=dict(entry.get('probabilities') or {}),
+                   predicted=entry.get('predicted'),
+                   logits=entry.get('logits'))
+
+    def to_json(self) -> Dict:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class SlideScores:
+    r"""The per-patch output of a run for one slide
+    (``scores/<slide_id>.h5``).
+
+    Args:
+        slide_id (str): The slide.
+        coords (Tensor): :math:`(N, 2)` top-left corners, level-0 pixels.
+        attention (Tensor): :math:`(N,)` softmax weights, summing to 1.
+        attention_logits (Tensor): :math:`(N,)` the values before the
+            softmax.
+        patch_labels (Tensor, optional): :math:`(N,)` when known.
+        patch_size_level0 (float): The side of a patch in level-0 pixels
+            (the grid step of the coordinates for files written before it
+            was stored).
+    """
+    slide_id: str
+    coords: Tensor
+    attention: Tensor
+    attention_logits: Tensor
+    patch_labels: Optional[Tensor]
+    patch_size_level0: float
+
+
+def _write_json(path: Path, content: Dict) -> None:
+    with atomic_path(path) as temporary:
+        temporary.write_text(json.dumps(content, indent=2, default=str))
+
+
+class RunFolder:
+    r"""A run folder (see the module's docstring for its layout), to write
+    and to read.
+
+    Args:
+        path (str or Path): The folder.
+        name (str, optional): What to call the run in pictures and the
+            viewer. (default: the folder's name)
+    """
+    def __init__(self, path: Union[str, Path], name: Optional[str] = None):
+        self.path = Path(path)
+        self.name = name or self.path.resolve().name
+
+    def __repr__(self) -> str:
+        return f'{self.__class__.__name__}({str(self.path)!r})'
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, RunFolder) and \
+            self.path.resolve() == other.path.resolve()
+
+    def __hash__(self) -> int:
+        return hash(self.path.resolve())
+
+    # Where each file lives ------------------------------------------------
+
+    @property
+    def results_path(self) -> Path:
+        return self.path / RESULTS_FILE
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.path / CHECKPOINT_FILE
+
+    @property
+    def training_state_path(self) -> Path:
+        return self.path / TRAINING_STATE_FILE
+
+    @property
+    def predictions_path(self) -> Path:
+        return self.path / PREDICTIONS_FILE
+
+    @property
+    def scores_dir(self) -> Path:
+        return self.path / SCORES_DIR
+
+    @property
+    def geojson_dir(self) -> Path:
+        return self.path / GEOJSON_DIR
+
+    @property
+    def heatmaps_dir(self) -> Path:
+        return self.path / HEATMAPS_DIR
+
+    @property
+    def graph_cache_dir(self) -> Path:
+        return self.path / GRAPH_CACHE_DIR
+
+    def scores_path(self, slide_id: str) -> Path:
+        return self.scores_dir / f'{slide_id}.h5'
+
+    def geojson_path(self, slide_id: str) -> Path:
+        return self.geojson_dir / f'{slide_id}.geojson'
+
+    def heatmap_path(self, slide_id: str) -> Path:
+        return self.heatmaps_dir / f'{slide_id}.png'
+
+    def fold(self, k: int) -> 'RunFolder':
+        r"""The run folder of fold :obj:`k` (from 1)."""
+        return RunFolder(self.path / FOLD_DIR.format(k))
+
+    # Starting a run -------------------------------------------------------
+
+    def holds_run(self) -> bool:
+        return self.results_path.is_file()
+
+    def prepare(self, resume: bool = False, overwrite: bool = False) -> None:
+        r"""Makes the folder ready for a new run: it must be new or empty,
+        or hold a run to continue (:obj:`resume`) or to replace
+        (:obj:`overwrite`, which deletes the old run's files first)."""
+        if resume and overwrite:
+            raise PygSmError("'resume' and 'overwrite' exclude each other")
+        holds = self.path.is_dir() and any(self.path.iterdir())
+        if resume:
+            if not self.holds_run():
+                raise MissingFileError(
+                    f"resume: {self.path} holds no run to continue (no "
+                    f"{RESULTS_FILE})")
+            return
+        if holds and not overwrite:
+            raise PygSmError(f"{self.path} holds a previous run; pass "
+                             f"--resume to continue it or --overwrite to "
+                             f"replace it")
+        if holds:
+            if not self.holds_run():
+                raise PygSmError(f"--overwrite: {self.path} is not a pyg-sm "
+                                 f"run folder (no {RESULTS_FILE}); choose "
+                                 f"another --out")
+            shutil.rmtree(self.path)
+        self.path.mkdir(parents=True, exist_ok=True)
+
+    # results.json ---------------------------------------------------------
+
+    def write_results(self, content: Dict) -> Dict:
+        r"""Writes ``results.json`` atomically, with the schema version
+        first; returns what was written."""
+        content = {'schema': SCHEMA, **content}
+        self.path.mkdir(parents=True, exist_ok=True)
+        _write_json(self.results_path, content)
+        return content
+
+    def results(self) -> Dict:
+        r"""The contents of ``results.json``."""
+        if not self.results_path.is_file():
+            raise MissingFileError(f"{self.path} holds no run (no "
+                                   f"{RESULTS_FILE})")
+        return json.loads(self.results_path.read_text())
+
+    def folds(self) -> List['RunFolder']:
+        r"""The folds' run folders, in order (empty without folds)."""
+        found = []
+        for path in self.path.glob(FOLD_DIR.format('*')):
+            match = re.fullmatch(FOLD_DIR.format(r'(\d+)'), path.name)
+            if match and path.is_dir():
+                found.append((int(match[1]), RunFolder(path)))
+        return [run for _, run in sorted(found, key=lambda pair: pair[0])]
+
+    # The model ------------------------------------------------------------
+
+    def load_model(self) -> torch.nn.Module:
+        r"""The trained model of ``checkpoint.pt`` (the best by the run's
+        monitor), in eval mode, on the CPU."""
+        if not self.checkpoint_path.is_file():
+            folds = self.folds()
+            hint = (f"; it holds {len(folds)} folds: load one of "
+                    f"{[str(f.path) for f in folds[:3]]}") if folds else ''
+            raise MissingFileError(f"{self.path} holds no trained model (no "
+                                   f"{CHECKPOINT_FILE}){hint}")
+        return load_checkpoint(self.checkpoint_path)[0]
+
+    # Slide predictions ----------------------------------------------------
+
+    def write_predictions(self, predictions: Sequence[SlidePrediction],
+                          classes: Sequence[str]) -> Path:
+        r"""``predictions.csv``: ``slide_id``, the probability of each class
+        (``prob_<class>``), the predicted class and, when any is known, the
+        true one."""
+        labelled = any(p.label is not None for p in predictions)
+        self.path.mkdir(parents=True, exist_ok=True)
+        with atomic_path(self.predictions_path) as temporary, \
+                open(temporary, 'w', newline='') as f:
+            writer = csv.writer(f)
+            writer.writerow(['slide_id', *[f'prob_{c}' for c in classes],
+                             'predicted'] + (['label'] if labelled else []))
+            for p in predictions:
+                row = [p.slide_id, *[f'{p.probabilities[c]:.6f}'
+                                     for c in classes], p.predicted]
+                if labelled:
+                    row.append('' if p.label is None else p.label)
+                writer.writerow(row)
+        return self.predictions_path
+
+    def predictions(self) -> List[SlidePrediction]:
+        r"""The slides' predictions: from ``predictions.csv`` (evaluate,
+        predict, the demo's models), else from ``results.json`` (its
+        ``predictions``, or a training run's ``validation`` and ``test``
+        predictions); empty when the folder has neither."""
+        if self.predictions_path.is_file():
+            out = []
+            for _, row in read_table(self.predictions_path,
+                                     ('slide_id', 'predicted'),
+                                     'predictions table'):
+                out.append(SlidePrediction(
+                    slide_id=row['slide_id'], label=row.get('label') or None,
+                    predicted=row['predicted'],
+                    probabilities={key[len('prob_'):]: float(value)
+                                   for key, value in row.items()
+                                   if key.startswith('prob_')}))
+            return out
+        if not self.holds_run():
+            return []
+        content = self.results()
+        entries = list(content.get('predictions') or [])
+        for part in ('validation', 'test'):
+            entries += (content.get(part) or {}).get('predictions') or []
+        return [SlidePrediction.from_json(entry) for entry in entries]
+
+    # Per-slide scores -----------------------------------------------------
+
+    @property
+    def slide_ids(self) -> List[str]:
+        r"""The slides with scores, sorted."""
+        return sorted(p.stem for p in self.scores_dir.glob('*.h5'))
+
+    def has_scores(self) -> bool:
+        return self.scores_dir.is_dir()
+
+    def write_scores(self, slide_id: str, coords: Tensor,
+                     attention_logits: Tensor, patch_size_level0: float,
+                     patch_labels: Optional[Tensor] = None) -> Path:
+        r"""``scores/<slide_id>.h5`` with ``coords`` (N, 2), ``attention``
+        (the softmax weights of the slide, summing to 1),
+        ``attention_logits`` and, when known, ``patch_labels`` (N,); its
+        attributes are the ``slide_id`` and ``patch_size_level0``."""
+        import h5py
+
+        self.scores_dir.mkdir(parents=True, exist_ok=True)
+        path = self.scores_path(slide_id)
+        weights = torch.softmax(attention_logits.double(), dim=0)
+        with atomic_path(path) as temporary, h5py.File(temporary, 'w') as f:
+            f['coords'] = coords.numpy()
+            f['attention'] = weights.float().numpy()
+            f['attention_logits'] = attention_logits.float().numpy()
+            if patch_labels is not None:
+                f['patch_labels'] = patch_labels.numpy()
+            f.attrs['slide_id'] = slide_id
+            f.attrs['patch_size_level0'] = float(patch_size_level0)
+        return path
+
+    def scores(self, slide_id: str) -> SlideScores:
+        r"""The scores of one slide."""
+        import h5py
+
+        path = self.scores_path(slide_id)
+        if not path.is_file():
+            raise MissingFileError(f"slide '{slide_id}': no scores in "
+                                   f"{self.scores_dir}")
+        with h5py.File(path, 'r') as f:
+            side = f.attrs.get('patch_size_level0')
+            coords = torch.from_numpy(f['coords'][()])
+            return SlideScores(
+                slide_id=slide_id, coords=coords,
+                attention=torch.from_numpy(f['attention'][()]),
+                attention_logits=torch.from_numpy(
+                    f['attention_logits'][()]),
+                patch_labels=torch.from_numpy(f['patch_labels'][()]).long()
+                if 'patch_labels' in f else None,
+                patch_size_level0=patch_side(
+                    coords, None if side is None else float(side)))
+
+    def write_geojson(self, slide_id: str, coords: Tensor,
+                      attention_logits: Tensor,
+                      patch_size_level0: float) -> Path:
+        r"""``geojson/<slide_id>.geojson``: a FeatureCollection with one
+        square polygon per patch (top-left corner at its coordinates,
+        level-0 pixels), whose measurements are the attention weight and
+        its percentile within the slide, as QuPath imports detections."""
+        self.geojson_dir.mkdir(parents=True, exist_ok=True)
+        path = self.geojson_path(slide_id)
+        side = patch_size_level0
+        weights = torch.softmax(attention_logits.double(), dim=0).tolist()
+        ranks = percentiles(attention_logits).tolist()
+        corners = coords.double().tolist()
+        with atomic_path(path) as temporary, open(temporary, 'w') as f:
+            f.write('{"type": "FeatureCollection", "features": [\n')
+            for i, ((x, y), weight, rank) in enumerate(zip(corners, weights,
+                                                           ranks)):
+                ring = [[x, y], [x + side, y], [x + side, y + side],
+                        [x, y + side], [x, y]]
+                feature = {'type': 'Feature',
+                           'geometry': {'type': 'Polygon',
+                                        'coordinates': [ring]},
+                           'properties': {
+                               'objectType': 'detection',
+                               'name': f'patch {i}',
+                               'measurements': {
+                                   'attention': weight,
+                                   'attention_percentile': rank}}}
+                f.write(('' if i == 0 else ',\n') + json.dumps(feature))
+            f.write('\n]}\n')
+        return path
+
+    def slide_writer(self, geojson: bool = True) -> Callable:
+        r"""The ``on_slide`` callback of
+        :func:`~pyg_sm.train.score_slides`: writes each slide's scores (and
+        GeoJSON) as it is scored."""
+        def write(record: Dict, pos: Tensor, step: Optional[float]) -> None:
+            side = patch_side(pos, step)
+            self.write_scores(record['slide_id'], pos,
+                              record['attention_logits'], side,
+                              record.get('patch_labels'))
+            if geojson:
+                self.write_geojson(record['slide_id'], pos,
+                                   record['attention_logits'], side)
+        return write
+
+    def write_heatmap(self, slide_id: str, image: Any) -> Path:
+        r"""``heatmaps/<slide_id>.png`` from a PIL image."""
+        self.heatmaps_dir.mkdir(parents=True, exist_ok=True)
+        path = self.heatmap_path(slide_id)
+        with atomic_path(path) as temporary:
+            image.save(temporary, format='png')
+        return path
+
+
+def scored_runs(folders: Sequence[Union[str, Path, RunFolder]]
+                ) -> List[RunFolder]:
+    r"""Run folders to show together: each must hold scored slides; runs
+    with the same folder name are told apart by their parent folder's
+    name."""
+    runs = [f if isinstance(f, RunFolder) else RunFolder(f)
+            for f in folders]
+    for run in runs:
+        if not run.has_scores():
+            raise MissingFileError(
+                f"{run.path} holds no scored slides (no {SCORES_DIR}/ "
+                f"folder); give a folder written by pyg-sm predict, "
+                f"evaluate, train or demo")
+    names = [run.name for run in runs]
+    for run in runs:
+        if names.count(run.name) > 1:
+            run.name = f'{run.path.resolve().parent.name}/{run.name}'
+    return runs

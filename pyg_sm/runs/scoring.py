@@ -1,0 +1,98 @@
+r"""``evaluate`` and ``predict``: scoring slides with a trained model into
+a run folder."""
+import sys
+from typing import Optional
+
+import torch
+
+from ..datasets.layouts import find_layout
+from ..train import (distributed, load_checkpoint, read_checkpoint,
+                     score_slides)
+from ..train.metrics import evaluate_predictions
+from ..utils.errors import PygSmError
+from ._common import (check_progress, command_line, make_dataset,
+                      most_lesioned, print_table, resolve_device,
+                      slide_images, slide_list, versions, world_size,
+                      write_heatmaps)
+from .config import SCORE_OUT, ScoreConfig, as_dict
+from .folder import FINISHED, RunFolder, SlidePrediction
+
+
+def _score(config: ScoreConfig, kind: str) -> Optional[RunFolder]:
+    metrics = kind == 'evaluate'
+    out = RunFolder(config.out or SCORE_OUT[kind])
+    device = resolve_device(config.device)
+    rank = distributed.start(device)
+    try:
+        saved = read_checkpoint(config.checkpoint)
+        graph = config.graph_config(saved['graph'])
+        classes = saved['classes']
+        labels = config.labels
+        if labels is None and (config.data_dir / 'labels.csv').is_file():
+            labels = 'labels.csv'
+        if metrics and labels is None and find_layout(
+                config.data_dir, config.layout,
+                config.features_dir).bag_labels() is None:
+            raise PygSmError(f"evaluate needs labels: no labels file "
+                             f"{config.data_dir / 'labels.csv'}; 'pyg-sm "
+                             f"predict' scores slides without them")
+        slide_ids = None if config.slide_ids is None else \
+            slide_list(config.slide_ids)
+        dataset = make_dataset(config, graph, labels, slide_ids, classes,
+                               out.graph_cache_dir)
+        if metrics and not dataset.has_labels:
+            raise PygSmError(f"evaluate needs labels ({config.data_dir}); "
+                             f"'pyg-sm predict' scores slides without them")
+        if rank == 0:
+            out.path.mkdir(parents=True, exist_ok=True)
+        dataset.check(check_progress(sys.stderr.isatty() and rank == 0),
+                      shard=distributed.world())
+        model, _, _ = load_checkpoint(config.checkpoint)
+        records = score_slides(model.to(device), dataset, out.slide_writer(),
+                               batch_size=config.batch_size,
+                               workers=config.workers)
+        if rank != 0:
+            return None
+        predictions = [SlidePrediction.from_record(r, classes)
+                       for r in records]
+        out.write_predictions(predictions, classes)
+        results = {'kind': kind, 'status': FINISHED,
+                   'command': command_line(), 'config': as_dict(config),
+                   'versions': versions(),
+                   'checkpoint': str(config.checkpoint), 'classes': classes,
+                   'class_map': {c: i for i, c in enumerate(classes)},
+                   'model': saved['model'], 'graph': graph.graph_options(),
+                   'predictions': [p.to_json() for p in predictions],
+                   'world_size': world_size()}
+        if metrics:
+            results['metrics'] = evaluate_predictions(records, classes)
+            print_table({saved['model']: results['metrics']})
+        results['heatmaps'] = write_heatmaps(
+            out, most_lesioned(records, config.heatmaps),
+            [RunFolder(out.path, type(model).__name__)],
+            slide_images(config.slides_dir), [predictions])
+        out.write_results(results)
+        print(f"\n{len(records)} slides: {out.predictions_path}, "
+              f"{out.scores_dir}, {out.geojson_dir}, {out.results_path}")
+        return out
+    finally:
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+
+def evaluate(config: ScoreConfig) -> Optional[RunFolder]:
+    r"""Scores the labelled slides of :obj:`config.data_dir` with
+    :obj:`config.checkpoint`, as ``pyg-sm evaluate`` does: per slide
+    ``scores/<slide_id>.h5`` and ``geojson/<slide_id>.geojson``,
+    ``predictions.csv``, heatmaps, and ``results.json`` with the metrics
+    (bag AUROC, accuracy, balanced accuracy, the confusion matrix and,
+    with patch labels, the instance AUROC of the attention). Returns the
+    run folder (:obj:`None` in processes other than 0 under ``torchrun``,
+    which each score their share)."""
+    return _score(config, 'evaluate')
+
+
+def predict(config: ScoreConfig) -> Optional[RunFolder]:
+    r"""Scores slides with or without labels, as ``pyg-sm predict`` does:
+    the files of :func:`evaluate` without the metrics."""
+    return _score(config, 'predict')

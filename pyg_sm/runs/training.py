@@ -1,0 +1,236 @@
+r"""``train``: one training run, or one per fold, into a run folder."""
+import sys
+from typing import Dict, List, Optional
+
+import torch
+
+from ..datasets import SlideDataset
+from ..models import build_model
+from ..train import Interrupted, fit, save_checkpoint, score_slides
+from ..train import distributed
+from ..train.metrics import evaluate_predictions, mean_and_sd
+from ..train.splits import (check_split, fold_slides, read_split_file,
+                            split_slides)
+from ..utils.errors import PygSmError
+from ._common import (check_progress, command_line, make_dataset,
+                      most_lesioned, print_table, resolve_device,
+                      slide_images, versions, world_size, write_heatmaps)
+from .config import ScoreConfig, TrainConfig, as_dict
+from .folder import (FINISHED, INTERRUPTED, RUNNING, RunFolder,
+                     SlidePrediction)
+
+#: Slides per batch when the best checkpoint scores the held-out slides
+#: (as ``evaluate`` does by default).
+SCORING_BATCH_SIZE = ScoreConfig.__dataclass_fields__['batch_size'].default
+#: The metrics summarized over folds (mean and sd).
+FOLD_SUMMARY = ('bag_auroc', 'balanced_accuracy', 'bag_accuracy',
+                'instance_auroc')
+
+
+def _splits(config: TrainConfig,
+            dataset: SlideDataset) -> List[Dict[str, List[str]]]:
+    r"""The run's splits: one, or one per fold."""
+    ids, labels, cases = dataset.slide_ids, dataset.labels, dataset.case_ids
+    if config.split_file is not None:
+        splits = [read_split_file(config.split_file, ids)]
+    elif config.folds:
+        held = split_slides(ids, labels, cases, 0.0, config.test_fraction,
+                            config.seed)['test']
+        rest = [i for i, s in enumerate(ids) if s not in set(held)]
+        folds = fold_slides([ids[i] for i in rest], [labels[i] for i in rest],
+                            None if cases is None else
+                            [cases[i] for i in rest], config.folds,
+                            config.seed)
+        splits = [{'train': [s for j, f in enumerate(folds) if j != k
+                             for s in f], 'val': folds[k], 'test': held}
+                  for k in range(config.folds)]
+    else:
+        splits = [split_slides(ids, labels, cases, config.val_fraction,
+                               config.test_fraction, config.seed)]
+    for split in splits:
+        check_split(split, ids, labels, dataset.classes, cases)
+    return splits
+
+
+def _build(config: TrainConfig, feature_dim: int, options: Dict):
+    try:
+        return build_model(feature_dim, config.model, **options)
+    except (TypeError, ValueError) as error:
+        if isinstance(error, PygSmError):
+            raise
+        raise PygSmError(f"--model {config.model}: {error}") from error
+
+
+def train(config: TrainConfig) -> RunFolder:
+    r"""Trains :obj:`config.model` on the labelled slides of
+    :obj:`config.data_dir` as ``pyg-sm train`` does, and returns the run
+    folder :obj:`config.out`.
+
+    It splits the slides by patient (or by :obj:`config.split_file`, or
+    into :obj:`config.folds` folds, each in ``fold_<k>/``), checks every
+    slide file before the first epoch, writes ``last.pt`` every epoch and
+    ``checkpoint.pt`` when the :obj:`config.monitor` metric improves,
+    scores the validation (and test) slides with the best checkpoint,
+    draws heatmaps and writes ``results.json``. :obj:`config.resume`
+    continues an interrupted run. Under ``torchrun`` each process trains on
+    its share; process 0 writes.
+
+    Raises:
+        PygSmError: a problem with the settings, the labels or the files,
+            before anything is trained.
+        Interrupted: on SIGINT, after the current step, with the state
+            saved; the run continues with :obj:`resume`.
+    """
+    out = RunFolder(config.out)
+    device = resolve_device(config.device)
+    rank = distributed.start(device)
+    try:
+        graph = config.graph_options()
+        options = config.resolved_model_options()
+        dataset = make_dataset(config, config, config.labels or 'labels.csv',
+                               classes=config.classes,
+                               cache=out.graph_cache_dir)
+        if not dataset.has_labels:
+            raise PygSmError(f'{config.data_dir}: training needs labels')
+        splits = _splits(config, dataset)
+        options['num_classes'] = 1 if len(dataset.classes) == 2 \
+            else len(dataset.classes)
+        if rank == 0:
+            out.prepare(config.resume, config.overwrite)
+        if torch.distributed.is_initialized():
+            torch.distributed.barrier()
+        dataset.check(check_progress(sys.stderr.isatty() and rank == 0),
+                      shard=distributed.world())
+        results = {'kind': 'train', 'status': RUNNING,
+                   'command': command_line(), 'config': as_dict(config),
+                   'seed': config.seed, 'versions': versions(),
+                   'classes': dataset.classes,
+                   'class_map': {c: i for i, c in enumerate(dataset.classes)},
+                   'model': config.model, 'options': options, 'graph': graph,
+                   'world_size': world_size()}
+        runs = []
+        for k, split in enumerate(splits):
+            folder = out.fold(k + 1) if len(splits) > 1 else out
+            runs.append(_train_one(config, dataset, split, options, graph,
+                                   folder, device, rank, results,
+                                   fold=k + 1 if len(splits) > 1 else None))
+        if rank != 0:
+            return out
+        if len(runs) > 1:
+            results['folds'] = [{'fold': k + 1,
+                                 'dir': str(out.fold(k + 1).path),
+                                 'validation': r['validation'],
+                                 'test': r.get('test')}
+                                for k, r in enumerate(runs)]
+            results['summary'] = {
+                key: mean_and_sd([r['validation'][key] for r in runs])
+                for key in FOLD_SUMMARY}
+            for key, value in results['summary'].items():
+                if value['mean'] is not None:
+                    print(f"{key}: {value['mean']:.3f} +- {value['sd']:.3f} "
+                          f"over {value['n']} folds")
+        else:
+            results.update(runs[0])
+        results['status'] = FINISHED
+        out.write_results(results)
+        print(f'\nresults: {out.results_path}')
+        return out
+    finally:
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+
+def _train_one(config: TrainConfig, dataset: SlideDataset,
+               split: Dict[str, List[str]], options: Dict, graph: Dict,
+               folder: RunFolder, device: torch.device, rank: int,
+               results: Dict, fold: Optional[int]) -> Dict:
+    r"""One training run (one fold) in :obj:`folder`: checkpoints every
+    epoch, the best one by the monitor, the final evaluation of the best
+    checkpoint on the validation and test slides."""
+    folder.path.mkdir(parents=True, exist_ok=True)
+    cache = RunFolder(config.out).graph_cache_dir
+
+    def subset(ids):
+        return make_dataset(config, config, config.labels or 'labels.csv',
+                            ids, dataset.classes, cache, config.in_memory)
+
+    train_set, val_set = subset(split['train']), subset(split['val'])
+    run = {'split': split} if fold is None else {'fold': fold,
+                                                 'split': split}
+    if config.resume and fold is not None and folder.holds_run():
+        # Every process reads it: they skip a finished fold together.
+        previous = folder.results()
+        if previous.get('status') == FINISHED:
+            print(f'{folder.path}: finished before, kept', flush=True)
+            return previous
+    fingerprint = {'model': config.model, 'options': options, 'graph': graph,
+                   'classes': dataset.classes, 'seed': config.seed,
+                   'lr': config.lr, 'weight_decay': config.weight_decay,
+                   'batch_size': config.batch_size, 'split': split,
+                   'monitor': config.monitor}
+    resume = config.resume and folder.training_state_path.is_file()
+    if rank == 0:
+        folder.write_results({**results, **run, 'status': RUNNING})
+    torch.manual_seed(config.seed)
+    model = _build(config, dataset.feature_dim, options).to(device)
+
+    def save_best(best_model, entry):
+        save_checkpoint(folder.checkpoint_path, best_model,
+                        dataset.feature_dim, options, graph, dataset.classes,
+                        epoch=entry['epoch'], monitor=config.monitor,
+                        value=entry.get(config.monitor))
+
+    print(f"training on {len(split['train'])} slides, validating on "
+          f"{len(split['val'])}" + (f", testing on {len(split['test'])}"
+                                    if split['test'] else '') +
+          f' ({folder.path})', file=sys.stderr, flush=True)
+    try:
+        history = fit(model, train_set, epochs=config.epochs, lr=config.lr,
+                      weight_decay=config.weight_decay,
+                      batch_size=config.batch_size, seed=config.seed,
+                      workers=config.workers, val_set=val_set,
+                      classes=dataset.classes, monitor=config.monitor,
+                      run_dir=folder.path, save_best=save_best,
+                      fingerprint=fingerprint, resume=resume,
+                      progress=sys.stderr.isatty() and rank == 0,
+                      validate_every=config.validate_every)
+    except Interrupted:
+        if rank == 0:
+            folder.write_results({**results, **run, 'status': INTERRUPTED})
+            if fold is not None:
+                RunFolder(config.out).write_results(
+                    {**results, 'status': INTERRUPTED})
+        raise
+    run['history'] = history
+    if rank == 0 and not folder.checkpoint_path.is_file():
+        # The monitored metric was never finite: keep the final model.
+        save_best(model, {'epoch': len(history), config.monitor: None})
+    if torch.distributed.is_initialized():
+        torch.distributed.barrier()
+    best = folder.load_model().to(device)
+    run['checkpoint'] = str(folder.checkpoint_path)
+    for name, ids in (('validation', split['val']), ('test', split['test'])):
+        if not ids:
+            continue
+        records = score_slides(best, subset(ids),
+                               folder.slide_writer(geojson=False),
+                               batch_size=SCORING_BATCH_SIZE,
+                               workers=config.workers)
+        if rank != 0:  # process 0 gathers the records and writes
+            continue
+        metrics = evaluate_predictions(records, dataset.classes)
+        predictions = [SlidePrediction.from_record(r, dataset.classes)
+                       for r in records]
+        run[name] = {**metrics, 'predictions': [p.to_json()
+                                                for p in predictions]}
+        print_table({name: metrics})
+        if name == 'validation':
+            run['heatmaps'] = write_heatmaps(
+                folder, most_lesioned(records, config.heatmaps),
+                [RunFolder(folder.path, type(best).__name__)],
+                slide_images(config.slides_dir), [predictions])
+    if rank != 0:
+        return run
+    folder.write_results({**results, **run, 'status': FINISHED})
+    print(f'checkpoint: {folder.checkpoint_path}', flush=True)
+    return run

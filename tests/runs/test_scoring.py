@@ -1,0 +1,120 @@
+"""pyg_sm.runs.evaluate and predict: scores, GeoJSON, predictions.csv,
+metrics, the checkpoint's graph settings, and torchrun."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from pyg_sm import PygSmError
+from pyg_sm.runs import RunFolder, ScoreConfig, predict
+
+from run_helpers import copy, score_run, small_cohort, train_run
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope='module')
+def cohort(tmp_path_factory):
+    return small_cohort(tmp_path_factory.mktemp('cohort'))
+
+
+@pytest.fixture(scope='module')
+def trained(cohort, tmp_path_factory):
+    run = tmp_path_factory.mktemp('trained')
+    train_run(cohort, run / 'run', connectivity=4)
+    return run / 'run' / 'checkpoint.pt'
+
+
+def test_predict_without_labels_writes_scores_geojson_and_table(
+        cohort, trained, tmp_path):
+    root = copy(cohort, tmp_path)
+    (root / 'labels.csv').unlink()
+    (tmp_path / 'ids.txt').write_text('slide_003\nslide_000\n')
+    out = tmp_path / 'pred'
+    results = score_run('predict', root, trained, out,
+                        slide_ids=tmp_path / 'ids.txt')
+    assert results['kind'] == 'predict' and 'metrics' not in results
+    predictions = RunFolder(out).predictions()
+    assert [p.slide_id for p in predictions] == ['slide_003', 'slide_000']
+    assert [p.label for p in predictions] == [None, None]
+    with open(out / 'predictions.csv') as f:
+        assert f.readline().strip() == 'slide_id,prob_0,prob_1,predicted'
+    assert results['graph']['connectivity'] == 4  # from the checkpoint
+    with h5py.File(out / 'scores' / 'slide_003.h5') as f, \
+            h5py.File(root / 'features' / 'slide_003.h5') as g:
+        assert np.array_equal(f['coords'][()], g['coords'][()])
+        assert f['attention'][()].sum() == pytest.approx(1, abs=1e-5)
+        weights = torch.softmax(torch.from_numpy(
+            f['attention_logits'][()]).double(), 0)
+        assert np.allclose(weights.numpy(), f['attention'][()], atol=1e-6)
+        coords, attention = g['coords'][()], f['attention'][()]
+    collection = json.loads((out / 'geojson' / 'slide_003.geojson')
+                            .read_text())
+    assert collection['type'] == 'FeatureCollection'
+    features = collection['features']
+    assert len(features) == len(coords)
+    ring = features[0]['geometry']['coordinates'][0]
+    x, y = coords[0]
+    side = 64  # the generator's patch side
+    assert ring == [[x, y], [x + side, y], [x + side, y + side],
+                    [x, y + side], [x, y]]
+    measured = [f['properties']['measurements'] for f in features]
+    assert [m['attention'] for m in measured] == pytest.approx(
+        attention.tolist(), abs=1e-6)
+    top = int(np.argmax(attention))
+    assert measured[top]['attention_percentile'] == 100.0
+    assert min(m['attention_percentile'] for m in measured) == 0.0
+    assert features[0]['properties']['objectType'] == 'detection'
+    # A list of ids in Python, as the file on the command line.
+    again = predict(ScoreConfig(data_dir=root, checkpoint=trained,
+                                out=tmp_path / 'again',
+                                slide_ids=['slide_003', 'slide_000']))
+    assert [p.slide_id for p in again.predictions()] == \
+        ['slide_003', 'slide_000']
+
+
+def test_evaluate_is_predict_plus_metrics(cohort, trained, tmp_path):
+    results = score_run('evaluate', cohort, trained, tmp_path / 'eval',
+                        heatmaps=2)
+    assert results['kind'] == 'evaluate'
+    assert results['metrics']['num_slides'] == 12
+    assert 0 <= results['metrics']['instance_auroc'] <= 1
+    assert (tmp_path / 'eval' / 'geojson' / 'slide_000.geojson').is_file()
+    assert len(list((tmp_path / 'eval' / 'heatmaps').glob('*.png'))) == 2
+    with pytest.raises(PygSmError, match='--connectivity 8 .checkpoint: 4'):
+        score_run('evaluate', cohort, trained, tmp_path / 'e2',
+                  connectivity=8)
+    root = copy(cohort, tmp_path)
+    (root / 'labels.csv').unlink()
+    with pytest.raises(PygSmError, match='needs labels'):
+        score_run('evaluate', root, trained, tmp_path / 'e3')
+    with pytest.raises(PygSmError, match='no checkpoint'):
+        score_run('evaluate', cohort, tmp_path / 'none.pt', tmp_path / 'e4')
+
+
+def test_predict_under_torchrun_equals_one_process(cohort, trained,
+                                                   tmp_path):
+    env = {**os.environ, 'OMP_NUM_THREADS': '1'}
+    outputs = {}
+    for procs in (1, 2):
+        out = tmp_path / f'p{procs}'
+        done = subprocess.run(
+            [sys.executable, '-m', 'torch.distributed.run', '--standalone',
+             '--nproc-per-node', str(procs), '-m', 'pyg_sm', 'predict',
+             str(cohort), '--checkpoint', str(trained), '--out', str(out),
+             '--heatmaps', '1'], capture_output=True, text=True, env=env,
+            timeout=300, cwd=ROOT)
+        assert done.returncode == 0, done.stderr[-3000:]
+        outputs[procs] = out
+    one, two = outputs[1], outputs[2]
+    assert (one / 'predictions.csv').read_text() == \
+        (two / 'predictions.csv').read_text()
+    for path in (one / 'geojson').glob('*.geojson'):
+        assert path.read_text() == (two / 'geojson' / path.name).read_text()
+    assert json.loads((two / 'results.json').read_text())['world_size'] == 2
