@@ -10,8 +10,7 @@ import shlex
 import sys
 from typing import List, Optional
 
-from ..runs import Interrupted, invoked_as
-from ..runs import PygSmError
+from ..runs import Interrupted, PygSmError, invoked_as
 from . import demo, evaluate, heatmap, predict, train, view
 from ._flags import HelpFormatter
 
@@ -39,13 +38,9 @@ def parser(argv: Optional[List[str]] = None) -> argparse.ArgumentParser:
     return root
 
 
-def config_from_args(args: argparse.Namespace,
-                     argv: Optional[List[str]] = None):
+def config_from_args(args: argparse.Namespace):
     r"""The config of the parsed command."""
-    module = COMMANDS[args.command]
-    if module is train:
-        return train.config_from_args(args, argv)
-    return module.config_from_args(args)
+    return COMMANDS[args.command].config_from_args(args)
 
 
 def _resume_command(argv: List[str]) -> str:
@@ -65,7 +60,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         if unknown:
             root.error(f"unrecognized arguments: {' '.join(unknown)}")
         with invoked_as(['pyg-sm', *argv]):
-            module.run(config_from_args(args, argv))
+            module.run(config_from_args(args))
     except PygSmError as error:
         print(f'pyg-sm {args.command}: {error}', file=sys.stderr)
         return USER_ERROR

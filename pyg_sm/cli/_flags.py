@@ -4,11 +4,16 @@ text of its own."""
 import argparse
 import dataclasses
 import typing
-from pathlib import Path
 from typing import Any, Dict, Iterable, Optional
 
 from ..models import MODELS
 from ..models.registry import ModelSpec, Option
+
+
+#: The flags that ``train``, ``evaluate`` and ``predict`` show under "data".
+DATA_FIELDS = ('data_dir', 'labels', 'layout', 'features_dir', 'graph',
+               'connectivity', 'patch_size', 'radius', 'workers',
+               'batch_size', 'device', 'slides_dir')
 
 
 class HelpFormatter(argparse.HelpFormatter):
@@ -39,6 +44,14 @@ def _value_type(annotation) -> Any:
     if origin in (list, tuple):
         return _value_type(typing.get_args(annotation)[0])
     return annotation
+
+
+def _is_list(annotation) -> bool:
+    r"""A list, or an optional one (not a union with another type)."""
+    members = [a for a in typing.get_args(annotation)
+               if a is not type(None)] \
+        if typing.get_origin(annotation) is typing.Union else [annotation]
+    return len(members) == 1 and typing.get_origin(members[0]) is list
 
 
 def _comma_list(text: str):
@@ -85,7 +98,7 @@ def add_config_flags(parser: argparse.ArgumentParser, config: type,
                                 action='store_true',
                                 default=argparse.SUPPRESS, help=help)
             continue
-        if field.name == 'classes':
+        if _is_list(hints[field.name]):  # one flag, comma-separated values
             kind = _comma_list
         target.add_argument(flag(field.name), dest=field.name, type=kind,
                             choices=meta.get('choices'),
@@ -164,6 +177,3 @@ def model_options(args: argparse.Namespace, spec: ModelSpec) -> Dict:
     return {o.name: getattr(args, o.name) for o in spec.options
             if o.flag and hasattr(args, o.name)}
 
-
-def path_or_none(value) -> Optional[Path]:
-    return None if value is None else Path(value)

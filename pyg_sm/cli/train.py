@@ -4,33 +4,29 @@ from typing import List, Optional
 
 from .. import runs
 from ..models import MODELS
-from ..runs import RECIPES, TrainConfig
-from ..runs import PygSmError
-from ._flags import (add_config_flags, add_model_flags, escaped, given,
-                     model_options, other_model_flags)
+from ..runs import RECIPES, PygSmError, TrainConfig
+from ._flags import (DATA_FIELDS, add_config_flags, add_model_flags,
+                     escaped, given, model_options, other_model_flags)
 
 HELP = 'train a model on DATA_DIR (labels + slide features)'
-#: Where each field's flag is shown in --help.
-GROUPS = {'data': ('data_dir', 'labels', 'layout', 'features_dir', 'graph',
-                   'connectivity', 'patch_size', 'radius', 'workers',
-                   'batch_size', 'device', 'slides_dir')}
+
+#: The model when ``--model`` is not given.
+DEFAULT_MODEL = TrainConfig.__dataclass_fields__['model'].default
 
 
 def chosen_model(argv: List[str]) -> str:
     r"""The ``--model`` of a command line (its flags depend on it)."""
     peek = argparse.ArgumentParser(add_help=False)
-    peek.add_argument('--model', default=TrainConfig.__dataclass_fields__[
-        'model'].default)
+    peek.add_argument('--model', default=DEFAULT_MODEL)
     known, _ = peek.parse_known_args(argv)
-    return known.model if known.model in MODELS else \
-        TrainConfig.__dataclass_fields__['model'].default
+    return known.model if known.model in MODELS else DEFAULT_MODEL
 
 
 def add_arguments(parser: argparse.ArgumentParser,
                   argv: Optional[List[str]] = None) -> None:
     data = parser.add_argument_group('data')
     training = parser.add_argument_group('training')
-    group_of = {name: data for name in GROUPS['data']}
+    group_of = {name: data for name in DATA_FIELDS}
     spec = MODELS[chosen_model(argv or [])]
     add_config_flags(parser, TrainConfig, skip=('model_options', 'preset'),
                      group_of={**{f: training for f in
@@ -57,8 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser,
 def check_model_flags(unknown: List[str], args: argparse.Namespace) -> None:
     r"""A flag of another model than ``--model`` is an error that says
     which model it belongs to."""
-    spec = MODELS[args.model if hasattr(args, 'model') else
-                  TrainConfig.__dataclass_fields__['model'].default]
+    spec = MODELS[getattr(args, 'model', DEFAULT_MODEL)]
     owners = other_model_flags(spec)
     stray = sorted({f for f in owners for a in unknown
                     if a == f or a.startswith(f + '=') or
@@ -69,10 +64,8 @@ def check_model_flags(unknown: List[str], args: argparse.Namespace) -> None:
                          f', not to --model {spec.name}')
 
 
-def config_from_args(args: argparse.Namespace,
-                     argv: Optional[List[str]] = None) -> TrainConfig:
-    spec = MODELS[args.model if hasattr(args, 'model') else
-                  chosen_model(argv or [])]
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    spec = MODELS[getattr(args, 'model', DEFAULT_MODEL)]
     return TrainConfig.from_recipe(args.recipe, **given(args, TrainConfig),
                                    model_options=model_options(args, spec))
 

@@ -3,8 +3,8 @@ import dataclasses
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Union
 
-from ..utils.tables import read_table
 from ..utils.errors import PygSmError
+from ..utils.tables import read_table
 
 
 @dataclasses.dataclass

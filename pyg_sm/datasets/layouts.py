@@ -84,7 +84,7 @@ class SlideLayout:
         for path in self.files(slide_id):
             if not path.is_file():
                 raise MissingFileError(f"slide '{slide_id}': no such file "
-                                        f"{path}")
+                                       f"{path}")
             if path.stat().st_size == 0:
                 raise SlideError(slide_id, path, 'the file is empty (0 '
                                  'bytes)')

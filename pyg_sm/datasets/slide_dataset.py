@@ -11,10 +11,10 @@ from torch_geometric.data import Data
 from torch_geometric.transforms import BaseTransform
 
 from ..transforms import GridPatchGraph
+from ..utils.errors import PygSmError, SlideError
 from ..utils.files import atomic_path
 from .labels import LabelTable, class_names, read_labels
 from .layouts import find_layout
-from ..utils.errors import PygSmError, SlideError
 
 
 class SlideDataset(torch.utils.data.Dataset):

@@ -2,7 +2,6 @@ r"""Whole-slide image files, found by slide id and read with OpenSlide."""
 from pathlib import Path
 from typing import Dict, Optional, Union
 
-
 from ..utils.errors import MissingFileError, PygSmError, SlideError
 
 #: Extensions of the formats OpenSlide reads (Aperio, Hamamatsu, Leica,
@@ -37,7 +36,7 @@ class SlideImages:
         self.folder = Path(folder)
         if not self.folder.is_dir():
             raise MissingFileError(f"slides folder {self.folder} does not "
-                                    f"exist")
+                                   f"exist")
         self._paths: Dict[str, Path] = {}
         for path in sorted(self.folder.iterdir()):
             if path.suffix.lower() not in SLIDE_EXTENSIONS or \

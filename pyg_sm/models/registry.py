@@ -3,10 +3,9 @@ r"""The models' options, declared once.
 Each model has a :class:`ModelSpec`: its class, its options (name, help
 text, value type, choices; the default is read from the constructor's
 signature and the help text from its docstring, so neither can drift) and
-named presets. The ``pyg-sm``
-command builds its model flags from it, :func:`build_model` checks options
-against it, and checkpoints record the model's name and options in its
-terms."""
+named presets. The ``pyg-sm`` command builds its model flags from it,
+:func:`build_model` checks options against it, and checkpoints record the
+model's name and options in its terms."""
 import dataclasses
 import inspect
 import re
@@ -16,9 +15,9 @@ import torch
 
 from ..nn.attention_pool import ACTIVATIONS, SM_WHERE
 from ..nn.sm import MODES, NONCONVERGENCE, Sm
+from ..utils.docstrings import argument_docs, plain_text
 from .sm_abmil import SmABMIL
 from .sm_transformer_abmil import SmTransformerABMIL
-from ..utils.docstrings import argument_docs, plain_text
 
 #: 'Keyword only' concerns Python callers, not the command line.
 _KEYWORD_ONLY = re.compile(r'^Keyword only[.;,]\s*')
@@ -135,8 +134,7 @@ class ModelSpec:
 def _sm_options() -> Tuple[Option, ...]:
     r"""The options of :class:`~pyg_sm.Sm` a model passes through."""
     return (
-        Option('tol',
-               type=float, owner=Sm),
+        Option('tol', type=float, owner=Sm),
         Option('max_iter', type=int, owner=Sm),
         Option('on_nonconvergence', type=str, choices=NONCONVERGENCE,
                owner=Sm),
@@ -149,8 +147,7 @@ def _torchmil_1_options(prefix: str = '') -> Tuple[Option, ...]:
     not flags (the command line's presets use the 0.1.0 keywords, and the
     two cannot be mixed)."""
     return (
-        Option(f'{prefix}sm_where',
-               type=str, choices=SM_WHERE, flag=False),
+        Option(f'{prefix}sm_where', type=str, choices=SM_WHERE, flag=False),
         Option(f'{prefix}spectral_norm', flag=False),
     )
 
@@ -160,19 +157,16 @@ SM_ABMIL = ModelSpec(
     model_class=SmABMIL,
     options=(
         Option('att_dim', type=int),
-        Option('att_act', type=str,
-               choices=tuple(ACTIVATIONS)),
+        Option('att_act', type=str, choices=tuple(ACTIVATIONS)),
         Option('sm_mode', type=str, choices=MODES),
-        Option('sm_alpha',
-               type=parse_alpha),
+        Option('sm_alpha', type=parse_alpha),
         Option('sm_layers', type=int),
         Option('sm_steps', type=int),
         Option('sm_pre'),
         Option('sm_post'),
         Option('sm_spectral_norm'),
         Option('normalize'),
-        Option('num_classes',
-               type=int, flag=False),
+        Option('num_classes', type=int, flag=False),
     ) + _torchmil_1_options() + _sm_options(),
     presets={
         # The first preset is the command line's default model.
@@ -188,34 +182,26 @@ SM_TRANSFORMER_ABMIL = ModelSpec(
     name='sm_transformer_abmil',
     model_class=SmTransformerABMIL,
     options=(
-        Option('pool_att_dim',
-               type=int),
-        Option('pool_act', type=str,
-               choices=tuple(ACTIVATIONS)),
-        Option('pool_sm_mode', type=str,
-               choices=MODES),
+        Option('pool_att_dim', type=int),
+        Option('pool_act', type=str, choices=tuple(ACTIVATIONS)),
+        Option('pool_sm_mode', type=str, choices=MODES),
         Option('pool_sm_alpha', type=parse_alpha),
-        Option('pool_sm_layers',
-               type=int),
+        Option('pool_sm_layers', type=int),
         Option('pool_sm_steps', type=int),
         Option('pool_sm_pre'),
         Option('pool_sm_post'),
         Option('pool_sm_spectral_norm'),
         Option('transf_att_dim', type=int),
         Option('transf_n_layers', type=int),
-        Option('transf_n_heads',
-               type=int),
+        Option('transf_n_heads', type=int),
         Option('transf_use_mlp'),
         Option('transf_add_self'),
         Option('transf_dropout', type=float),
         Option('transf_sm_alpha', type=parse_alpha),
-        Option('transf_sm_mode', type=str,
-               choices=MODES),
-        Option('transf_sm_steps',
-               type=int),
+        Option('transf_sm_mode', type=str, choices=MODES),
+        Option('transf_sm_steps', type=int),
         Option('normalize'),
-        Option('num_classes',
-               type=int, flag=False),
+        Option('num_classes', type=int, flag=False),
     ) + _torchmil_1_options('pool_') + _sm_options(),
     presets={
         'sm': Preset('Sm in every transformer layer, one Sm layer in the '

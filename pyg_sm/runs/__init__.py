@@ -14,6 +14,8 @@ function::
 
 :class:`RunFolder` reads any run folder back: the model, the results, the
 slides' predictions and their per-patch scores."""
+from ..train import Interrupted
+from ..utils.errors import PygSmError
 from ._common import invoked_as
 from .config import (DEMO_SIGNAL, RECIPES, CohortConfig, DemoConfig,
                      GraphConfig, HeatmapConfig, Recipe, ScoreConfig,
@@ -24,8 +26,6 @@ from .folder import (SCHEMA, RunFolder, SlidePrediction, SlideScores,
 from .pictures import heatmap, open_runs, view
 from .scoring import evaluate, predict
 from .training import train
-from ..train import Interrupted
-from ..utils.errors import PygSmError
 
 __all__ = ['train', 'evaluate', 'predict', 'demo', 'heatmap', 'view',
            'open_runs', 'TrainConfig', 'ScoreConfig', 'GraphConfig',

@@ -10,7 +10,6 @@ from typing import Dict, Iterator, List, Optional, Sequence, Union
 import torch
 
 from ..datasets import SlideDataset, SlideImages
-from ..transforms import PatchGraph
 from ..utils.errors import MissingFileError, PygSmError
 from ..utils.tables import read_table
 from ..version import __version__
@@ -80,8 +79,7 @@ def make_dataset(config: CohortConfig, graph: GraphConfig,
     return SlideDataset(
         config.data_dir, labels=labels, features_dir=config.features_dir,
         slide_ids=slide_ids, layout=config.layout, classes=classes,
-        graph=PatchGraph(graph.graph, graph.connectivity, graph.patch_size,
-                         graph.radius),
+        graph=graph.patch_graph(),
         graph_cache=cache, in_memory=in_memory)
 
 

@@ -14,10 +14,10 @@ import dataclasses
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Union
 
-from ..models.registry import MODELS
-from ..train.loop import MONITORS
-from ..transforms import METHODS
 from ..datasets.layouts import LAYOUTS
+from ..models.registry import MODELS
+from ..train.loop import MONITORS, check_validation
+from ..transforms import METHODS, PatchGraph
 from ..utils.errors import PygSmError
 
 PathLike = Union[str, Path]
@@ -45,7 +45,7 @@ def setting(default: Any = dataclasses.MISSING, help: str = '', *,
     return dataclasses.field(default=default, metadata=metadata)
 
 
-def _default(config: type, name: str) -> Any:
+def default_of(config: type, name: str) -> Any:
     r"""The default of another config's field (declared there once)."""
     return config.__dataclass_fields__[name].default
 
@@ -95,15 +95,24 @@ class GraphConfig:
     radius: Optional[float] = setting(
         None, 'linking distance of radius graphs (needed by --graph radius)')
 
+    def patch_graph(self) -> PatchGraph:
+        r"""The transform that builds each slide's graph."""
+        return PatchGraph(self.graph, self.connectivity, self.patch_size,
+                          self.radius)
+
     def graph_options(self) -> Dict:
         r"""The settings as checkpoints record them (``method``, ...)."""
-        from ..transforms import PatchGraph
-
-        return PatchGraph(self.graph, self.connectivity, self.patch_size,
-                          self.radius).options()
+        return self.patch_graph().options()
 
 
 _GRAPH_FIELDS = tuple(f.name for f in dataclasses.fields(GraphConfig))
+
+
+def _from_checkpoint(name: str) -> Any:
+    r"""A graph setting that defaults to the checkpoint's."""
+    metadata = GraphConfig.__dataclass_fields__[name].metadata
+    return setting(None, metadata['help'], choices=metadata['choices'],
+                   unset="the checkpoint's")
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -201,9 +210,7 @@ class TrainConfig(GraphConfig, CohortConfig):
         _check_count('batch_size', self.batch_size, 1)
         _check_count('folds', self.folds, 2)
         _check_count('validate_every', self.validate_every, 0)
-        if self.validate_every == 0 and self.monitor != 'last':
-            raise PygSmError(f"--monitor {self.monitor} needs validation: "
-                             f"--validate-every 0 goes with --monitor last")
+        check_validation(self.monitor, self.validate_every)
         for name in ('lr', 'weight_decay'):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or value < 0:
@@ -269,18 +276,10 @@ class ScoreConfig(CohortConfig):
         unset="those of the labels file, else every feature file")
     batch_size: int = setting(1, 'slides per batch (per process under '
                                  'torchrun)')
-    graph: Optional[str] = setting(
-        None, GraphConfig.__dataclass_fields__['graph'].metadata['help'],
-        choices=tuple(METHODS), unset="the checkpoint's")
-    connectivity: Optional[int] = setting(
-        None, GraphConfig.__dataclass_fields__['connectivity'].metadata[
-            'help'], choices=(4, 8), unset="the checkpoint's")
-    patch_size: Optional[float] = setting(
-        None, GraphConfig.__dataclass_fields__['patch_size'].metadata[
-            'help'], unset="the checkpoint's")
-    radius: Optional[float] = setting(
-        None, GraphConfig.__dataclass_fields__['radius'].metadata['help'],
-        unset="the checkpoint's")
+    graph: Optional[str] = _from_checkpoint('graph')
+    connectivity: Optional[int] = _from_checkpoint('connectivity')
+    patch_size: Optional[float] = _from_checkpoint('patch_size')
+    radius: Optional[float] = _from_checkpoint('radius')
 
     def __post_init__(self):
         super().__post_init__()
@@ -303,7 +302,7 @@ class ScoreConfig(CohortConfig):
             raise PygSmError(f"the checkpoint was trained with other patch "
                              f"graphs: {'; '.join(conflicts)}; leave these "
                              f"out to use the checkpoint's")
-        return GraphConfig(**{k: saved.get(k, _default(GraphConfig, k))
+        return GraphConfig(**{k: saved.get(k, default_of(GraphConfig, k))
                               for k in _GRAPH_FIELDS})
 
 
@@ -371,10 +370,10 @@ class DemoConfig:
     recipe) and evaluated on synthetic slides."""
     out: Path = setting(Path('pyg_sm_demo'), 'output folder')
     num_slides: int = setting(160, 'synthetic slides to make')
-    epochs: int = setting(_default(TrainConfig, 'epochs'), 'training epochs')
-    seed: int = setting(_default(TrainConfig, 'seed'),
+    epochs: int = setting(default_of(TrainConfig, 'epochs'), 'training epochs')
+    seed: int = setting(default_of(TrainConfig, 'seed'),
                         'seed of the data, split and training')
-    heatmaps: int = setting(_default(CohortConfig, 'heatmaps'),
+    heatmaps: int = setting(default_of(CohortConfig, 'heatmaps'),
                             'held-out slides drawn in heatmaps/')
     signal: float = setting(
         DEMO_SIGNAL, 'shift of lesion patches, in standard deviations along '

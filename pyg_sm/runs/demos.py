@@ -4,8 +4,8 @@ r"""``demo``: SmABMIL against plain ABMIL on synthetic slides, trained by
 import shlex
 
 from ..datasets import SlideImages, make_synthetic_slides
-from ._common import command_line, most_lesioned, print_table, versions
-from ._common import write_heatmaps
+from ._common import (command_line, most_lesioned, print_table, versions,
+                      write_heatmaps)
 from .config import DemoConfig, ScoreConfig, TrainConfig, as_dict
 from .folder import FINISHED, RunFolder
 from .scoring import evaluate

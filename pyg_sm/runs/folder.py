@@ -140,13 +140,6 @@ class RunFolder:
     def __repr__(self) -> str:
         return f'{self.__class__.__name__}({str(self.path)!r})'
 
-    def __eq__(self, other) -> bool:
-        return isinstance(other, RunFolder) and \
-            self.path.resolve() == other.path.resolve()
-
-    def __hash__(self) -> int:
-        return hash(self.path.resolve())
-
     # Where each file lives ------------------------------------------------
 
     @property

@@ -6,8 +6,8 @@ from typing import Optional
 import torch
 
 from ..datasets.layouts import find_layout
-from ..train import (distributed, load_checkpoint, read_checkpoint,
-                     score_slides)
+from ..train import distributed, read_checkpoint, score_slides
+from ..train.checkpoint import build_from_checkpoint
 from ..train.metrics import evaluate_predictions
 from ..utils.errors import PygSmError
 from ._common import (check_progress, command_line, make_dataset,
@@ -47,7 +47,7 @@ def _score(config: ScoreConfig, kind: str) -> Optional[RunFolder]:
             out.path.mkdir(parents=True, exist_ok=True)
         dataset.check(check_progress(sys.stderr.isatty() and rank == 0),
                       shard=distributed.world())
-        model, _, _ = load_checkpoint(config.checkpoint)
+        model = build_from_checkpoint(saved)
         records = score_slides(model.to(device), dataset, out.slide_writer(),
                                batch_size=config.batch_size,
                                workers=config.workers)

@@ -15,13 +15,13 @@ from ..utils.errors import PygSmError
 from ._common import (check_progress, command_line, make_dataset,
                       most_lesioned, print_table, resolve_device,
                       slide_images, versions, world_size, write_heatmaps)
-from .config import ScoreConfig, TrainConfig, as_dict
+from .config import ScoreConfig, TrainConfig, as_dict, default_of
 from .folder import (FINISHED, INTERRUPTED, RUNNING, RunFolder,
                      SlidePrediction)
 
 #: Slides per batch when the best checkpoint scores the held-out slides
 #: (as ``evaluate`` does by default).
-SCORING_BATCH_SIZE = ScoreConfig.__dataclass_fields__['batch_size'].default
+SCORING_BATCH_SIZE = default_of(ScoreConfig, 'batch_size')
 #: The metrics summarized over folds (mean and sd).
 FOLD_SUMMARY = ('bag_auroc', 'balanced_accuracy', 'bag_accuracy',
                 'instance_auroc')
@@ -55,9 +55,9 @@ def _splits(config: TrainConfig,
 def _build(config: TrainConfig, feature_dim: int, options: Dict):
     try:
         return build_model(feature_dim, config.model, **options)
+    except PygSmError:
+        raise
     except (TypeError, ValueError) as error:
-        if isinstance(error, PygSmError):
-            raise
         raise PygSmError(f"--model {config.model}: {error}") from error
 
 
@@ -112,7 +112,7 @@ def train(config: TrainConfig) -> RunFolder:
         for k, split in enumerate(splits):
             folder = out.fold(k + 1) if len(splits) > 1 else out
             runs.append(_train_one(config, dataset, split, options, graph,
-                                   folder, device, rank, results,
+                                   out, folder, device, rank, results,
                                    fold=k + 1 if len(splits) > 1 else None))
         if rank != 0:
             return out
@@ -142,13 +142,14 @@ def train(config: TrainConfig) -> RunFolder:
 
 def _train_one(config: TrainConfig, dataset: SlideDataset,
                split: Dict[str, List[str]], options: Dict, graph: Dict,
-               folder: RunFolder, device: torch.device, rank: int,
-               results: Dict, fold: Optional[int]) -> Dict:
-    r"""One training run (one fold) in :obj:`folder`: checkpoints every
+               out: RunFolder, folder: RunFolder, device: torch.device,
+               rank: int, results: Dict, fold: Optional[int]) -> Dict:
+    r"""One training run (one fold) in :obj:`folder`, inside the run
+    folder :obj:`out` (the same folder without folds): checkpoints every
     epoch, the best one by the monitor, the final evaluation of the best
     checkpoint on the validation and test slides."""
     folder.path.mkdir(parents=True, exist_ok=True)
-    cache = RunFolder(config.out).graph_cache_dir
+    cache = out.graph_cache_dir
 
     def subset(ids):
         return make_dataset(config, config, config.labels or 'labels.csv',
@@ -198,7 +199,7 @@ def _train_one(config: TrainConfig, dataset: SlideDataset,
         if rank == 0:
             folder.write_results({**results, **run, 'status': INTERRUPTED})
             if fold is not None:
-                RunFolder(config.out).write_results(
+                out.write_results(
                     {**results, 'status': INTERRUPTED})
         raise
     run['history'] = history
@@ -212,7 +213,8 @@ def _train_one(config: TrainConfig, dataset: SlideDataset,
     for name, ids in (('validation', split['val']), ('test', split['test'])):
         if not ids:
             continue
-        records = score_slides(best, subset(ids),
+        records = score_slides(best, val_set if name == 'validation' else
+                               subset(ids),
                                folder.slide_writer(geojson=False),
                                batch_size=SCORING_BATCH_SIZE,
                                workers=config.workers)

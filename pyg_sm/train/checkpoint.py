@@ -7,9 +7,9 @@ from typing import Dict, Optional, Sequence, Tuple, Union
 import torch
 
 from ..models.registry import MODELS, model_spec
+from ..utils.errors import MissingFileError, PygSmError
 from ..utils.files import atomic_path
 from ..version import __version__
-from ..utils.errors import MissingFileError, PygSmError
 
 #: The format written; 'pyg-sm/1' (before models had names) still loads.
 CHECKPOINT_FORMAT = 'pyg-sm/2'
@@ -80,7 +80,14 @@ def load_checkpoint(
     r"""Returns the model (in eval mode, on the CPU), its options and its
     patch-graph settings."""
     checkpoint = read_checkpoint(path)
-    name, options = checkpoint['model'], checkpoint['options']
-    model = model_spec(name).build(checkpoint['feature_dim'], **options)
+    return build_from_checkpoint(checkpoint), checkpoint['options'], \
+        checkpoint['graph']
+
+
+def build_from_checkpoint(checkpoint: Dict) -> torch.nn.Module:
+    r"""The model of a checkpoint :func:`read_checkpoint` returned, with its
+    weights, in eval mode, on the CPU."""
+    model = model_spec(checkpoint['model']).build(checkpoint['feature_dim'],
+                                                  **checkpoint['options'])
     model.load_state_dict(checkpoint['state_dict'])
-    return model.eval(), options, checkpoint['graph']
+    return model.eval()

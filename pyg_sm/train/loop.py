@@ -15,12 +15,12 @@ from torch_geometric.loader import DataLoader
 
 from ..models.base import MILModel, bag_loss
 from ..utils.checks import check_choice, check_count
+from ..utils.errors import (MissingFileError, PygSmError,
+                            TrainingDivergedError)
 from .checkpoint import atomic_save
 from .distributed import world
 from .metrics import evaluate_predictions
 from .predict import predict_slides
-from ..utils.errors import (MissingFileError, PygSmError,
-                            TrainingDivergedError)
 
 
 def make_optimizer(model: torch.nn.Module, lr: float = 1e-3,
@@ -59,6 +59,14 @@ MONITORS = {'val_loss': False, 'val_auroc': True,
             'last': None}
 #: The training state format (``last.pt``).
 STATE_FORMAT = 'pyg-sm-train/1'
+
+
+def check_validation(monitor: str, validate_every: int) -> None:
+    r"""Every monitor but ``last`` needs validation: :obj:`validate_every`
+    of at least 1."""
+    if validate_every == 0 and MONITORS[monitor] is not None:
+        raise PygSmError(f"--monitor {monitor} needs validation: "
+                         f"--validate-every 0 goes with --monitor last")
 
 
 def _ignore_sigint(_worker: int) -> None:
@@ -175,9 +183,8 @@ def fit(model: MILModel, train_set: Sequence, *, epochs: int,
 
     check_count('epochs', epochs)
     check_choice('monitor', monitor, tuple(MONITORS))
-    if validate_every == 0 and MONITORS[monitor] is not None:
-        raise PygSmError(f"monitor {monitor!r} needs validation: "
-                         f"'validate_every' must be at least 1")
+    check_count('validate_every', validate_every)
+    check_validation(monitor, validate_every)
     log = log or (lambda line: print(line, file=sys.stderr, flush=True))
     device = next(model.parameters()).device
     processes, rank = world()

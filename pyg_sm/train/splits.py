@@ -6,8 +6,8 @@ from typing import Dict, List, Optional, Sequence, Union
 
 import torch
 
-from ..utils.tables import read_table
 from ..utils.errors import PygSmError
+from ..utils.tables import read_table
 
 #: The names a split file may use.
 SPLITS = ('train', 'val', 'test')

@@ -7,8 +7,8 @@ from torch_geometric.data import Data
 from torch_geometric.data.datapipes import functional_transform
 
 from ..utils.checks import check_choice, check_coords
-from ._base import PatchGraphTransform, close_pairs
 from ..utils.errors import PygSmError
+from ._base import PatchGraphTransform, close_pairs
 
 #: The neighbourhoods of grid graphs.
 CONNECTIVITIES = (4, 8)

@@ -6,9 +6,9 @@ from torch_geometric.data import Data
 from torch_geometric.transforms import BaseTransform
 
 from ..utils.checks import check_choice
+from ..utils.errors import PygSmError
 from .grid_graph import GridPatchGraph
 from .radius_graph import RadiusPatchGraph
-from ..utils.errors import PygSmError
 
 #: The patch-graph methods, by name.
 METHODS = ('grid', 'radius')

@@ -184,12 +184,13 @@ class ViewerServer(ThreadingHTTPServer):
         self.runs = list(runs)
         self.slides = slides
         # Read once: the folders do not change while they are shown.
-        self._scored = [set(run.slide_ids) for run in self.runs]
+        scored = [run.slide_ids for run in self.runs]
+        self._scored = [set(ids) for ids in scored]
         self._predictions = [{p.slide_id: p for p in run.predictions()}
                              for run in self.runs]
         ids = []
-        for run in self.runs:
-            ids += [s for s in run.slide_ids if s not in ids]
+        for run_ids in scored:
+            ids += [s for s in run_ids if s not in ids]
         self.slide_ids = ids
         self._known = set(ids)
         self._zoom = _Cache(CACHED_SLIDES, on_evict=lambda v: v[0].close()

@@ -40,7 +40,7 @@ def subcommand_parsers(argv=None):
 
 def config_of(*argv):
     argv = list(argv)
-    return config_from_args(parser(argv).parse_args(argv), argv)
+    return config_from_args(parser(argv).parse_args(argv))
 
 
 # Flags --------------------------------------------------------------------
