@@ -141,9 +141,14 @@ class CohortConfig:
               'drawn over them', unset='none, heatmaps on the patch grid')
     heatmaps: int = setting(4, 'slides drawn in heatmaps/ (validation '
                                'slides when training)')
+    graph_cache: Optional[Path] = setting(
+        None, "folder of the slides' patch graphs, built once and keyed by "
+              "the file and the graph settings: runs on one cohort may "
+              "share it", unset='OUT/graph_cache')
 
     def __post_init__(self):
         self.data_dir = _as_path(self.data_dir)
+        self.graph_cache = _as_path(self.graph_cache)
         self.slides_dir = _as_path(self.slides_dir)
         _check_choice('layout', self.layout, ('auto', *LAYOUTS))
         _check_count('workers', self.workers, 0)

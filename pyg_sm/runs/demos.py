@@ -32,17 +32,20 @@ def demo(config: DemoConfig) -> RunFolder:
                                      seed=config.seed, signal=config.signal)
     print(f'synthetic dataset: {config.num_slides} slides in {data_dir}, '
           f"slide images in {data_dir / 'slides'}", flush=True)
+    # The four runs read one cohort: each graph is built once.
+    cache = out.graph_cache_dir
     metrics, runs, evaluated = {}, {}, []
     for name, preset in DEMO_MODELS:
         trained = train(TrainConfig.from_recipe(
             'demo', data_dir=data_dir, out=out.path / TRAIN_DIR / name,
             preset=preset, epochs=config.epochs, seed=config.seed,
-            heatmaps=0, overwrite=True))
+            heatmaps=0, overwrite=True, graph_cache=cache))
         run = trained.results()
         held_out = run['split']['val']
         scored = evaluate(ScoreConfig(
             data_dir=data_dir, checkpoint=trained.checkpoint_path,
-            out=out.path / name, slide_ids=held_out, heatmaps=0))
+            out=out.path / name, slide_ids=held_out, heatmaps=0,
+            graph_cache=cache))
         scored.name = name
         evaluated.append(scored)
         seconds = sum(entry['seconds'] for entry in run['history'])

@@ -174,6 +174,11 @@ class RunFolder:
     def graph_cache_dir(self) -> Path:
         return self.path / GRAPH_CACHE_DIR
 
+    def graph_cache(self, config) -> Path:
+        r"""Where a run's patch graphs are cached: the config's
+        ``graph_cache``, else ``graph_cache/`` in this folder."""
+        return config.graph_cache or self.graph_cache_dir
+
     def scores_path(self, slide_id: str) -> Path:
         return self.scores_dir / f'{slide_id}.h5'
 

@@ -39,7 +39,7 @@ def _score(config: ScoreConfig, kind: str) -> Optional[RunFolder]:
         slide_ids = None if config.slide_ids is None else \
             slide_list(config.slide_ids)
         dataset = make_dataset(config, graph, labels, slide_ids, classes,
-                               out.graph_cache_dir)
+                               out.graph_cache(config))
         if metrics and not dataset.has_labels:
             raise PygSmError(f"evaluate needs labels ({config.data_dir}); "
                              f"'pyg-sm predict' scores slides without them")

@@ -89,7 +89,7 @@ def train(config: TrainConfig) -> RunFolder:
         options = config.resolved_model_options()
         dataset = make_dataset(config, config, config.labels or 'labels.csv',
                                classes=config.classes,
-                               cache=out.graph_cache_dir)
+                               cache=out.graph_cache(config))
         if not dataset.has_labels:
             raise PygSmError(f'{config.data_dir}: training needs labels')
         splits = _splits(config, dataset)
@@ -149,7 +149,7 @@ def _train_one(config: TrainConfig, dataset: SlideDataset,
     epoch, the best one by the monitor, the final evaluation of the best
     checkpoint on the validation and test slides."""
     folder.path.mkdir(parents=True, exist_ok=True)
-    cache = out.graph_cache_dir
+    cache = out.graph_cache(config)
 
     def subset(ids):
         return make_dataset(config, config, config.labels or 'labels.csv',

@@ -19,6 +19,33 @@ def cohort(tmp_path_factory):
     return small_cohort(tmp_path_factory.mktemp('cohort'))
 
 
+def test_runs_on_one_cohort_share_a_graph_cache(cohort, tmp_path,
+                                                monkeypatch):
+    import pyg_sm.datasets.slide_dataset as slide_dataset
+
+    built = []
+    grid = slide_dataset.GridPatchGraph.edges
+
+    def counting(self, data):
+        built.append(data.slide_id)
+        return grid(self, data)
+
+    monkeypatch.setattr(slide_dataset.GridPatchGraph, 'edges', counting)
+    shared = tmp_path / 'graphs'
+    run = train(TrainConfig(data_dir=cohort, out=tmp_path / 'run',
+                            graph_cache=shared, **SMALL))
+    assert sorted(built) == slide_ids(cohort)  # each slide once
+    assert len(list(shared.glob('*.pt'))) == 12
+    assert not run.graph_cache_dir.exists()
+    score_run('evaluate', cohort, run.checkpoint_path, tmp_path / 'eval',
+              graph_cache=shared, heatmaps=0)
+    assert len(built) == 12  # read back, not rebuilt
+    score_run('predict', cohort, run.checkpoint_path, tmp_path / 'pred',
+              heatmaps=0)
+    assert len(built) == 24  # its own cache: OUT/graph_cache
+    assert len(list((tmp_path / 'pred' / 'graph_cache').glob('*.pt'))) == 12
+
+
 def test_training_reads_slides_through_worker_processes(cohort, tmp_path):
     results = train_run(cohort, tmp_path / 'run', workers=2)
     assert results['status'] == 'finished' and results['kind'] == 'train'
