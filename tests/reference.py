@@ -67,7 +67,7 @@ def sm_of(sm, adj: Tensor):
 
 def reference_pool(pool, x, adj):
     """SPEC.md steps 1-6 for one bag, dense float64, from the weights."""
-    smooth = sm_of(pool.sm, adj)
+    smooth = None if pool.sm is None else sm_of(pool.sm, adj)
 
     act = ACTS[pool.act]
     if pool.sm_pre:

@@ -1,6 +1,7 @@
 r"""Every adjacency Sm accepts, reduced to one canonical form: an
-:class:`Adjacency` holding an ``EdgeIndex`` sorted by target node (int32
-where it fits) and one weight per edge, normalized if asked. Row ``i`` of
+:class:`Adjacency` holding a coalesced ``EdgeIndex`` (sorted by target
+node, then source node, duplicate edges summed; int32 where it fits) and
+one weight per edge, normalized if asked. Row ``i`` of
 ``A`` holds the weights of the edges ``j -> i`` (PyG's ``source_to_target``
 flow), so ``A x`` is what message passing computes.
 
@@ -13,7 +14,8 @@ from torch import Tensor
 from torch_geometric import EdgeIndex
 from torch_geometric.nn.conv.gcn_conv import gcn_norm
 from torch_geometric.typing import SparseTensor
-from torch_geometric.utils import is_torch_sparse_tensor, to_edge_index
+from torch_geometric.utils import (coalesce, is_torch_sparse_tensor,
+                                   to_edge_index)
 
 from ..utils.checks import check_batch, check_edge_index, check_edge_weight
 
@@ -30,8 +32,9 @@ class Adjacency(NamedTuple):
     :class:`~pyg_sm.Sm` in place of :obj:`edge_index` to skip the checks.
 
     Attributes:
-        edge_index (EdgeIndex): Sorted by target (column), int32 where the
-            sizes allow.
+        edge_index (EdgeIndex): Coalesced: sorted by target (column), then
+            source, without duplicates (their weights summed); int32 where
+            the sizes allow.
         edge_weight (torch.Tensor): One weight per edge, in that order
             (normalized if it was prepared with :obj:`normalize=True`).
         batch (torch.Tensor, optional): The batch vector, if any.
@@ -72,7 +75,8 @@ def prepare_adjacency(
     r"""Checks an adjacency in any accepted form (``edge_index``,
     ``EdgeIndex``, torch sparse tensor, ``SparseTensor``) and returns it as an
     :class:`Adjacency`, with weights normalized to :math:`D^{-1/2} W
-    D^{-1/2}` if :obj:`normalize`, in :obj:`dtype`. Gradients flow back to
+    D^{-1/2}` if :obj:`normalize`, in :obj:`dtype`. Duplicate edges are
+    one edge of their summed weight. Gradients flow back to
     :obj:`edge_weight`. :obj:`num_graphs` is read from :obj:`batch` (checked)
     when not given."""
     if isinstance(edge_index, SparseTensor) or is_torch_sparse_tensor(
@@ -95,16 +99,16 @@ def prepare_adjacency(
         check_edge_weight(edge_weight, edge_index.size(1), normalize)
         edge_weight = edge_weight.to(dtype)
 
-    if not isinstance(edge_index, EdgeIndex):
-        edge_index = EdgeIndex(edge_index.long(),
-                               sparse_size=(num_nodes, num_nodes))
-    elif edge_index.sparse_size() != (num_nodes, num_nodes):
-        edge_index = EdgeIndex(edge_index.as_tensor().long(),
-                               sparse_size=(num_nodes, num_nodes),
-                               sort_order=edge_index.sort_order)
-    edge_index, perm = edge_index.sort_by('col')
-    if perm is not None:
-        edge_weight = edge_weight[perm]
+    # Sorted by target, then source, with duplicate edges summed (as
+    # PyG's coalesce does): the CSR of A then has sorted, distinct columns
+    # in every row, torch's CSR contract, which cuSPARSE relies on.
+    if isinstance(edge_index, EdgeIndex):
+        edge_index = edge_index.as_tensor()
+    edge_index, edge_weight = coalesce(edge_index.long(), edge_weight,
+                                       num_nodes, reduce='sum',
+                                       sort_by_row=False)
+    edge_index = EdgeIndex(edge_index, sparse_size=(num_nodes, num_nodes),
+                           sort_order='col')
 
     if normalize:
         _, edge_weight = gcn_norm(edge_index.as_tensor(), edge_weight,

@@ -44,7 +44,7 @@ def _convert_sm(sm, **sm_kwargs) -> Sm:
     ours = Sm(alpha='trainable' if trainable else float(alpha),
               num_steps=getattr(sm, 'num_steps', 10), mode=sm.mode,
               **sm_kwargs)
-    if trainable:
+    if trainable and ours.alpha_logit is not None:  # none: 0 approx steps
         _set_alpha(ours, alpha)
     return ours.to(**_like(sm))
 
@@ -155,11 +155,11 @@ def _convert_encoder(encoder, normalize: bool,
                              'an attention out_proj has no pyg-sm '
                              'equivalent')
         _copy_module(mine.norm1, theirs.norm1)
-        _copy_module(mine.norm2, theirs.norm2)
         _copy_linear(mine.attention.qkv, theirs.att_module.qkv_nn)
         _copy_linear(mine.att_proj, theirs.att_proj)
         _copy_linear(mine.out_proj, theirs.out_proj)
-        if mine.mlp is not None:
+        if mine.mlp is not None:  # else torchmil's norm2 is unused
+            _copy_module(mine.norm2, theirs.norm2)
             _copy_linear(mine.mlp[0], theirs.mlp_module[0])
             _copy_linear(mine.mlp[3], theirs.mlp_module[3])
         mine.attention.sm = _convert_sm(theirs.att_module.sm,

@@ -13,11 +13,13 @@ from torch.autograd.function import once_differentiable
 
 from ._solver import conjugate_gradient, report_nonconvergence
 
-# Inputs of up to this many elements run as one block; larger ones in blocks
-# of _BLOCK_COLUMNS columns (measured on 262k-node grids: 32 to 128 columns
-# per product are as fast per column as 256, or faster).
-_WHOLE_BLOCK = 2**22
-_BLOCK_COLUMNS = 32
+# Per device type: inputs of up to WHOLE elements run as one block, larger
+# ones in blocks of COLUMNS columns. On the CPU (measured on 262k-node grids)
+# 32 to 128 columns per product are as fast per column as 256, or faster,
+# and small blocks stay in cache; on a GPU every block is one more launch of
+# each kernel, so blocks only bound the work buffers' memory.
+_BLOCKING = {'cpu': (2**22, 32)}
+_GPU_BLOCKING = (2**28, 256)
 
 
 class ColumnBlocks:
@@ -26,7 +28,8 @@ class ColumnBlocks:
     touching a fresh buffer costs more than filling a reused one."""
     def __init__(self, like: Tensor):
         rows, columns = like.shape
-        width = columns if rows * columns <= _WHOLE_BLOCK else _BLOCK_COLUMNS
+        whole, blocked = _BLOCKING.get(like.device.type, _GPU_BLOCKING)
+        width = columns if rows * columns <= whole else blocked
         self.slices = [slice(start, min(start + width, columns))
                        for start in range(0, columns, width)]
         self.whole = len(self.slices) == 1
@@ -80,7 +83,6 @@ class SmApprox(torch.autograd.Function):
     @_full_precision
     def forward(ctx: Any, x: Tensor, alpha: Tensor, edge_weight: Tensor,
                 adjacency: Any, num_steps: int) -> Tensor:
-        a = float(alpha)
         keep_iterates = ctx.needs_input_grad[2]
         # Two buffers take G(t-1) and G(t) in turn.
         blocks = ColumnBlocks(x).reserve(whole=2, blocked=3)
@@ -102,7 +104,7 @@ class SmApprox(torch.autograd.Function):
                 else:
                     target = pair[step % 2]
                 adjacency.matmul(current, out=target)
-                current = torch.lerp(start, target, a, out=target)
+                current = torch.lerp(start, target, alpha, out=target)
             if blocks.whole:
                 out = current
             else:
@@ -119,9 +121,12 @@ class SmApprox(torch.autograd.Function):
         x, alpha, *iterates = ctx.saved_tensors
         adjacency, num_steps = ctx.adjacency, ctx.num_steps
         need_x, need_alpha, need_weight = ctx.needs_input_grad[:3]
-        a = float(alpha)
-        coefficients = [(1.0 - a) * a**k for k in range(num_steps)
-                        ] + [a**num_steps]
+        # alpha stays a tensor on the device: float(alpha) would wait for
+        # the device on every call. coefficients[k] = (1 - a) a^k below T,
+        # a^T at T.
+        steps = torch.arange(num_steps + 1, dtype=x.dtype, device=x.device)
+        powers = alpha**steps
+        coefficients = torch.cat([(1 - alpha) * powers[:-1], powers[-1:]])
 
         # Two buffers take the powers in turn.
         blocks = ColumnBlocks(grad_out).reserve(whole=2, blocked=5)
@@ -143,14 +148,14 @@ class SmApprox(torch.autograd.Function):
                 if k > 0:
                     power = adjacency.matmul(power, transpose=True,
                                              out=pair[k % 2])
-                    grad_block.add_(power, alpha=coefficients[k])
+                    grad_block.addcmul_(power, coefficients[k])
                 if need_alpha:
                     dots.append(torch.vdot(power.flatten(),
                                            features.flatten()))
                 if need_weight and k < num_steps:
                     # <lambda_t, A G(t-1)>-terms: lambda_{T-k} = a^k power.
                     term = _edge_dot(power, block_iterates[num_steps - 1 - k],
-                                     adjacency.edge_index) * a**(k + 1)
+                                     adjacency.edge_index) * powers[k + 1]
                     grad_weight = term if grad_weight is None else \
                         grad_weight.add_(term)
             if not blocks.whole:
@@ -160,10 +165,9 @@ class SmApprox(torch.autograd.Function):
         if need_alpha:
             # Coefficients of dP/dalpha: k a^(k-1) (1-a) - a^k below T, and
             # T a^(T-1) at T; the same for every block.
-            derivative = torch.tensor(
-                [k * a**(k - 1) * (1.0 - a) - a**k for k in range(num_steps)]
-                + [num_steps * a**(num_steps - 1)], dtype=x.dtype,
-                device=x.device)
+            below = steps * alpha**(steps - 1)
+            derivative = torch.cat([below[:-1] * (1 - alpha) - powers[:-1],
+                                    below[-1:]])
             grad_alpha = (torch.stack(dots).view(len(blocks.slices), -1) *
                           derivative).sum()
             grad_alpha = grad_alpha.to(alpha.dtype).reshape(alpha.shape)
@@ -183,7 +187,8 @@ class SmExact(torch.autograd.Function):
     @_full_precision
     def forward(ctx: Any, x: Tensor, alpha: Tensor, edge_weight: Tensor,
                 adjacency: Any, solver: dict) -> Tensor:
-        y = _solve(adjacency, x, float(alpha), transpose=False, **solver)
+        y = _solve(adjacency, x, alpha, transpose=False, what='input',
+                   **solver)
         ctx.adjacency = adjacency
         ctx.solver = solver
         ctx.save_for_backward(y, alpha)
@@ -196,10 +201,9 @@ class SmExact(torch.autograd.Function):
         y, alpha = ctx.saved_tensors
         adjacency = ctx.adjacency
         need_x, need_alpha, need_weight = ctx.needs_input_grad[:3]
-        a = float(alpha)
-        gamma = a / (1.0 - a)
-        lam = _solve(adjacency, grad_out.contiguous(), a, transpose=True,
-                     **ctx.solver)
+        gamma = alpha / (1 - alpha)
+        lam = _solve(adjacency, grad_out.contiguous(), alpha, transpose=True,
+                     what='gradient', **ctx.solver)
 
         grad_alpha = grad_weight = None
         if need_alpha:
@@ -214,23 +218,25 @@ class SmExact(torch.autograd.Function):
                 adjacency.matmul(lam_block, transpose=True, out=smoothed)
                 grad_gamma += torch.vdot(smoothed.flatten(),
                                          y_block.flatten())
-            grad_alpha = (grad_gamma / (1.0 - a)**2).to(alpha.dtype)
+            grad_alpha = (grad_gamma / (1 - alpha)**2).to(alpha.dtype)
             grad_alpha = grad_alpha.reshape(alpha.shape)
         if need_weight:
             grad_weight = gamma * _edge_dot(lam, y, adjacency.edge_index)
         return (lam if need_x else None), grad_alpha, grad_weight, None, None
 
 
-def _solve(adjacency: Any, rhs: Tensor, a: float, transpose: bool,
-           batch: Optional[Tensor], num_graphs: int, tol: float,
+def _solve(adjacency: Any, rhs: Tensor, alpha: Tensor, transpose: bool,
+           what: str, batch: Optional[Tensor], num_graphs: int, tol: float,
            max_iter: int, on_nonconvergence: str) -> Tensor:
     r"""``((1 + g) I - g A) y = rhs`` is ``(I - a A) y = (1 - a) rhs``, whose
     operator costs one sparse product and one fused update per iteration.
     Each column block is solved on its own, starting from ``(1 - a) rhs``,
     the exact answer on isolated nodes."""
+    negative_alpha = -alpha
+
     def operator(v: Tensor, out: Tensor) -> Tensor:
         adjacency.matmul(v, transpose=transpose, out=out)
-        return torch.sub(v, out, alpha=a, out=out)
+        return torch.addcmul(v, out, negative_alpha, out=out)
 
     blocks = ColumnBlocks(rhs).reserve(whole=4, blocked=6)
     out = rhs.new_empty(rhs.shape)
@@ -239,14 +245,14 @@ def _solve(adjacency: Any, rhs: Tensor, a: float, transpose: bool,
         buffers = blocks.buffers(columns)
         workspace = buffers[:4]
         if blocks.whole:
-            scaled_rhs, solution = rhs * (1.0 - a), out
+            scaled_rhs, solution = rhs * (1 - alpha), out
         else:
             scaled_rhs, solution = buffers[4:]
-            scaled_rhs.copy_(rhs[:, columns]).mul_(1.0 - a)
+            scaled_rhs.copy_(rhs[:, columns]).mul_(1 - alpha)
         solution.copy_(scaled_rhs)
         reached = max(reached, conjugate_gradient(
             operator, scaled_rhs, solution, workspace, batch, num_graphs,
-            tol, max_iter))
+            tol, max_iter, what))
         if not blocks.whole:
             out[:, columns] = solution
     if reached > tol:

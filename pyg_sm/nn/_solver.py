@@ -6,6 +6,11 @@ import torch
 from torch import Tensor
 from torch_geometric.utils import scatter
 
+# Each convergence test waits for the device; a GPU tests every few
+# iterations (one or two more products at most), the CPU, which never waits,
+# every iteration.
+_GPU_CHECK_EVERY = 8
+
 
 class SmConvergenceWarning(RuntimeWarning):
     r"""Warned when the exact-mode solve of :class:`pyg_sm.Sm` stops at
@@ -26,6 +31,7 @@ def conjugate_gradient(
     num_graphs: int,
     tol: float,
     max_iter: int,
+    what: str = 'input',
 ) -> float:
     r"""Solves :obj:`operator(x) = rhs` into :obj:`solution` (which holds the
     start), for a symmetric positive definite :obj:`operator(v, out)` that
@@ -40,7 +46,9 @@ def conjugate_gradient(
     Once the recurrence says the residual is small, the true residual is
     recomputed and the iteration restarted from there if it is not: this keeps
     float32 drift, or an operator that is not symmetric, from passing as
-    converged.
+    converged. A right-hand side (:obj:`what`) with NaN or infinite
+    values raises a :class:`ValueError`: it could only reach
+    :obj:`max_iter`.
     """
     residual, direction, image, scratch = workspace
     x = solution
@@ -57,7 +65,14 @@ def conjugate_gradient(
             return value
         return torch.index_select(value, 0, batch, out=scratch)
 
+    check_every = 1 if rhs.device.type == 'cpu' else _GPU_CHECK_EVERY
     threshold = tol**2 * dot(rhs, rhs)
+    # The squared norms are at hand: a non-finite one means NaN or infinite
+    # values (or ones too large to square), which could only run max_iter.
+    if not bool(torch.isfinite(threshold).all()):
+        raise ValueError(f"Sm(mode='exact'): the {what} holds NaN or "
+                         f"infinite values (or values too large to square "
+                         f"in {rhs.dtype})")
     iterations = 0
     while True:
         torch.sub(rhs, operator(x, image), out=residual)
@@ -76,7 +91,8 @@ def conjugate_gradient(
             x.addcmul_(per_node(step), direction)
             residual.addcmul_(per_node(step), image, value=-1)
             new_residual_sq = dot(residual, residual)
-            if bool((new_residual_sq <= threshold).all()):
+            if iterations % check_every == 0 and bool(
+                    (new_residual_sq <= threshold).all()):
                 break
             ratio = torch.where(residual_sq > 0,
                                 new_residual_sq / residual_sq,

@@ -13,7 +13,7 @@ from torch_geometric.utils import scatter, softmax
 from ..data.adjacency import compute_dtype
 from ..data.bags import Bags, as_bags
 from ..utils.checks import check_alpha, check_choice, check_count, check_dim
-from .sm import MODES, Sm
+from .sm import MODES, Sm, ignore_state_of
 
 #: torchmil 1.0.x's places for Sm in the pool (its ``sm_where``).
 SM_WHERE = ('early', 'mid', 'late', 'none')
@@ -31,9 +31,10 @@ def resolve_generation(owner, sm_where: Optional[str],
     r"""The pool's settings from the keywords of either torchmil
     generation: torchmil 1.0.x's :obj:`sm_where` / :obj:`spectral_norm`
     (:obj:`None` when not given), or 0.1.0's :obj:`legacy` values
-    (``sm_layers``, ``sm_pre``, ``sm_post``, ``sm_spectral_norm``). :obj:`owner` is the class whose constructor
-    takes them, named with :obj:`prefix` (``pool_`` in SmTransformerABMIL):
-    its signature gives the defaults, and errors use its names. Returns
+    (``sm_layers``, ``sm_pre``, ``sm_post``, ``sm_spectral_norm``).
+    :obj:`owner` is the class whose constructor takes them, named with
+    :obj:`prefix` (``pool_`` in SmTransformerABMIL): its signature gives
+    the defaults, and errors use its names. Returns
     ``sm_layers``, ``sm_pre``, ``sm_mid``, ``sm_post`` and
     ``spectral_norm_layers``."""
     modern = [prefix + k for k, v in (('sm_where', sm_where),
@@ -111,9 +112,12 @@ class SmAttentionPool(torch.nn.Module):
 
     The softmax and the sum run per bag over the batch vector (PyG's
     :func:`~torch_geometric.utils.softmax` and
-    :func:`~torch_geometric.utils.scatter`): nothing is padded. One Sm
-    module (one :math:`\alpha`) serves every use, as in the reference, and
-    the graph is normalized and sorted once per call for all of them.
+    :func:`~torch_geometric.utils.scatter`): nothing is padded; under
+    fp16/bf16 autocast they run in float32, so that the weights of a large
+    bag still sum to 1. One Sm module (one :math:`\alpha`) serves every use,
+    as in the reference, and the graph is normalized and sorted once per
+    call for all of them; a pool that does not smooth builds none
+    (:attr:`sm` is :obj:`None`).
 
     Args:
         in_dim (int): Instance feature size :math:`D`.
@@ -231,9 +235,15 @@ class SmAttentionPool(torch.nn.Module):
         self.normalize = normalize
 
         # The bags carry the graph, normalized once per forward for every Sm
-        # use: the layer itself never normalizes.
-        self.sm = Sm(alpha=sm_alpha, num_steps=sm_steps, mode=sm_mode,
-                     normalize=False, **sm_kwargs)
+        # use: the layer itself never normalizes. A pool that does not smooth
+        # builds no Sm: its alpha would get no gradient, which stops DDP.
+        smooths = sm_pre or sm_mid or sm_post or sm_layers > 0
+        sm = Sm(  # built either way: it checks the Sm arguments
+alpha=sm_alpha, num_steps=sm_steps, mode=sm_mode,
+                normalize=False, **sm_kwargs)
+        self.sm = sm if smooths else None
+        if not smooths:
+            ignore_state_of(self, 'sm')
         self.activation = ACTIVATIONS[act]()
         self.proj1 = Linear(in_dim, att_dim)
         self.mlp = ModuleList(
@@ -260,7 +270,8 @@ class SmAttentionPool(torch.nn.Module):
                                         for m in modules))
 
     def reset_parameters(self):
-        self.sm.reset_parameters()
+        if self.sm is not None:
+            self.sm.reset_parameters()
         for module in [self.proj1, *self.mlp, self.proj2]:
             _reset_linear(module)
 
@@ -306,10 +317,16 @@ class SmAttentionPool(torch.nn.Module):
         f = self.proj2(h).squeeze(-1)
         if self.sm_post:
             f = smooth(f)
-        weight = softmax(f, batch, num_nodes=num_graphs, dim=0)
-        z = scatter(weight.unsqueeze(-1) * x, batch, dim=0,
-                    dim_size=num_graphs, reduce='sum')
-        return z, f
+        # In float32 under fp16/bf16 autocast, as Sm: the softmax's sums are
+        # scatter-adds in the tensor's own dtype, which on a GPU accumulate
+        # in half precision and stop summing to 1 past a few thousand
+        # instances (fp16) or a few hundred (bf16).
+        with torch.autocast(x.device.type, enabled=False):
+            dtype = compute_dtype(f)
+            weight = softmax(f.to(dtype), batch, num_nodes=num_graphs, dim=0)
+            z = scatter(weight.unsqueeze(-1) * x.to(dtype), batch, dim=0,
+                        dim_size=num_graphs, reduce='sum')
+        return z.to(x.dtype), f
 
     def __repr__(self) -> str:
         flags = ''.join(f', {name}=True' for name in

@@ -1,5 +1,6 @@
+import functools
 import warnings
-from typing import Optional, Union
+from typing import Callable, Optional, Union
 
 import torch
 from torch import Tensor
@@ -8,6 +9,7 @@ from torch_geometric import EdgeIndex
 from torch_geometric.nn.conv import MessagePassing
 from torch_geometric.typing import Adj, OptTensor
 from torch_geometric.utils import spmm
+from torch_geometric.utils.sparse import index2ptr
 
 from ..data.adjacency import Adjacency, compute_dtype, prepare_adjacency
 from ..utils.checks import (check_alpha, check_choice, check_count,
@@ -53,18 +55,39 @@ class _Propagation:
         if transpose not in self._sparse:
             num_nodes = self.sorted_edge_index.get_sparse_size(0)
             if transpose:
-                (indptr, index), perm = self.sorted_edge_index.get_csr()
-                value = self.weight if perm is None else self.weight[perm]
+                (indptr, index), perm = _transposed_csr(
+                    self.sorted_edge_index)
+                value = self.weight[perm]
             else:
                 (indptr, index), _ = self.sorted_edge_index.get_csc()
                 value = self.weight
             with warnings.catch_warnings():
                 # torch warns once that CSR support is in beta.
                 warnings.filterwarnings('ignore', '.*Sparse CSR tensor')
+                # prepare_adjacency coalesced the edges: rows hold sorted,
+                # distinct columns, as torch's CSR contract (and cuSPARSE)
+                # expect; the check would cost a host synchronization.
                 self._sparse[transpose] = torch.sparse_csr_tensor(
                     indptr, index, value, (num_nodes, num_nodes),
                     check_invariants=False)
         return self._sparse[transpose]
+
+
+def _transposed_csr(edge_index: EdgeIndex):
+    r"""``(indptr, index), perm`` of the CSR of :math:`\mathbf{A}^\top`,
+    kept on the :class:`EdgeIndex` for every call that shares it.
+    prepare_adjacency sorted the edges by target, then source: a stable sort
+    by source keeps the targets of each source sorted, as torch's CSR
+    contract wants (EdgeIndex's own ``get_csr()`` sorts without keeping
+    that order)."""
+    cached = getattr(edge_index, '_sm_transposed_csr', None)
+    if cached is None:
+        source, target = edge_index.as_tensor()
+        source, perm = torch.sort(source, stable=True)
+        cached = (index2ptr(source, edge_index.get_sparse_size(0)),
+                  target[perm]), perm
+        edge_index._sm_transposed_csr = cached
+    return cached
 
 
 class Sm(MessagePassing):
@@ -91,7 +114,8 @@ class Sm(MessagePassing):
     :math:`A_{ij}` is the weight of the edge :math:`j \to i`. With
     :obj:`normalize=True` it is :math:`\mathbf{D}^{-1/2} \mathbf{W}
     \mathbf{D}^{-1/2}` of the given weights :math:`\mathbf{W}` (1 where
-    absent); no self-loops are added. A node without incoming edges gets
+    absent); no self-loops are added. Repeated edges are one edge of their
+    summed weight. A node without incoming edges gets
     :math:`(1 - \alpha)\mathbf{U}` in both modes (for :math:`T \ge 1`).
     The graphs of a batch are blocks of one graph: nothing is padded.
 
@@ -108,7 +132,8 @@ class Sm(MessagePassing):
     Args:
         alpha (float or str, optional): :math:`\alpha \in (0, 1)`, or
             :obj:`"trainable"` to learn it, starting at :obj:`0.5` and
-            kept strictly inside :math:`(0, 1)` by a sigmoid.
+            kept strictly inside :math:`(0, 1)` by a sigmoid (an approx
+            layer of zero steps, the identity, builds no parameter for it).
             (default: :obj:`"trainable"`)
         num_steps (int, optional): Steps :math:`T` of the approximate mode.
             (default: :obj:`10`)
@@ -118,8 +143,8 @@ class Sm(MessagePassing):
             if :obj:`False`, :obj:`edge_weight` is :math:`\mathbf{A}` itself.
             (default: :obj:`True`)
         cached (bool, optional): Cache the normalized, sorted adjacency of
-            the first call and reuse it (transductive use only).
-            (default: :obj:`False`)
+            the first call and reuse it (transductive use only); it follows
+            the layer's :meth:`~torch.nn.Module.to`. (default: :obj:`False`)
         fused (bool, optional): Aggregate with one sparse matrix product per
             step (:meth:`message_and_aggregate`); if :obj:`False`, with
             :meth:`message` and scatter-add. Same numbers either way.
@@ -191,10 +216,14 @@ class Sm(MessagePassing):
         self.on_nonconvergence = on_nonconvergence
 
         self.fixed_alpha = None if self.trainable_alpha else float(alpha)
-        if self.trainable_alpha:
+        if self.trainable_alpha and (mode == 'exact' or num_steps > 0):
             self.alpha_logit = Parameter(torch.empty(()))
         else:
+            # An approx Sm of zero steps is the identity: a trainable alpha
+            # it never read would get no gradient (which stops DDP).
             self.register_parameter('alpha_logit', None)
+            if self.trainable_alpha:
+                ignore_state_of(self, 'alpha_logit')
         self._cached_adjacency: Optional[Adjacency] = None
         self.reset_parameters()
 
@@ -208,7 +237,9 @@ class Sm(MessagePassing):
     def alpha(self) -> Tensor:
         r"""The current :math:`\alpha` as a 0-dim tensor."""
         if self.alpha_logit is None:
-            return torch.tensor(self.fixed_alpha, dtype=torch.float64)
+            # A trainable alpha that is never used stays at its start.
+            return torch.tensor(0.5 if self.fixed_alpha is None
+                                else self.fixed_alpha, dtype=torch.float64)
         return _ALPHA_MARGIN + (1 - 2 * _ALPHA_MARGIN) * torch.sigmoid(
             self.alpha_logit)
 
@@ -246,7 +277,11 @@ class Sm(MessagePassing):
         if self.num_steps == 0 and self.mode == 'approx':
             return x
         propagation = _Propagation(self, adjacency.edge_index, weight)
-        alpha = self.alpha.to(device=x.device, dtype=dtype)
+        if self.alpha_logit is None:
+            # Filled on the device: no host-to-device copy per call.
+            alpha = x.new_full((), self.fixed_alpha, dtype=dtype)
+        else:
+            alpha = self.alpha.to(dtype)
         features = x.reshape(num_nodes, -1).to(dtype)
         if self.mode == 'approx':
             out = SmApprox.apply(features, alpha, weight, propagation,
@@ -277,9 +312,25 @@ class Sm(MessagePassing):
                               out: OptTensor = None) -> Tensor:
         if out is None:
             return spmm(adj_t, x, reduce=self.aggr)
+        if out.device.type != 'cpu':
+            # Whether cuSPARSE reads C when beta is 0 is not documented, and
+            # a recycled buffer may hold NaN or -inf (0 * NaN is NaN).
+            out.zero_()
         # Into a reused buffer: on the CPU, allocating (and first touching) a
         # fresh (N, F) output costs several times the product itself.
         return torch.addmm(out, adj_t, x, beta=0.0, out=out)
+
+    def _apply(self, fn: Callable, recurse: bool = True):
+        # The cached adjacency follows the layer to its device (and its
+        # weights to its dtype), as parameters and buffers do.
+        super()._apply(fn, recurse)
+        if self._cached_adjacency is not None:
+            edge_index, edge_weight, batch, num_graphs = \
+                self._cached_adjacency
+            self._cached_adjacency = Adjacency(
+                fn(edge_index), fn(edge_weight),
+                None if batch is None else fn(batch), num_graphs)
+        return self
 
     def __repr__(self) -> str:
         alpha = 'trainable' if self.trainable_alpha else self.fixed_alpha
@@ -287,3 +338,18 @@ class Sm(MessagePassing):
             else ''
         return (f'{self.__class__.__name__}(alpha={alpha!r}, '
                 f'mode={self.mode!r}{steps})')
+
+
+def _drop_state_of(names, module, state_dict, prefix, *_) -> None:
+    for key in [k for k in state_dict if k.startswith(prefix)]:
+        if key[len(prefix):].split('.')[0] in names:
+            del state_dict[key]
+
+
+def ignore_state_of(module: torch.nn.Module, *names: str) -> None:
+    r"""Makes :obj:`module` drop the entries of its parts :obj:`names` from
+    any state dict it loads: parts it does not build because its forward
+    would not use them (their parameters would get no gradient, which stops
+    DDP), but which checkpoints written before still hold."""
+    module.register_load_state_dict_pre_hook(
+        functools.partial(_drop_state_of, frozenset(names)))

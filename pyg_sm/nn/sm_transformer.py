@@ -9,28 +9,43 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch.nn import Identity, LayerNorm, Linear
+from torch.nn.attention import SDPBackend
 
 from ..data.adjacency import Adjacency, compute_dtype
 from ..data.bags import Bags, as_bags
 from ..utils.checks import (check_alpha, check_choice, check_count, check_dim,
                             check_probability)
-from .sm import MODES, Sm
+from .sm import MODES, Sm, ignore_state_of
 
 
-#: Queries per block where attention runs in blocks (dropout on the CPU).
+#: Queries per block where attention runs in blocks (where torch would use
+#: its math kernel).
 QUERY_BLOCK = 1024
+_MATH_KERNEL = int(SDPBackend.MATH)
+
+
+def _math_kernel(q: Tensor, k: Tensor, v: Tensor, dropout: float) -> bool:
+    r"""Whether torch's dispatcher would run :obj:`q`, :obj:`k`, :obj:`v`
+    through its math kernel, which holds a (heads, n, n) matrix, rather than
+    a flash, memory-efficient or cuDNN kernel, whose memory is linear in n.
+    It does with dropout on the CPU, in float64 on a GPU, with head
+    dimensions a GPU kernel cannot align (multiples of 8 in fp16/bf16, 4 in
+    float32), or where the fused kernels are disabled
+    (:func:`torch.nn.attention.sdpa_kernel`)."""
+    return torch._fused_sdp_choice(q, k, v, dropout_p=dropout) == \
+        _MATH_KERNEL
 
 
 def _attention(q: Tensor, k: Tensor, v: Tensor, dropout: float,
                block: int) -> Tensor:
     r"""torch's scaled dot-product attention of (1, heads, n, d) tensors.
-    torch's memory-efficient CPU kernel has no dropout: with dropout on the
-    CPU, its math kernel would hold an n x n matrix per head, so queries go
-    in blocks, each recomputed in the backward (checkpointed), and memory
-    stays linear in n. Rows of a softmax are independent: blocks give the
-    same attention."""
+    Where torch would use its math kernel (:func:`_math_kernel`), queries go
+    in blocks of :obj:`block`, each recomputed in the backward
+    (checkpointed), so that memory stays linear in n: (heads, block, n) at
+    a time. Rows of a softmax are independent: blocks give the same
+    attention."""
     n = q.size(-2)
-    if dropout == 0.0 or q.device.type != 'cpu' or n <= block:
+    if n <= block or not _math_kernel(q, k, v, dropout):
         return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout)
     from torch.utils.checkpoint import checkpoint
 
@@ -50,8 +65,8 @@ def per_bag_attention(q: Tensor, k: Tensor, v: Tensor, groups, heads: int,
     rows of a batch, :obj:`groups` is :meth:`Bags.groups
     <pyg_sm.data.Bags.groups>`; returns :math:`(N, A)`, heads
     concatenated, in the nodes' order. Memory stays linear in the largest
-    bag's size (with dropout on the CPU, by queries in blocks of
-    :obj:`block`)."""
+    bag's size (where torch has no fused kernel for the inputs, by queries
+    in blocks of :obj:`block`)."""
     order, sizes = groups
     if order is not None:
         q, k, v = q[order], k[order], v[order]
@@ -154,7 +169,8 @@ class SmTransformerLayer(torch.nn.Module):
 
     with :math:`P` a linear map :math:`D_{in} \to A` when the two differ
     (else the identity) and :math:`\mathrm{MLP}` = Linear(A, 4A), GELU,
-    Dropout, Linear(4A, A), Dropout.
+    Dropout, Linear(4A, A), Dropout. Without the MLP there is no
+    :math:`\mathrm{LayerNorm}_2` (:attr:`norm2` is :obj:`None`).
 
     Args:
         in_dim (int): :math:`D_{in}`.
@@ -187,11 +203,18 @@ class SmTransformerLayer(torch.nn.Module):
             **sm_kwargs)
         self.att_proj = Linear(in_dim, att_dim) if in_dim != att_dim \
             else Identity()
-        self.norm2 = LayerNorm(att_dim)
-        self.mlp = torch.nn.Sequential(
-            Linear(att_dim, 4 * att_dim), torch.nn.GELU(),
-            torch.nn.Dropout(dropout), Linear(4 * att_dim, att_dim),
-            torch.nn.Dropout(dropout)) if use_mlp else None
+        if use_mlp:
+            self.norm2 = LayerNorm(att_dim)
+            self.mlp = torch.nn.Sequential(
+                Linear(att_dim, 4 * att_dim), torch.nn.GELU(),
+                torch.nn.Dropout(dropout), Linear(4 * att_dim, att_dim),
+                torch.nn.Dropout(dropout))
+        else:
+            # No MLP, no LayerNorm before it (torchmil builds one and never
+            # uses it): its parameters would get no gradient, which stops
+            # DDP.
+            self.norm2 = self.mlp = None
+            ignore_state_of(self, 'norm2')
         self.out_proj = Linear(att_dim, out_dim) if att_dim != out_dim \
             else Identity()
 

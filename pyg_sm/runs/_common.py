@@ -10,25 +10,12 @@ from typing import Dict, Iterator, List, Optional, Sequence, Union
 import torch
 
 from ..datasets import SlideDataset, SlideImages
-from ..utils.errors import MissingFileError, PygSmError
+from ..utils.errors import MissingFileError
 from ..utils.tables import read_table
 from ..version import __version__
 from ..visualize import render_heatmap, render_overlay
 from .config import CohortConfig, GraphConfig
 from .folder import RunFolder, SlidePrediction
-
-
-def resolve_device(name: Optional[str]) -> torch.device:
-    r"""The device a run computes on: :obj:`name`, else this process's GPU
-    (``LOCAL_RANK`` under ``torchrun``) if there is one, else the CPU."""
-    if name is not None:
-        try:
-            return torch.device(name)
-        except RuntimeError as error:
-            raise PygSmError(f"--device {name!r}: {error}") from None
-    if torch.cuda.is_available():
-        return torch.device('cuda', int(os.environ.get('LOCAL_RANK', 0)))
-    return torch.device('cpu')
 
 
 def versions() -> Dict[str, str]:

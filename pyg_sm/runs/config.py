@@ -133,8 +133,9 @@ class CohortConfig:
     workers: int = setting(0, 'processes that read slides ahead (0: read in '
                               'the main process)')
     device: Optional[str] = setting(
-        None, 'cpu, cuda, cuda:1, ...',
-        unset='the GPU of this process if there is one, else cpu')
+        None, 'cpu, cuda (this process\'s GPU: LOCAL_RANK among the '
+              'visible ones under torchrun), cuda:1 (as given), ...',
+        unset='cuda if there is a GPU, else cpu')
     slides_dir: Optional[Path] = setting(
         None, 'folder of the slide images, <slide_id>.<ext> in any format '
               'OpenSlide reads (svs, tif, ndpi, mrxs, ...): heatmaps are '
@@ -195,6 +196,11 @@ class TrainConfig(GraphConfig, CohortConfig):
            'once, with the final model; needs --monitor last)')
     seed: int = setting(0, 'seed of the split, the initialization and the '
                            'shuffling')
+    deterministic: bool = setting(
+        False, "deterministic algorithms only (torch's, and the cuBLAS "
+               "setting they need): bitwise identical runs for a fixed "
+               "--seed on a GPU too, at some speed; an operation without "
+               "one stops the run, naming it")
     in_memory: bool = setting(False, 'keep all slides in memory (small '
                                      'cohorts)')
     resume: bool = setting(False, 'continue the run in --out from its last '

@@ -11,9 +11,8 @@ from ..train.checkpoint import build_from_checkpoint
 from ..train.metrics import evaluate_predictions
 from ..utils.errors import PygSmError
 from ._common import (check_progress, command_line, make_dataset,
-                      most_lesioned, print_table, resolve_device,
-                      slide_images, slide_list, versions, world_size,
-                      write_heatmaps)
+                      most_lesioned, print_table, slide_images, slide_list,
+                      versions, world_size, write_heatmaps)
 from .config import SCORE_OUT, ScoreConfig, as_dict
 from .folder import FINISHED, RunFolder, SlidePrediction
 
@@ -21,7 +20,7 @@ from .folder import FINISHED, RunFolder, SlidePrediction
 def _score(config: ScoreConfig, kind: str) -> Optional[RunFolder]:
     metrics = kind == 'evaluate'
     out = RunFolder(config.out or SCORE_OUT[kind])
-    device = resolve_device(config.device)
+    device = distributed.resolve_device(config.device)
     rank = distributed.start(device)
     try:
         saved = read_checkpoint(config.checkpoint)

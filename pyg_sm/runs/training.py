@@ -13,8 +13,8 @@ from ..train.splits import (check_split, fold_slides, read_split_file,
                             split_slides)
 from ..utils.errors import PygSmError
 from ._common import (check_progress, command_line, make_dataset,
-                      most_lesioned, print_table, resolve_device,
-                      slide_images, versions, world_size, write_heatmaps)
+                      most_lesioned, print_table, slide_images, versions,
+                      world_size, write_heatmaps)
 from .config import ScoreConfig, TrainConfig, as_dict, default_of
 from .folder import (FINISHED, INTERRUPTED, RUNNING, RunFolder,
                      SlidePrediction)
@@ -82,7 +82,13 @@ def train(config: TrainConfig) -> RunFolder:
             saved; the run continues with :obj:`resume`.
     """
     out = RunFolder(config.out)
-    device = resolve_device(config.device)
+    device = distributed.resolve_device(config.device)
+    with distributed.deterministic_algorithms(config.deterministic):
+        return _train(config, out, device)
+
+
+def _train(config: TrainConfig, out: RunFolder,
+           device: torch.device) -> RunFolder:
     rank = distributed.start(device)
     try:
         graph = config.graph_options()

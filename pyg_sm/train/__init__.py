@@ -2,6 +2,7 @@ r"""Training, prediction, metrics, exports and checkpoints."""
 from . import legacy_pickle
 from .checkpoint import (CHECKPOINT_FORMAT, load_checkpoint, model_name,
                          read_checkpoint, save_checkpoint)
+from .distributed import deterministic_algorithms, resolve_device
 from .loop import (MONITORS, Interrupted, fit, make_optimizer, train_model,
                    train_step, validate)
 from .metrics import classification_metrics, evaluate_predictions
@@ -12,4 +13,5 @@ __all__ = ['fit', 'validate', 'Interrupted', 'MONITORS', 'train_model',
            'predicted_class',
            'classification_metrics', 'evaluate_predictions',
            'save_checkpoint', 'load_checkpoint', 'read_checkpoint',
-           'model_name', 'CHECKPOINT_FORMAT', 'legacy_pickle']
+           'model_name', 'CHECKPOINT_FORMAT', 'legacy_pickle',
+           'resolve_device', 'deterministic_algorithms']

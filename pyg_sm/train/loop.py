@@ -20,7 +20,7 @@ from ..utils.errors import (MissingFileError, PygSmError,
 from .checkpoint import atomic_save
 from .distributed import world
 from .metrics import evaluate_predictions
-from .predict import predict_slides
+from .predict import score_slides
 
 
 def make_optimizer(model: torch.nn.Module, lr: float = 1e-3,
@@ -132,15 +132,24 @@ def _epoch_order(size: int, epoch: int, seed: int) -> List[int]:
 
 
 def validate(model: MILModel, dataset: Sequence, classes: Sequence[str],
-             batch_size: int = 4, workers: int = 0) -> Dict:
+             batch_size: int = 4, workers: int = 0) -> Optional[Dict]:
     r"""Loss and metrics of :obj:`model` on a labelled dataset, with the
-    per-slide records of :func:`predict_slides`."""
-    records = predict_slides(model, dataset, batch_size=batch_size,
-                             workers=workers, keep_attention=False)
-    logits = torch.tensor([r['logits'] for r in records])
+    per-slide records of :func:`~pyg_sm.train.predict_slides`.
+
+    Inside a :mod:`torch.distributed` process group every process scores
+    its share (:func:`~pyg_sm.train.score_slides`) and process 0 gets the
+    result; the others get :obj:`None`. No process waits at a barrier while
+    another validates alone (NCCL would time out after 10 minutes)."""
+    records = score_slides(model, dataset, batch_size=batch_size,
+                           workers=workers)
+    if records is None:
+        return None
+    # On the model's device: the criterion's buffers (pos_weight) are.
+    device = next(model.parameters()).device
+    logits = torch.tensor([r['logits'] for r in records], device=device)
     if model.num_classes == 1:
         logits = logits.reshape(-1)
-    labels = torch.tensor([r['label'] for r in records])
+    labels = torch.tensor([r['label'] for r in records], device=device)
     loss = float(bag_loss(model.criterion, logits, labels))
     metrics = evaluate_predictions(records, classes)
     return {'loss': loss, **metrics, 'records': records}
@@ -165,8 +174,8 @@ def fit(model: MILModel, train_set: Sequence, *, epochs: int,
     by a :class:`~torch_geometric.loader.DataLoader` with :obj:`workers`
     processes. Inside a :mod:`torch.distributed` process group each process
     trains on its share, the gradients are averaged by
-    :class:`~torch.nn.parallel.DistributedDataParallel` and process 0
-    validates and writes.
+    :class:`~torch.nn.parallel.DistributedDataParallel`, every process
+    scores its share of :obj:`val_set` and process 0 writes.
 
     With :obj:`run_dir`, the training state is written atomically to
     ``run_dir/last.pt`` after every epoch, and :obj:`save_best` is called
@@ -199,7 +208,7 @@ def fit(model: MILModel, train_set: Sequence, *, epochs: int,
         state = load_training_state(state_path, fingerprint)
         model.load_state_dict(state['model'])
         optimizer.load_state_dict(state['optimizer'])
-        torch.set_rng_state(state['rng'])
+        set_random_states(state)
         history, best = state['history'], state['best']
         start_epoch, start_step = state['epoch'], state['step']
         running = state['running']
@@ -212,7 +221,7 @@ def fit(model: MILModel, train_set: Sequence, *, epochs: int,
         atomic_save({'format': STATE_FORMAT, 'epoch': epoch, 'step': step,
                      'running': totals, 'model': model.state_dict(),
                      'optimizer': optimizer.state_dict(),
-                     'rng': torch.get_rng_state(), 'history': history,
+                     **random_states(), 'history': history,
                      'best': best, 'fingerprint': fingerprint}, state_path)
 
     higher = MONITORS[monitor]
@@ -247,10 +256,12 @@ def fit(model: MILModel, train_set: Sequence, *, epochs: int,
                     f"epoch {epoch + 1}: the training loss is "
                     f"{entry['train_loss']}; the state of epoch {epoch} is "
                     f"kept in {state_path}")
-            if val_set is not None and rank == 0 and validate_every and \
+            result = None
+            if val_set is not None and validate_every and \
                     (epoch + 1) % validate_every == 0:
                 result = validate(model, val_set, classes, batch_size,
                                   workers)
+            if result is not None:
                 entry.update(val_loss=result['loss'],
                              val_auroc=result['bag_auroc'],
                              val_balanced_accuracy=result[
@@ -290,6 +301,23 @@ def _epoch_line(entry: Dict, epochs: int, monitor: str,
     if improved:
         parts.append(f'best {monitor}')
     return ', '.join(parts)
+
+
+def random_states() -> Dict:
+    r"""The random states a resumed run continues from: the CPU's and, when
+    CUDA is in use, every GPU's (dropout masks on a GPU draw from it)."""
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() \
+        else None
+    return {'rng': torch.get_rng_state(), 'cuda_rng': cuda}
+
+
+def set_random_states(state: Dict) -> None:
+    r"""Restores :func:`random_states` (states saved before the GPUs' were,
+    or on another number of GPUs, restore what they can)."""
+    torch.set_rng_state(state['rng'])
+    cuda = state.get('cuda_rng')
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(cuda[:torch.cuda.device_count()])
 
 
 def load_training_state(path: Optional[Path],

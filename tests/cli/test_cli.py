@@ -131,10 +131,11 @@ def test_each_command_maps_to_its_config():
         'train', 'data', '--out', 'o', '--epochs', '3', '--lr', '0.01',
         '--classes', 'b,a', '--connectivity', '4', '--in-memory',
         '--att-dim', '16', '--preset', 'abmil', '--split-file', 's.csv',
-        '--monitor', 'last') == TrainConfig(
+        '--monitor', 'last', '--deterministic') == TrainConfig(
         data_dir='data', out='o', epochs=3, lr=0.01, classes=['b', 'a'],
         connectivity=4, in_memory=True, model_options={'att_dim': 16},
-        preset='abmil', split_file='s.csv', monitor='last')
+        preset='abmil', split_file='s.csv', monitor='last',
+        deterministic=True)
     assert config_of('train', 'data', '--recipe', 'demo', '--lr', '0.1') == \
         TrainConfig(data_dir='data', lr=0.1, val_fraction=0.3,
                     monitor='last', validate_every=0, in_memory=True)

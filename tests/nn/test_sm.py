@@ -139,8 +139,7 @@ def blocks(request, monkeypatch):
     """Runs a test once as is and once with every input split into blocks
     of 2 columns, the path large inputs take."""
     if request.param == 'column-blocks':
-        monkeypatch.setattr(pyg_sm.nn._autograd, '_WHOLE_BLOCK', 0)
-        monkeypatch.setattr(pyg_sm.nn._autograd, '_BLOCK_COLUMNS', 2)
+        monkeypatch.setitem(pyg_sm.nn._autograd._BLOCKING, 'cpu', (0, 2))
     return request.param
 
 
@@ -445,3 +444,83 @@ def test_cpu_autocast_runs_in_full_precision(mode):
         out.float().sum().backward()
     assert x.grad is not None and torch.isfinite(x.grad).all()
     assert relative_error(out, reference) < 2e-2  # bfloat16 linear layer
+
+
+def test_adjacency_is_a_valid_csr_from_shuffled_duplicate_edges():
+    """Unsorted input with repeated edges becomes torch's CSR contract
+    (rows of sorted, distinct columns; what cuSPARSE relies on) with the
+    duplicates summed, for A and for the A^T of the backward; Sm and its
+    gradient then equal the dense reference of the summed weights."""
+    from pyg_sm.data import prepare_adjacency
+    from pyg_sm.nn.sm import _Propagation
+
+    edge_index = graph(num_edges=60)
+    gen = torch.Generator().manual_seed(3)
+    weight = torch.rand(edge_index.size(1), generator=gen,
+                        dtype=torch.float64) + 0.1
+    repeat = torch.randint(edge_index.size(1), (40, ), generator=gen)
+    shuffle = torch.randperm(edge_index.size(1) + 40, generator=gen)
+    edges = torch.cat([edge_index, edge_index[:, repeat]], 1)[:, shuffle]
+    weights = torch.cat([weight, weight[repeat]])[shuffle]
+    adjacency = prepare_adjacency(edges, weights, 30, False, torch.float64)
+    assert adjacency.edge_index.size(1) == edge_index.size(1)
+    layer = Sm(0.5, normalize=False)
+    propagation = _Propagation(layer, adjacency.edge_index,
+                               adjacency.edge_weight)
+    for transpose in (False, True):
+        csr = propagation._sparse_matrix(transpose)
+        torch.sparse_csr_tensor(csr.crow_indices(), csr.col_indices(),
+                                csr.values(), csr.shape,
+                                check_invariants=True)
+    dense = dense_adjacency(edges, 30, weights, normalize=False)
+    torch.testing.assert_close(
+        propagation._sparse_matrix(False).to_dense(), dense)
+    x = torch.randn(30, 4, dtype=torch.float64, requires_grad=True)
+    out = Sm(0.5)(x, edges, weights)
+    expected = dense_approx(x, dense_adjacency(edges, 30, weights), 0.5, 10)
+    assert relative_error(out, expected) < 1e-12
+    grad = torch.randn_like(out)
+    (actual, ) = torch.autograd.grad(out, x, grad)
+    (wanted, ) = torch.autograd.grad(expected, x, grad)
+    assert relative_error(actual, wanted) < 1e-12
+
+
+def test_zero_approx_steps_build_no_alpha_and_old_state_dicts_load():
+    """An approx Sm of zero steps is the identity: a trainable alpha would
+    get no gradient (which stops DDP), so none is built, and a state dict
+    that holds one (written before) still loads."""
+    layer = Sm('trainable', num_steps=0)
+    assert layer.alpha_logit is None and not list(layer.parameters())
+    assert float(layer.alpha) == 0.5
+    layer.load_state_dict({'alpha_logit': torch.tensor(0.3)})
+    assert Sm('trainable', num_steps=0, mode='exact').alpha_logit is not None
+    with pytest.raises(RuntimeError, match='alpha_logit'):
+        Sm(0.3).load_state_dict({'alpha_logit': torch.tensor(0.3)})
+
+
+def test_cached_adjacency_follows_the_layer():
+    """Sm(cached=True) moves its cached graph with .to() (a CPU adjacency
+    after .to('cuda') would fail): the dtype conversion shows it here."""
+    edge_index = graph()
+    layer = Sm(0.5, cached=True)
+    x = torch.randn(30, 3)
+    expected = layer(x.double(), edge_index)
+    assert layer._cached_adjacency.edge_weight.dtype == torch.float64
+    layer.float()
+    cached = layer._cached_adjacency
+    assert cached.edge_weight.dtype == torch.float32
+    assert isinstance(cached.edge_index, EdgeIndex)
+    assert cached.edge_index.sort_order == 'col'
+    torch.testing.assert_close(layer(x, edge_index), expected.float())
+
+
+@pytest.mark.parametrize('bad', [float('nan'), float('inf')])
+def test_exact_mode_refuses_non_finite_input(bad):
+    x = torch.randn(30, 3)
+    x[4, 1] = bad
+    with pytest.raises(ValueError, match='input holds NaN or infinite'):
+        Sm(0.5, mode='exact')(x, graph())
+    x = torch.randn(30, 3, requires_grad=True)
+    out = Sm(0.5, mode='exact')(x, graph())
+    with pytest.raises(ValueError, match='gradient holds NaN or infinite'):
+        out.backward(torch.full_like(out, bad))

@@ -283,3 +283,23 @@ def test_train_and_score_the_transformer(tmp_path):
     with pytest.raises(PygSmError, match="unknown preset 'abmil'"):
         train(TrainConfig(data_dir=data, out=tmp_path / 'y',
                           model='sm_transformer_abmil', preset='abmil'))
+
+
+def test_deterministic_run_equals_the_default_one_on_the_cpu(cohort,
+                                                             tmp_path):
+    """--deterministic turns torch's deterministic algorithms on for the
+    run (every operation the library runs on the CPU has one) and restores
+    the setting after; on the CPU the run was deterministic already."""
+    plain = train_run(cohort, tmp_path / 'plain', heatmaps=0)
+    strict = train_run(cohort, tmp_path / 'strict', heatmaps=0,
+                       deterministic=True)
+    assert not torch.are_deterministic_algorithms_enabled()
+    assert strict['config']['deterministic'] is True
+    assert strict['history'] == [
+        {**entry, 'seconds': later['seconds']}
+        for entry, later in zip(plain['history'], strict['history'])]
+    first = load_checkpoint(tmp_path / 'plain' / 'checkpoint.pt')[0]
+    second = load_checkpoint(tmp_path / 'strict' / 'checkpoint.pt')[0]
+    for (name, a), b in zip(first.state_dict().items(),
+                            second.state_dict().values()):
+        assert torch.equal(a, b), name
