@@ -8,7 +8,8 @@ command as one Python call, and the run folder) and :mod:`pyg_sm.utils`; the
 names below are the public API."""
 from .data import PADDING_ATTENTION, batch_to_dense, dense_to_batch
 from .datasets import SlideDataset, make_synthetic_slides
-from .models import SmABMIL, SmTransformerABMIL, from_torchmil
+from .models import (SmABMIL, SmTransformerABMIL, from_torchmil,
+                     from_torchmil_state_dict)
 from .nn import (Sm, SmAttentionPool, SmConvergenceError, SmConvergenceWarning,
                  SmMultiheadSelfAttention, SmTransformerEncoder,
                  SmTransformerLayer)
@@ -23,6 +24,7 @@ __all__ = [
     'SmABMIL',
     'SmTransformerABMIL',
     'from_torchmil',
+    'from_torchmil_state_dict',
     'SmTransformerEncoder',
     'SmTransformerLayer',
     'SmMultiheadSelfAttention',

@@ -8,7 +8,10 @@ from torch_geometric.data import Batch, Data
 from pyg_sm import (Sm, SmABMIL, SmAttentionPool, SmTransformerABMIL,
                     batch_to_dense,
                     dense_to_batch, patch_grid_graph, patch_radius_graph)
+from pyg_sm import PygSmError, from_torchmil_state_dict
 from pyg_sm.data import prepare_adjacency
+from pyg_sm.datasets.labels import class_names
+from pyg_sm.train import resolve_device
 
 X = torch.randn(2, 4, 3)
 ADJ = torch.zeros(2, 4, 4)
@@ -140,6 +143,52 @@ CASES = [
         torch.tensor([[0.0, 0.0], [0.0, 0.01]])), ValueError, 'grid cell'),
     ('connectivity 6', lambda: patch_grid_graph(torch.zeros(1, 2), 6),
      ValueError, 'connectivity'),
+    # Labels (issue 18, items 2 and 3).
+    ('labels differing in case', lambda: class_names(
+        {'s1': 'LUAD', 's2': 'luad', 's3': 'LUSC'}), PygSmError,
+     r"'LUAD' \(1 slide\(s\): s1\); 'luad' \(1 slide\(s\): s2\)"),
+    ('binary label 2', lambda: model.compute_loss(
+        torch.tensor([0.0, 2.0]), x, EDGES, batch=torch.tensor(
+            [0, 0, 1, 1])), ValueError, r'0 or 1 .*\[2\.0\]'),
+    ('binary label NaN', lambda: model.compute_loss(
+        torch.tensor([float('nan')]), bag), ValueError, '0 or 1'),
+    ('class index out of range', lambda: SmABMIL(
+        (3, ), att_dim=4, num_classes=3).compute_loss(torch.tensor([3]), bag),
+     ValueError, r'\[0, 3\)'),
+    # Empty graphs at the end of a batch (item 4).
+    ('trailing empty graph, size given', lambda: pool(
+        x, EDGES, batch=torch.tensor([0, 0, 1, 1]), size=3), ValueError,
+     r'graph\(s\) \[2\]'),
+    ('trailing empty graph, labels say so', lambda: model.compute_loss(
+        torch.zeros(3), x, EDGES, batch=torch.tensor([0, 0, 1, 1])),
+     ValueError, 'pass size='),
+    ('size below the batch', lambda: model(
+        x, EDGES, batch=torch.tensor([0, 0, 1, 1]), size=1), ValueError,
+     'refers to graph 1'),
+    ('size 0', lambda: model(x, EDGES, size=0), ValueError, "'size'"),
+    # PyG's names and positions (item 6).
+    ('edge weights in the mask position', lambda: pool(
+        x, EDGES, torch.ones(3)), ValueError, 'edge_weight='),
+    ('batch in the mask position', lambda: model(
+        x, EDGES, torch.tensor([0, 0, 1, 1])), ValueError, 'batch='),
+    ('x twice', lambda: model(x, EDGES, x=x), ValueError, "'X' and 'x'"),
+    ('Sm mask in the graph form', lambda: layer(
+        x, EDGES, mask=torch.ones(4)), ValueError, 'dense form'),
+    ('Sm dense form with a batch', lambda: layer(
+        X, ADJ, batch=torch.zeros(4).long()), ValueError, 'graph form'),
+    # Settings checked before a run starts (item 10).
+    ('device beyond the GPUs', lambda: resolve_device('cuda:99'),
+     PygSmError, r'CUDA is not available|GPU\(s\) are visible'),
+    ('device name', lambda: resolve_device('gpu'), PygSmError,
+     "--device 'gpu'"),
+    ('torchmil state dict: unknown model', lambda: from_torchmil_state_dict(
+        {}, 'ABMIL', (3, ), '0.1'), ValueError, "'model'"),
+    ('torchmil state dict: unknown generation',
+     lambda: from_torchmil_state_dict({}, 'SmABMIL', (3, ), '2.0'),
+     ValueError, "'generation'"),
+    ('torchmil state dict: foreign keys', lambda: from_torchmil_state_dict(
+        {'encoder.weight': torch.ones(1)}, 'SmABMIL', (3, ), '0.1'),
+     RuntimeError, 'encoder.weight'),
 ]
 
 

@@ -18,7 +18,8 @@ import torchmil  # noqa: E402
 from torchmil.models import SmABMIL, SmTransformerABMIL  # noqa: E402
 from torchmil.nn import Sm, SmAttentionPool  # noqa: E402
 
-from pyg_sm import dense_to_batch, from_torchmil  # noqa: E402
+from pyg_sm import (dense_to_batch, from_torchmil,  # noqa: E402
+                    from_torchmil_state_dict)
 
 MODERN = torchmil.__version__ if hasattr(torchmil, '__version__') else ''
 GENERATION = '1.0' if 'sm_where' in SmAttentionPool.__init__.__code__ \
@@ -86,7 +87,7 @@ def difference(a, b):
 
 
 def compare(case, theirs, call, dtype, padded=True, train_first=True,
-            **convert):
+            options=None, **convert):
     X, adj, mask = inputs(dtype, padded)
     theirs = theirs.to(dtype)
     perturb(theirs, seed=len(case))
@@ -101,6 +102,17 @@ def compare(case, theirs, call, dtype, padded=True, train_first=True,
         graph = call(ours, dense_to_batch(X, adj, mask), None, None)
     result = {'case': case, 'generation': GENERATION,
               'type': type(ours).__name__}
+    if options is not None:
+        # Without torchmil: its state dict and its constructor keywords.
+        loaded = from_torchmil_state_dict(
+            theirs.state_dict(), type(theirs).__name__, (D, ), GENERATION,
+            **options).to(dtype).eval()
+        with torch.no_grad():
+            from_state = call(loaded, X, adj, mask)
+        for k, (e, f) in enumerate(zip(expected, from_state)):
+            keep = mask if e.dim() == 2 and e.shape[:2] == mask.shape \
+                else slice(None)
+            result[f'state_dict_{k}'] = difference(f[keep], e[keep])
     for k, (e, d, g) in enumerate(zip(expected, dense, graph)):
         keep = mask if e.dim() == 2 else slice(None)
         e_valid = e[keep] if e.dim() == 2 and e.shape[:2] == mask.shape \
@@ -128,10 +140,7 @@ def compare(case, theirs, call, dtype, padded=True, train_first=True,
 def sm_call(module, X, adj, mask):
     if adj is None:  # the graph form: a Batch
         return (module(X.x, X.edge_index, X.edge_weight), )
-    if type(module).__module__.startswith('pyg_sm'):
-        # pyg-sm's Sm layer takes the graph form only (the pool and the
-        # models take both): the graph of the same bags.
-        return sm_call(module, dense_to_batch(X, adj, mask), None, None)
+    # Both libraries' Sm in torchmil's call, Sm(X, adj).
     out = module(X, adj)
     return (out[mask] if mask is not None else out.reshape(-1, D), )
 
@@ -206,7 +215,8 @@ def main():
     for options in models:
         exact = 'exact' in options.values()
         compare(f'SmABMIL {options}', SmABMIL((D, ), att_dim=5, **options),
-                model_call, torch.float64 if exact else torch.float32)
+                model_call, torch.float64 if exact else torch.float32,
+                options={'att_dim': 5, **options})
     for options in transformer:
         exact = 'exact' in options.values()
         # torchmil's masked attention gives NaN rows for padded
@@ -214,7 +224,7 @@ def main():
         compare(f'SmTransformerABMIL {options}',
                 SmTransformerABMIL((D, ), pool_att_dim=5, **options),
                 model_call, torch.float64 if exact else torch.float32,
-                padded=False)
+                padded=False, options={'pool_att_dim': 5, **options})
 
 
 if __name__ == '__main__':

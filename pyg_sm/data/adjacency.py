@@ -7,6 +7,7 @@ flow), so ``A x`` is what message passing computes.
 
 It is prepared once per forward, with the checks and the host
 synchronizations they need, and then reused by every Sm of that forward."""
+import warnings
 from typing import NamedTuple, Optional, Tuple
 
 import torch
@@ -66,6 +67,24 @@ def _edges_of_sparse(adj_t, num_nodes: int) -> Tuple[Tensor, Tensor]:
     return torch.stack([source, target]), value
 
 
+_warned = set()
+
+
+def _warn_self_loops(edge_index: Tensor) -> None:
+    r"""Warns once per process when the edges hold self-loops: Sm's
+    :math:`\mathbf{A}` has none of its own, and with them it is another
+    operator (a node then also smooths towards itself)."""
+    if 'self-loops' in _warned:
+        return
+    if bool((edge_index[0] == edge_index[1]).any()):
+        _warned.add('self-loops')
+        warnings.warn("the edges hold self-loops: Sm uses them as given (its "
+                      "A adds none, and normalize=True does not remove "
+                      "them), which makes it another operator; remove them "
+                      "with torch_geometric.utils.remove_self_loops if they "
+                      "came with the graph", UserWarning, stacklevel=4)
+
+
 @torch.compiler.disable  # EdgeIndex does not trace; this runs eagerly
 def prepare_adjacency(
     edge_index, edge_weight: Optional[Tensor], num_nodes: int,
@@ -109,6 +128,7 @@ def prepare_adjacency(
                                        sort_by_row=False)
     edge_index = EdgeIndex(edge_index, sparse_size=(num_nodes, num_nodes),
                            sort_order='col')
+    _warn_self_loops(edge_index)
 
     if normalize:
         _, edge_weight = gcn_norm(edge_index.as_tensor(), edge_weight,

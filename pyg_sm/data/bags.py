@@ -1,6 +1,7 @@
 """The two input forms of the pool and the models, reduced to one: nodes,
 edges and a batch vector, plus the mask to pad node outputs back with."""
 import dataclasses
+import warnings
 from typing import Dict, List, Optional, Tuple
 
 import torch
@@ -77,14 +78,28 @@ class Bags:
         return self._prepared['groups']
 
 
-def as_bags(X, adj=None, mask: Optional[Tensor] = None,
+# Validation reads values on the host (graph counts, index ranges): under
+# torch.compile it runs eagerly, a graph break before the compiled layers,
+# instead of a break with a warning at the first .item().
+@torch.compiler.disable
+def as_bags(X=None, adj=None, mask: Optional[Tensor] = None,
             edge_weight: Optional[Tensor] = None,
-            batch: Optional[Tensor] = None) -> Bags:
-    r"""Reads a PyG ``Data``/``Batch``, graph tensors ``(x, edge_index)``,
-    or the dense ``(X, adj (B, N, N), mask)`` form."""
+            batch: Optional[Tensor] = None, size: Optional[int] = None, *,
+            x: Optional[Tensor] = None, edge_index=None) -> Bags:
+    r"""Reads a PyG ``Data``/``Batch``, graph tensors ``(x, edge_index)``
+    (positional, or by PyG's keyword names :obj:`x=` and
+    :obj:`edge_index=`), or the dense ``(X, adj (B, N, N), mask)`` form.
+    :obj:`size` is the number of graphs (PyG's global pooling calls it so):
+    a batch vector alone cannot show empty graphs at its end."""
+    X = _one_of('X', X, 'x', x)
+    adj = _one_of('adj', adj, 'edge_index', edge_index)
+    if size is not None and (isinstance(size, bool) or
+                             not isinstance(size, int) or size < 1):
+        raise ValueError(f"'size' (the number of graphs) must be a positive "
+                         f"int (got {size!r})")
     if isinstance(X, BaseData):
         if adj is not None or mask is not None or edge_weight is not None \
-                or batch is not None:
+                or batch is not None or size is not None:
             raise ValueError("pass either a Data/Batch object or tensors, "
                              "not both")
         data = X
@@ -94,6 +109,7 @@ def as_bags(X, adj=None, mask: Optional[Tensor] = None,
             raise ValueError("the Data/Batch object needs 'edge_index' (or "
                              "'adj_t')")
         num_graphs = getattr(data, 'num_graphs', 1)
+        warn_unread_edge_attr(data)
         return _graph_bags(data.x, adj, data.get('edge_weight'),
                            data.get('batch'), num_graphs)
     if not isinstance(X, Tensor):
@@ -103,18 +119,56 @@ def as_bags(X, adj=None, mask: Optional[Tensor] = None,
         raise ValueError("'adj' (dense form) or 'edge_index' (graph form) "
                          "is missing")
     if isinstance(adj, Tensor) and adj.dim() == 3:
-        if edge_weight is not None or batch is not None:
-            raise ValueError("'edge_weight' and 'batch' belong to the graph "
-                             "form; the dense form takes 'adj' and 'mask'")
+        if edge_weight is not None or batch is not None or size is not None:
+            raise ValueError("'edge_weight', 'batch' and 'size' belong to "
+                             "the graph form; the dense form takes 'adj' "
+                             "and 'mask'")
         mask = check_dense_inputs(X, adj, mask)
         batch = padded_to_batch(X, adj, mask)
         return Bags(batch.x, batch.edge_index, batch.edge_weight, batch.batch,
                     batch.num_graphs, mask)
     if mask is not None:
-        raise ValueError("'mask' belongs to the dense form (adj of shape "
-                         "(batch_size, bag_size, bag_size)); graph inputs "
-                         "are never padded")
-    return _graph_bags(X, adj, edge_weight, batch, None)
+        raise ValueError(_misplaced_mask(mask, X, adj))
+    return _graph_bags(X, adj, edge_weight, batch, size)
+
+
+def _one_of(name: str, value, pyg_name: str, pyg_value):
+    if pyg_value is None:
+        return value
+    if value is not None:
+        raise ValueError(f"'{name}' and '{pyg_name}' are the same argument "
+                         f"(the reference's name and PyG's): pass one")
+    return pyg_value
+
+
+def _misplaced_mask(mask, x: Tensor, edge_index) -> str:
+    r"""What a third positional argument in the graph form most likely
+    meant: the third positional argument is the dense form's mask."""
+    message = ("'mask' (the third positional argument) belongs to the dense "
+               "form (adj of shape (batch_size, bag_size, bag_size)); graph "
+               "inputs are never padded")
+    if isinstance(mask, Tensor) and mask.dim() == 1:
+        num_edges = edge_index.size(1) if isinstance(edge_index, Tensor) \
+            and edge_index.dim() == 2 else None
+        if mask.is_floating_point() and mask.numel() == num_edges:
+            return message + ": pass edge weights as edge_weight=..."
+        if not mask.is_floating_point() and mask.dtype != torch.bool and \
+                mask.numel() == x.size(0):
+            return message + ": pass the batch vector as batch=..."
+    return message
+
+
+def warn_unread_edge_attr(data: BaseData) -> None:
+    r"""Warns when :obj:`data` has a one-dimensional ``edge_attr`` and no
+    ``edge_weight``: like PyG's ``GCNConv``, Sm reads weights from
+    ``edge_weight`` only."""
+    edge_attr = data.get('edge_attr')
+    if data.get('edge_weight') is None and isinstance(edge_attr, Tensor) \
+            and edge_attr.dim() == 1:
+        warnings.warn("the Data has a one-dimensional 'edge_attr' and no "
+                      "'edge_weight': edge_attr is not read as edge weights "
+                      "(as in PyG's GCNConv); set data.edge_weight = "
+                      "data.edge_attr to use it", UserWarning, stacklevel=4)
 
 
 def _graph_bags(x: Tensor, edge_index, edge_weight: Optional[Tensor],
@@ -127,10 +181,10 @@ def _graph_bags(x: Tensor, edge_index, edge_weight: Optional[Tensor],
         batch = torch.zeros(x.size(0), dtype=torch.long, device=x.device)
     found = check_batch(batch, x.size(0))
     num_graphs = num_graphs or found
+    if found > num_graphs:
+        raise ValueError(f"'batch' refers to graph {found - 1} but the "
+                         f"batch has {num_graphs} graphs ('size')")
     counts = torch.bincount(batch, minlength=num_graphs)
-    if counts.numel() > num_graphs:
-        raise ValueError(f"'batch' refers to graph {counts.numel() - 1} but "
-                         f"the batch has {num_graphs} graphs")
     empty = (counts == 0).nonzero().flatten()
     if empty.numel() > 0:
         raise ValueError(f"every bag needs at least one instance; graph(s) "

@@ -1,7 +1,7 @@
 r"""Slide label tables: any labels (integers or strings), classes, patients."""
 import dataclasses
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, List, Mapping, Optional, Sequence, Union
 
 from ..utils.errors import PygSmError
 from ..utils.tables import read_table
@@ -55,12 +55,17 @@ def _is_int(text: str) -> bool:
         return False
 
 
-def class_names(labels: Sequence[str],
+def class_names(labels: Union[Sequence[str], Mapping[str, str]],
                 classes: Optional[Sequence[str]] = None) -> List[str]:
-    r"""The classes of :obj:`labels`: :obj:`classes` in the order given
-    (every label must be one of them), else the sorted distinct labels
-    (by value when all are integers: ``2`` before ``10``)."""
-    found = set(labels)
+    r"""The classes of :obj:`labels` (a slide-to-label mapping, or the
+    labels): :obj:`classes` in the order given (every label must be one of
+    them), else the sorted distinct labels (by value when all are integers:
+    ``2`` before ``10``). Labels that differ only in case (``LUAD`` and
+    ``luad``) are an error naming the spellings and their slides, unless
+    :obj:`classes` lists them all: they are a typo far more often than two
+    classes."""
+    by_slide = labels if isinstance(labels, Mapping) else None
+    found = set(labels.values() if by_slide is not None else labels)
     if classes is not None:
         classes = [str(c).strip() for c in classes]
         if len(set(classes)) != len(classes):
@@ -70,6 +75,24 @@ def class_names(labels: Sequence[str],
             raise PygSmError(f"labels {unknown} are not among the classes "
                              f"{classes}")
         return classes
+    spellings: Dict[str, List[str]] = {}
+    for label in sorted(found):
+        spellings.setdefault(label.casefold(), []).append(label)
+    clashes = [names for names in spellings.values() if len(names) > 1]
+    if clashes:
+        described = []
+        for names in clashes:
+            for name in names:
+                slides = [] if by_slide is None else sorted(
+                    k for k, v in by_slide.items() if v == name)
+                described.append(f"'{name}'" + (
+                    f" ({len(slides)} slide(s): {', '.join(slides[:3])}"
+                    f"{', ...' if len(slides) > 3 else ''})" if slides
+                    else ''))
+        raise PygSmError(
+            f"labels that differ only in case: {'; '.join(described)}. "
+            f"Correct the labels file, or pass --classes listing every "
+            f"spelling if they are distinct classes")
     if all(_is_int(label) for label in found):
         return sorted(found, key=int)
     return sorted(found)

@@ -11,10 +11,15 @@ from torch_geometric.data import Data
 from torch_geometric.transforms import BaseTransform
 
 from ..transforms import GridPatchGraph
-from ..utils.errors import PygSmError, SlideError
+from ..utils.checks import check_choice
+from ..utils.errors import MissingFileError, PygSmError, SlideError
 from ..utils.files import atomic_path
 from .labels import LabelTable, class_names, read_labels
 from .layouts import find_layout
+from .slide_images import SLIDE_EXTENSIONS
+
+#: ``missing_slides`` choices of :class:`SlideDataset`.
+MISSING_SLIDES = ('error', 'skip')
 
 
 class SlideDataset(torch.utils.data.Dataset):
@@ -76,6 +81,14 @@ class SlideDataset(torch.utils.data.Dataset):
             patch graph is kept, keyed by the file's identity (path, size,
             modification time) and the graph settings, so that it is built
             once per slide and read back afterwards. (default: :obj:`None`)
+        missing_slides (str, optional): Slides listed (in the labels or
+            :obj:`slide_ids`) without a feature file: :obj:`"error"`
+            reports them all at once, with what is likely wrong (an id that
+            differs in case, a missing features folder next to
+            ``features_<encoder>/``); :obj:`"skip"` leaves them out
+            (:attr:`skipped_slides`). Ids written with a slide extension
+            (``a.svs``) are read as their stem, with a note in
+            :attr:`notes`. (default: :obj:`"error"`)
     """
     def __init__(
         self,
@@ -90,6 +103,7 @@ class SlideDataset(torch.utils.data.Dataset):
         layout: str = 'auto',
         classes: Optional[Sequence[str]] = None,
         graph_cache: Optional[Union[str, Path]] = None,
+        missing_slides: str = 'error',
     ):
         self.root = Path(root)
         self.layout = find_layout(self.root, layout, features_dir)
@@ -100,7 +114,15 @@ class SlideDataset(torch.utils.data.Dataset):
         self.graph_cache = None if graph_cache is None else Path(graph_cache)
         self._cache: Dict[int, Data] = {}
 
+        check_choice('missing_slides', missing_slides, MISSING_SLIDES)
+        #: Lines worth telling the user (the ``pyg-sm`` commands print them).
+        self.notes: List[str] = []
+        #: Slides left out because they have no feature file
+        #: (:obj:`missing_slides='skip'`).
+        self.skipped_slides: List[str] = []
         table = self._label_table(labels)
+        if table is not None and labels is not None:
+            table = self._strip_slide_extensions(table, labels)
         known = table.labels if table is not None else None
         if slide_ids is not None:
             slide_ids = list(slide_ids)
@@ -115,11 +137,11 @@ class SlideDataset(torch.utils.data.Dataset):
         if not slide_ids:
             raise PygSmError(f"no slides found in {self.root} (layout "
                              f"'{self.layout.name}')")
+        slide_ids = self._present(slide_ids, known, labels, missing_slides)
         self.slide_ids: List[str] = slide_ids
         if known is not None:
             names = [known[s] for s in slide_ids]
-            self.classes: Optional[List[str]] = class_names(
-                list(known.values()), classes)
+            self.classes: Optional[List[str]] = class_names(known, classes)
             index = {name: i for i, name in enumerate(self.classes)}
             self.labels: Optional[List[int]] = [index[n] for n in names]
             self.case_ids = None if table.case_ids is None else \
@@ -138,6 +160,82 @@ class SlideDataset(torch.utils.data.Dataset):
             return read_labels(self.root / labels)
         stored = self.layout.bag_labels()
         return None if stored is None else LabelTable(stored)
+
+    def _strip_slide_extensions(self, table: LabelTable,
+                                labels: str) -> LabelTable:
+        r"""Slide ids written with their image's extension (``a.svs``)
+        name the feature file of their stem (``a.h5``): read as the stem,
+        with a note."""
+        present = set(self.layout.slide_ids())
+        renamed = {}
+        for slide_id in table.labels:
+            stem, extension = os.path.splitext(slide_id)
+            if extension.lower() in SLIDE_EXTENSIONS and \
+                    slide_id not in present and stem in present and \
+                    stem not in table.labels:
+                renamed[slide_id] = stem
+        if not renamed:
+            return table
+        example = next(iter(renamed.items()))
+        self.notes.append(
+            f"note: {len(renamed)} slide id(s) in {labels} end in a slide "
+            f"extension and are read as their stem (e.g. '{example[0]}' -> "
+            f"'{example[1]}')")
+
+        def rename(mapping):
+            return None if mapping is None else {
+                renamed.get(k, k): v for k, v in mapping.items()}
+        return LabelTable(rename(table.labels), rename(table.case_ids))
+
+    def _present(self, slide_ids: List[str], known: Optional[Dict],
+                 labels: Optional[str], missing_slides: str) -> List[str]:
+        r"""The slides that have a feature file. The others are reported all
+        at once, with what is likely wrong, or left out (``skip``)."""
+        folder = self.layout.path('x').parent
+        present = set(self.layout.slide_ids())
+        if known is not None and labels is not None:
+            unlabelled = sorted(present - set(known))
+            if unlabelled:
+                self.notes.append(
+                    f"note: {len(unlabelled)} feature file(s) in {folder} "
+                    f"are in no label table and are left out (e.g. "
+                    f"{', '.join(unlabelled[:3])})")
+        missing = [s for s in slide_ids if s not in present]
+        if not missing:
+            return slide_ids
+        listed = f'in {labels}' if known is not None and labels else \
+            'listed'
+        message = (f"{len(missing)} of {len(slide_ids)} slides {listed} have "
+                   f"no feature file in {folder}: "
+                   f"{', '.join(missing[:5])}"
+                   f"{', ...' if len(missing) > 5 else ''}")
+        hints = self._missing_hints(missing, present, folder)
+        if missing_slides == 'skip' and len(missing) < len(slide_ids):
+            self.skipped_slides = missing
+            self.notes.append(f"note: skipped {message}" + (
+                f" ({'; '.join(hints)})" if hints else ''))
+            return [s for s in slide_ids if s not in set(missing)]
+        raise MissingFileError('. '.join([message, *hints]) + (
+            '' if missing_slides == 'skip' else
+            '. --missing-slides skip leaves them out'))
+
+    def _missing_hints(self, missing: List[str], present: set,
+                       folder: Path) -> List[str]:
+        hints = []
+        if not folder.is_dir():
+            others = sorted(p.name for p in self.root.glob(
+                f'{folder.name}_*') if p.is_dir())
+            hints.append(f"there is no folder {folder}" + (
+                f"; pass --features-dir {others[0]}" if others else ''))
+            return hints
+        by_case = {p.casefold(): p for p in present}
+        similar = [(s, by_case[s.casefold()]) for s in missing
+                   if s.casefold() in by_case]
+        if similar:
+            hints.append('did you mean ' + ', '.join(
+                f"'{found}' for '{wanted}'" for wanted, found in similar[:3])
+                + ' (ids differ in case)')
+        return hints
 
     def _check_dim(self, slide_id: str, dim: int) -> None:
         if self.feature_dim is None:

@@ -2,10 +2,11 @@ r"""MIL models on one base class (:class:`MILModel`), and the declaration of
 their options that the command line, :func:`build_model` and checkpoints
 read (:data:`MODELS`)."""
 from .base import MILModel
-from .convert import from_torchmil
+from .convert import from_torchmil, from_torchmil_state_dict
 from .registry import MODELS, ModelSpec, Option, Preset, build_model
 from .sm_abmil import SmABMIL
 from .sm_transformer_abmil import SmTransformerABMIL
 
 __all__ = ['MILModel', 'SmABMIL', 'SmTransformerABMIL', 'MODELS',
-           'ModelSpec', 'Option', 'Preset', 'build_model', 'from_torchmil']
+           'ModelSpec', 'Option', 'Preset', 'build_model', 'from_torchmil',
+           'from_torchmil_state_dict']

@@ -135,53 +135,121 @@ class MILModel(torch.nn.Module):
 
     def forward(
         self,
-        X,
+        X=None,
         adj=None,
         mask: Optional[Tensor] = None,
         return_att: bool = False,
         *,
         edge_weight: Optional[Tensor] = None,
         batch: Optional[Tensor] = None,
+        size: Optional[int] = None,
+        x: Optional[Tensor] = None,
+        edge_index=None,
     ) -> Union[Tensor, Tuple[Tensor, Tensor]]:
-        r"""Bag logits :math:`(B,)` (:math:`(B, K)` with :math:`K > 1`
-        classes) and, with :obj:`return_att=True`, the attention values
-        before the softmax."""
-        logits, att = self._logits(as_bags(X, adj, mask, edge_weight, batch))
+        r"""Bag logits and, with :obj:`return_att=True`, the attention
+        values before the softmax.
+
+        Args:
+            X (torch.Tensor or Data): The instances: node features
+                :math:`(|\mathcal{V}|, *)` (graph form), :math:`(B, N, *)`
+                (dense form), or a PyG ``Data``/``Batch`` holding
+                everything. PyG's name :obj:`x=` works too.
+            adj (torch.Tensor, optional): Graph form: edge indices
+                :math:`(2, |\mathcal{E}|)` or a sparse adjacency (PyG's
+                name :obj:`edge_index=` works too); dense form: the
+                :math:`(B, N, N)` adjacency, dense or sparse COO.
+            mask (torch.Tensor, optional): Dense form only: :math:`(B, N)`,
+                true at real instances.
+            return_att (bool, optional): Also return the attention values.
+                (default: :obj:`False`)
+            edge_weight (torch.Tensor, optional): Graph form: a weight per
+                edge :math:`(|\mathcal{E}|)`.
+            batch (torch.Tensor, optional): Graph form: the graph of each
+                node :math:`(|\mathcal{V}|)`.
+            size (int, optional): Graph form: the number of graphs :math:`B`
+                (default: read from :obj:`batch`, which cannot show empty
+                graphs at its end; an empty bag is an error).
+
+        Shapes:
+            - **output:** logits :math:`(B,)` (:math:`(B, K)` with
+              :math:`K > 1` classes); attention :math:`(|\mathcal{V}|)` in
+              the graph form, :math:`(B, N)` with :obj:`-inf` at padded
+              positions in the dense form.
+        """
+        bags = as_bags(X, adj, mask, edge_weight, batch, size, x=x,
+                       edge_index=edge_index)
+        logits, att = self._logits(bags)
         return (logits, att) if return_att else logits
 
     def compute_loss(
         self,
         Y: Tensor,
-        X,
+        X=None,
         adj=None,
         mask: Optional[Tensor] = None,
         *,
         edge_weight: Optional[Tensor] = None,
         batch: Optional[Tensor] = None,
+        size: Optional[int] = None,
+        x: Optional[Tensor] = None,
+        edge_index=None,
     ) -> Tuple[Tensor, dict]:
         r"""Returns the logits and ``{criterion class name: loss}`` for the
-        bag labels :obj:`Y` :math:`(B,)` (0/1, or class indices with
-        :math:`K > 1` classes)."""
-        bags = as_bags(X, adj, mask, edge_weight, batch)
-        if not isinstance(Y, Tensor) or tuple(Y.shape) != (bags.num_graphs, ):
-            raise ValueError(f"'Y' must have shape (batch_size,) = "
-                             f"({bags.num_graphs},), one label per bag (got "
-                             f"{tuple(getattr(Y, 'shape', ()))})")
+        bag labels :obj:`Y` :math:`(B,)`: 0 or 1 (or a probability in
+        between) with one logit per bag, class indices in :math:`[0, K)`
+        with :math:`K > 1` classes. The other arguments are
+        :meth:`forward`'s."""
+        bags = as_bags(X, adj, mask, edge_weight, batch, size, x=x,
+                       edge_index=edge_index)
+        check_bag_labels(Y, bags, self.num_classes,
+                         from_batch=size is None and batch is not None)
         logits, _ = self._logits(bags)
         loss = bag_loss(self.criterion, logits, Y)
         return logits, {self.criterion.__class__.__name__: loss}
 
     def predict(
         self,
-        X,
+        X=None,
         adj=None,
         mask: Optional[Tensor] = None,
         return_inst_pred: bool = True,
         *,
         edge_weight: Optional[Tensor] = None,
         batch: Optional[Tensor] = None,
+        size: Optional[int] = None,
+        x: Optional[Tensor] = None,
+        edge_index=None,
     ) -> Union[Tensor, Tuple[Tensor, Tensor]]:
         r"""Bag logits :math:`(B,)` and, if :obj:`return_inst_pred`, the
-        instance predictions (the attention values)."""
+        instance predictions (the attention values); the other arguments
+        are :meth:`forward`'s."""
         return self.forward(X, adj, mask, return_inst_pred,
-                            edge_weight=edge_weight, batch=batch)
+                            edge_weight=edge_weight, batch=batch, size=size,
+                            x=x, edge_index=edge_index)
+
+
+def check_bag_labels(Y, bags: Bags, num_classes: int,
+                     from_batch: bool = False) -> None:
+    r"""One label per bag, each a valid target: 0 or 1 (a probability in
+    between is a soft label) with one logit per bag, a class index in
+    :math:`[0, K)` with :math:`K` logits."""
+    if not isinstance(Y, Tensor) or tuple(Y.shape) != (bags.num_graphs, ):
+        hint = (" (the batch vector gives the number of graphs; empty "
+                "graphs at its end vanish: pass size=)" if from_batch and
+                isinstance(Y, Tensor) and Y.dim() == 1 and
+                Y.numel() > bags.num_graphs else '')
+        raise ValueError(f"'Y' must have shape (batch_size,) = "
+                         f"({bags.num_graphs},), one label per bag (got "
+                         f"{tuple(getattr(Y, 'shape', ()))}){hint}")
+    if num_classes == 1:
+        bad = Y[~((Y >= 0) & (Y <= 1))]
+        if bad.numel():
+            raise ValueError(f"'Y' must hold 0 or 1 with one logit per bag "
+                             f"(num_classes=1; got "
+                             f"{sorted(set(bad.tolist()))[:5]}); use "
+                             f"num_classes=K for K classes")
+        return
+    bad = Y[(Y < 0) | (Y >= num_classes) | (Y != Y.round())]
+    if bad.numel():
+        raise ValueError(f"'Y' must hold class indices in [0, {num_classes})"
+                         f" (got {sorted(set(bad.tolist()))[:5]})")

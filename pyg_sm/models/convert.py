@@ -9,7 +9,7 @@ from typing import Optional, Union
 import torch
 from torch import Tensor
 
-from ..nn.attention_pool import SmAttentionPool
+from ..nn.attention_pool import POOL_LAYERS, SmAttentionPool
 from ..nn.sm import _ALPHA_MARGIN, Sm
 from ..nn.sm_transformer import SmTransformerEncoder
 from .sm_abmil import SmABMIL
@@ -28,14 +28,17 @@ def _alpha(sm) -> Union[float, Tensor]:
     torchmil stores ``coef`` and runs its approx mode with
     :math:`1 / (1 + coef)` and its exact mode with :math:`\gamma = coef`,
     i.e. :math:`\alpha = coef / (1 + coef)`."""
-    coef = sm.sm.coef
+    return _alpha_of_coef(sm.sm.coef, sm.mode)
+
+
+def _alpha_of_coef(coef, mode: str) -> Tensor:
     value = coef.detach().double() if isinstance(coef, Tensor) \
         else torch.tensor(float(coef), dtype=torch.float64)
     if not value > 0:
         raise ValueError(f"torchmil's Sm has coef={float(value)}: its alpha "
                          f"lies outside (0, 1) and has no pyg-sm "
                          f"equivalent")
-    return 1 / (1 + value) if sm.mode == 'approx' else value / (1 + value)
+    return 1 / (1 + value) if mode == 'approx' else value / (1 + value)
 
 
 def _convert_sm(sm, **sm_kwargs) -> Sm:
@@ -255,3 +258,125 @@ def from_torchmil(module: torch.nn.Module, normalize: bool = False,
     raise TypeError(f"from_torchmil converts torchmil's {', '.join(KINDS)} "
                     f"(got {type(module).__module__}."
                     f"{type(module).__name__})")
+
+
+#: torchmil's module names where pyg-sm's differ (state-dict key parts).
+_RENAMED = (('last_layer.', 'classifier.'),
+            ('.att_module.qkv_nn.', '.attention.qkv.'),
+            ('.att_module.sm.', '.attention.sm.'),
+            ('.mlp_module.', '.mlp.'))
+_SPECTRAL = {'parametrizations.weight.original': 'weight_orig',
+             'parametrizations.weight.0._u': 'weight_u',
+             'parametrizations.weight.0._v': 'weight_v'}
+
+
+def from_torchmil_state_dict(state_dict: dict, model: str, in_shape: tuple,
+                             generation: str, normalize: bool = False,
+                             **kwargs) -> torch.nn.Module:
+    r"""The pyg-sm model of a torchmil checkpoint, without torchmil
+    installed: what :func:`from_torchmil` gives for the module, from the
+    module's ``state_dict()`` and the keywords its constructor got.
+
+    Args:
+        state_dict (dict): torchmil's ``model.state_dict()``.
+        model (str): torchmil's class: :obj:`"SmABMIL"` or
+            :obj:`"SmTransformerABMIL"`.
+        in_shape (tuple): The constructor's :obj:`in_shape`.
+        generation (str): The torchmil that wrote it: :obj:`"0.1"` (0.1.0,
+            the reference) or :obj:`"1.0"` (1.0.x); their defaults and
+            keywords differ.
+        normalize (bool, optional): As in :func:`from_torchmil`.
+            (default: :obj:`False`)
+        **kwargs (optional): The keywords torchmil's constructor got, with
+            torchmil's meanings (its :obj:`sm_alpha`; :obj:`feat_ext` and
+            :obj:`criterion` as modules).
+
+    ``last_layer.*`` becomes ``classifier.*``; each trainable ``coef``
+    becomes the trainable alpha of the same value and a fixed
+    :obj:`sm_alpha` the alpha torchmil runs (:math:`1 - \alpha` in approx
+    mode, as :func:`from_torchmil` explains); the layers that hold
+    spectral-normalization weights are normalized, whatever the flags say,
+    as torchmil's code does."""
+    classes = {'SmABMIL': SmABMIL, 'SmTransformerABMIL': SmTransformerABMIL}
+    if model not in classes:
+        raise ValueError(f"'model' must be one of {list(classes)} (got "
+                         f"{model!r})")
+    if generation not in ('0.1', '1.0'):
+        raise ValueError(f"'generation' must be '0.1' (torchmil 0.1.0) or "
+                         f"'1.0' (torchmil 1.0.x) (got {generation!r})")
+    cls = classes[model]
+    options = _pyg_sm_options(cls, generation, dict(kwargs))
+    ours = cls(tuple(in_shape), normalize=normalize, **options)
+    keys = {}
+    for key, value in state_dict.items():
+        for theirs, mine in _RENAMED:
+            key = key.replace(theirs, mine)
+        keys[key] = value
+    # Spectral normalization where torchmil's weights have it.
+    first = {name: f'pool.{name}' if name != 'mlp' else 'pool.mlp.0'
+             for name in POOL_LAYERS}
+    normalized = [name for name, path in first.items() if any(
+        k.startswith(path + '.parametrizations') for k in keys)]
+    _normalize_pool_layers(ours.pool, normalized)
+    mapped = {}
+    for key, value in keys.items():
+        for theirs, mine in _SPECTRAL.items():
+            if key.endswith(theirs):
+                key = key[:-len(theirs)] + mine
+        if key.endswith('.sm.sm.coef'):
+            owner = key[:-len('.sm.coef')]
+            sm = ours.get_submodule(owner)
+            if sm.alpha_logit is None:  # zero approx steps: unused
+                continue
+            alpha = _alpha_of_coef(value, sm.mode)
+            share = (alpha - _ALPHA_MARGIN) / (1 - 2 * _ALPHA_MARGIN)
+            key, value = owner + '.alpha_logit', torch.logit(share).to(
+                sm.alpha_logit)
+        mapped[key] = value
+    for name in [n for n in mapped if n.endswith('.weight_orig')]:
+        base = name[:-len('weight_orig')]
+        u, v = mapped[base + 'weight_u'], mapped[base + 'weight_v']
+        sigma = torch.dot(u, torch.mv(mapped[name], v))
+        mapped[base + 'weight'] = mapped[name] / sigma
+    ours.load_state_dict(mapped)
+    return ours.eval()
+
+
+def _normalize_pool_layers(pool: SmAttentionPool, names) -> None:
+    from torch.nn.utils import remove_spectral_norm
+    from torch.nn.utils import spectral_norm as apply_spectral_norm
+
+    for name, modules in pool._linear_layers().items():
+        for module in modules:
+            has = hasattr(module, 'weight_orig')
+            if name in names and not has:
+                apply_spectral_norm(module)
+            elif name not in names and has:
+                remove_spectral_norm(module)
+
+
+def _pyg_sm_options(cls, generation: str, kwargs: dict) -> dict:
+    r"""pyg-sm's constructor keywords for torchmil's: its alpha convention,
+    1.0.x's defaults (Sm early), and 1.0.x's identity where alpha or the
+    steps are 0."""
+    prefix = 'pool_' if cls is SmTransformerABMIL else ''
+    places = [(prefix, prefix + 'sm_mode')]
+    if cls is SmTransformerABMIL:
+        places.append(('transf_', 'transf_sm_mode'))
+    for part, mode_key in places:
+        alpha_key, steps_key = part + 'sm_alpha', part + 'sm_steps'
+        alpha = kwargs.get(alpha_key, 'trainable')
+        mode = kwargs.get(mode_key, 'approx')
+        identity = generation == '1.0' and (
+            alpha == 0 or kwargs.get(steps_key, 10) == 0)
+        if identity and part == prefix:
+            kwargs[prefix + 'sm_where'] = 'none'
+            kwargs.pop(alpha_key, None)
+        elif identity:  # a transformer layer's Sm: zero steps, the identity
+            kwargs.update({alpha_key: 0.5, steps_key: 0, mode_key: 'approx'})
+        elif alpha != 'trainable':
+            value = float(alpha)
+            kwargs[alpha_key] = 1 - value if mode == 'approx' else value
+    if generation == '1.0':
+        kwargs.setdefault(prefix + 'sm_where', 'early')
+    return kwargs

@@ -1,10 +1,12 @@
+import warnings
 from typing import Optional, Tuple, Union
 
 import torch
 from torch import Tensor
 
 from ..data.bags import Bags
-from ..nn.attention_pool import SmAttentionPool, resolve_generation
+from ..nn.attention_pool import (SM_LAYERS_WARNING, SmAttentionPool,
+                                  resolve_generation)
 from .base import DEFAULT_CRITERION, MILModel
 
 
@@ -32,7 +34,9 @@ class SmABMIL(MILModel):
         sm_alpha (float or str, optional): Sm :math:`\alpha \in (0, 1)` or
             :obj:`"trainable"`. (default: :obj:`"trainable"`)
         sm_layers (int, optional): Sm layers in the attention network.
-            (default: :obj:`0`)
+            Positional arguments follow torchmil 0.1.0's order, where this
+            is the sixth; torchmil 1.0.x's sixth is :obj:`sm_steps`, so
+            more than 4 layers warn. (default: :obj:`0`)
         sm_steps (int, optional): Steps of the approx mode.
             (default: :obj:`10`)
         sm_pre (bool, optional): Smooth the instances before pooling.
@@ -103,10 +107,12 @@ class SmABMIL(MILModel):
             SmABMIL, sm_where, spectral_norm, sm_layers=sm_layers,
             sm_pre=sm_pre, sm_post=sm_post,
             sm_spectral_norm=sm_spectral_norm)
-        self.pool = SmAttentionPool(
-            in_dim=self.feature_dim, att_dim=att_dim, act=att_act,
-            sm_mode=sm_mode, sm_alpha=sm_alpha, sm_steps=sm_steps,
-            normalize=normalize, **placement, **sm_kwargs)
+        with warnings.catch_warnings():  # the model warned already
+            warnings.filterwarnings('ignore', SM_LAYERS_WARNING)
+            self.pool = SmAttentionPool(
+                in_dim=self.feature_dim, att_dim=att_dim, act=att_act,
+                sm_mode=sm_mode, sm_alpha=sm_alpha, sm_steps=sm_steps,
+                normalize=normalize, **placement, **sm_kwargs)
         self.classifier = self.bag_head()
 
     def pool_bags(self, bags: Bags) -> Tuple[Tensor, Tensor]:

@@ -1,13 +1,15 @@
 r"""SmTransformerABMIL: the Sm paper's headline model (Sm in every
 self-attention layer and in the attention pool), on PyG batches and on the
 reference's dense form."""
+import warnings
 from typing import Optional, Tuple, Union
 
 import torch
 from torch import Tensor
 
 from ..data.bags import Bags
-from ..nn.attention_pool import SmAttentionPool, resolve_generation
+from ..nn.attention_pool import (SM_LAYERS_WARNING, SmAttentionPool,
+                                  resolve_generation)
 from ..nn.sm_transformer import SmTransformerEncoder
 from .base import DEFAULT_CRITERION, MILModel
 
@@ -136,11 +138,13 @@ class SmTransformerABMIL(MILModel):
             dropout=transf_dropout, sm_alpha=transf_sm_alpha,
             sm_mode=transf_sm_mode, sm_steps=transf_sm_steps,
             normalize=normalize, **sm_kwargs)
-        self.pool = SmAttentionPool(
-            in_dim=self.feature_dim, att_dim=pool_att_dim, act=pool_act,
-            sm_mode=pool_sm_mode, sm_alpha=pool_sm_alpha,
-            sm_steps=pool_sm_steps, normalize=normalize, **placement,
-            **sm_kwargs)
+        with warnings.catch_warnings():  # the model warned already
+            warnings.filterwarnings('ignore', SM_LAYERS_WARNING)
+            self.pool = SmAttentionPool(
+                in_dim=self.feature_dim, att_dim=pool_att_dim, act=pool_act,
+                sm_mode=pool_sm_mode, sm_alpha=pool_sm_alpha,
+                sm_steps=pool_sm_steps, normalize=normalize, **placement,
+                **sm_kwargs)
         self.classifier = self.bag_head()
 
     def pool_bags(self, bags: Bags) -> Tuple[Tensor, Tensor]:

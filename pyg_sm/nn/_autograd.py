@@ -10,6 +10,7 @@ from typing import Any, List, Optional
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
+from torch_geometric.utils import scatter
 
 from ._solver import conjugate_gradient, report_nonconvergence
 
@@ -68,7 +69,19 @@ def _edge_dot(target_side: Tensor, source_side: Tensor,
     return (target_side[edge_index[1]] * source_side[edge_index[0]]).sum(-1)
 
 
-class SmApprox(torch.autograd.Function):
+class _TwiceDifferentiable(torch.autograd.Function):
+    r"""A backward in two versions: :meth:`backward_once`, the fast one
+    (no graph), and :meth:`backward_with_graph`, which autograd can
+    differentiate again, run under ``create_graph=True``."""
+    @classmethod
+    def backward(cls, ctx: Any, grad_out: Tensor):
+        with torch.autocast(grad_out.device.type, enabled=False):
+            if torch.is_grad_enabled():  # create_graph=True
+                return cls.backward_with_graph(ctx, grad_out)
+            return cls.backward_once(ctx, grad_out)
+
+
+class SmApprox(_TwiceDifferentiable):
     r"""``G(0) = x, G(t) = alpha A G(t-1) + (1 - alpha) x``, returns ``G(T)``.
 
     ``G(T) = P(A) x`` for the polynomial
@@ -111,14 +124,17 @@ class SmApprox(torch.autograd.Function):
                 out[:, columns] = current
         ctx.adjacency = adjacency
         ctx.num_steps = num_steps
-        ctx.save_for_backward(x, alpha, *iterates)
+        ctx.save_for_backward(x, alpha, edge_weight, *iterates)
         return out
 
     @staticmethod
+    def backward_with_graph(ctx: Any, grad_out: Tensor):
+        return _approx_backward_with_graph(ctx, grad_out)
+
+    @staticmethod
     @once_differentiable
-    @_full_precision
-    def backward(ctx: Any, grad_out: Tensor):
-        x, alpha, *iterates = ctx.saved_tensors
+    def backward_once(ctx: Any, grad_out: Tensor):
+        x, alpha, _, *iterates = ctx.saved_tensors
         adjacency, num_steps = ctx.adjacency, ctx.num_steps
         need_x, need_alpha, need_weight = ctx.needs_input_grad[:3]
         # alpha stays a tensor on the device: float(alpha) would wait for
@@ -175,7 +191,7 @@ class SmApprox(torch.autograd.Function):
         return grad_x, grad_alpha, grad_weight, None, None
 
 
-class SmExact(torch.autograd.Function):
+class SmExact(_TwiceDifferentiable):
     r"""Solves ``((1 + g) I - g A) y = x`` with ``g = alpha / (1 - alpha)``.
 
     Implicit differentiation: with ``lam = M^-T grad`` (one more conjugate
@@ -191,14 +207,17 @@ class SmExact(torch.autograd.Function):
                    **solver)
         ctx.adjacency = adjacency
         ctx.solver = solver
-        ctx.save_for_backward(y, alpha)
+        ctx.save_for_backward(y, alpha, edge_weight)
         return y
 
     @staticmethod
+    def backward_with_graph(ctx: Any, grad_out: Tensor):
+        return _exact_backward_with_graph(ctx, grad_out)
+
+    @staticmethod
     @once_differentiable
-    @_full_precision
-    def backward(ctx: Any, grad_out: Tensor):
-        y, alpha = ctx.saved_tensors
+    def backward_once(ctx: Any, grad_out: Tensor):
+        y, alpha, _ = ctx.saved_tensors
         adjacency = ctx.adjacency
         need_x, need_alpha, need_weight = ctx.needs_input_grad[:3]
         gamma = alpha / (1 - alpha)
@@ -223,6 +242,69 @@ class SmExact(torch.autograd.Function):
         if need_weight:
             grad_weight = gamma * _edge_dot(lam, y, adjacency.edge_index)
         return (lam if need_x else None), grad_alpha, grad_weight, None, None
+
+
+class _Transposed:
+    r"""The adjacency :math:`\mathbf{A}^\top` of a propagation: the
+    backward of Sm's exact mode is Sm's exact mode with it, which makes
+    that backward differentiable in turn."""
+    def __init__(self, adjacency: Any):
+        self.adjacency = adjacency
+        self.edge_index = adjacency.edge_index.flip(0)
+
+    def matmul(self, x: Tensor, transpose: bool = False,
+               out: Optional[Tensor] = None) -> Tensor:
+        return self.adjacency.matmul(x, transpose=not transpose, out=out)
+
+
+def _product_with_graph(adjacency: Any, v: Tensor, weight: Tensor,
+                        transpose: bool = False) -> Tensor:
+    r"""``A v`` (or ``A^T v``) by gather and scatter, differentiable in
+    :obj:`v` and the edge weights."""
+    source, target = adjacency.edge_index.long()
+    if transpose:
+        source, target = target, source
+    return scatter(weight.unsqueeze(-1) * v[source], target, dim=0,
+                   dim_size=v.size(0), reduce='sum')
+
+
+def _approx_backward_with_graph(ctx: Any, grad_out: Tensor):
+    r"""The approx backward as a graph autograd can differentiate again
+    (Hessian-vector products, gradient penalties): the recursion recomputed
+    with differentiable products, then differentiated with
+    :obj:`create_graph`. It keeps the T iterates."""
+    x, alpha, weight = ctx.saved_tensors[:3]
+    inputs = [t for t, need in zip((x, alpha, weight),
+                                   ctx.needs_input_grad[:3]) if need]
+    current = x
+    for _ in range(ctx.num_steps):
+        current = torch.lerp(x, _product_with_graph(ctx.adjacency, current,
+                                                    weight), alpha)
+    grads = iter(torch.autograd.grad(current, inputs, grad_out,
+                                     create_graph=True, allow_unused=True))
+    return tuple(next(grads) if need else None
+                 for need in ctx.needs_input_grad[:3]) + (None, None)
+
+
+def _exact_backward_with_graph(ctx: Any, grad_out: Tensor):
+    r"""The exact backward as a graph: ``lam = M^-T grad`` is Sm's exact
+    mode on :math:`\mathbf{A}^\top` (differentiable like the forward), and
+    the alpha and edge-weight terms are differentiable products of
+    ``lam`` and the output."""
+    y, alpha, weight = ctx.saved_tensors
+    need_x, need_alpha, need_weight = ctx.needs_input_grad[:3]
+    lam = SmExact.apply(grad_out.contiguous(), alpha, weight,
+                        _Transposed(ctx.adjacency), ctx.solver)
+    grad_alpha = grad_weight = None
+    if need_alpha:
+        smoothed = _product_with_graph(ctx.adjacency, lam, weight,
+                                       transpose=True)
+        grad_gamma = (smoothed * y).sum() - (lam * y).sum()
+        grad_alpha = (grad_gamma / (1 - alpha)**2).reshape(alpha.shape)
+    if need_weight:
+        grad_weight = alpha / (1 - alpha) * _edge_dot(
+            lam, y, ctx.adjacency.edge_index.long())
+    return (lam if need_x else None), grad_alpha, grad_weight, None, None
 
 
 def _solve(adjacency: Any, rhs: Tensor, alpha: Tensor, transpose: bool,

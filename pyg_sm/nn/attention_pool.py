@@ -1,4 +1,5 @@
 import inspect
+import warnings
 from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 import torch
@@ -17,6 +18,10 @@ from .sm import MODES, Sm, ignore_state_of
 
 #: torchmil 1.0.x's places for Sm in the pool (its ``sm_where``).
 SM_WHERE = ('early', 'mid', 'late', 'none')
+#: More Sm layers than this warn: likely torchmil 1.0.x's sm_steps given by
+#: position (1.0.x has no sm_layers; its sixth argument is sm_steps).
+MANY_SM_LAYERS = 4
+SM_LAYERS_WARNING = r'.*Sm layers is unusual'
 #: The pool's linear layers that spectral normalization can cover.
 POOL_LAYERS = ('proj1', 'mlp', 'proj2')
 # torchmil 1.0.x's spectral_norm=True, by sm_where (its code).
@@ -41,6 +46,14 @@ def resolve_generation(owner, sm_where: Optional[str],
                                       ('spectral_norm', spectral_norm))
               if v is not None]
     if not modern:
+        if legacy['sm_layers'] > MANY_SM_LAYERS:
+            warnings.warn(
+                f"{prefix}sm_layers={legacy['sm_layers']}: more than "
+                f"{MANY_SM_LAYERS} Sm layers is unusual. Positional "
+                f"arguments follow torchmil 0.1.0 ({prefix}sm_layers comes "
+                f"before {prefix}sm_steps); in torchmil 1.0.x that position "
+                f"is {prefix}sm_steps: pass it by keyword", UserWarning,
+                stacklevel=3)
         return dict(sm_layers=legacy['sm_layers'], sm_pre=legacy['sm_pre'],
                     sm_mid=False, sm_post=legacy['sm_post'],
                     spectral_norm_layers=POOL_LAYERS
@@ -129,7 +142,8 @@ class SmAttentionPool(torch.nn.Module):
         sm_alpha (float or str, optional): :math:`\alpha \in (0, 1)` or
             :obj:`"trainable"`. (default: :obj:`"trainable"`)
         sm_layers (int, optional): Number of Sm layers in the attention
-            network. (default: :obj:`1`)
+            network (positional arguments follow torchmil 0.1.0; more than
+            4 warn: see :class:`~pyg_sm.SmABMIL`). (default: :obj:`1`)
         sm_steps (int, optional): Steps of the approx mode.
             (default: :obj:`10`)
         sm_pre (bool, optional): Smooth the instances first.
@@ -284,9 +298,35 @@ alpha=sm_alpha, num_steps=sm_steps, mode=sm_mode,
         *,
         edge_weight: Optional[Tensor] = None,
         batch: Optional[Tensor] = None,
+        size: Optional[int] = None,
     ) -> Union[Tensor, Tuple[Tensor, Tensor]]:
-        r"""Pools each bag; see the class documentation for the forms."""
-        bags = as_bags(x, edge_index, mask, edge_weight, batch)
+        r"""Pools each bag.
+
+        Args:
+            x (torch.Tensor or Data): Node features :math:`(|\mathcal{V}|,
+                D)` (graph form), :math:`(B, N, D)` (dense form), or a PyG
+                ``Data``/``Batch``.
+            edge_index (torch.Tensor, optional): Graph form: edge indices
+                :math:`(2, |\mathcal{E}|)` or a sparse adjacency; dense
+                form: the :math:`(B, N, N)` adjacency (:math:`\mathbf{A}`
+                itself).
+            mask (torch.Tensor, optional): Dense form only: :math:`(B, N)`.
+            return_att (bool, optional): Also return :math:`\mathbf{f}`.
+                (default: :obj:`False`)
+            edge_weight (torch.Tensor, optional): Graph form:
+                :math:`(|\mathcal{E}|)`.
+            batch (torch.Tensor, optional): Graph form:
+                :math:`(|\mathcal{V}|)`.
+            size (int, optional): Graph form: the number of bags :math:`B`
+                (default: read from :obj:`batch`).
+
+        Shapes:
+            - **output:** :math:`\mathbf{z}` :math:`(B, D)`; with
+              :obj:`return_att`, :math:`\mathbf{f}`
+              :math:`(|\mathcal{V}|)` or :math:`(B, N)` (:obj:`-inf` at
+              padding).
+        """
+        bags = as_bags(x, edge_index, mask, edge_weight, batch, size)
         z, f = self.pool(bags)
         return (z, bags.pad(f)) if return_att else z
 

@@ -12,6 +12,7 @@ from torch_geometric.utils import spmm
 from torch_geometric.utils.sparse import index2ptr
 
 from ..data.adjacency import Adjacency, compute_dtype, prepare_adjacency
+from ..data.bags import as_bags
 from ..utils.checks import (check_alpha, check_choice, check_count,
                             check_features, check_positive)
 from ._autograd import SmApprox, SmExact
@@ -127,7 +128,10 @@ class Sm(MessagePassing):
     backward is the same recursion run on the gradient with
     :math:`\mathbf{A}^\top`, the exact backward is one more solve. Only a
     gradient for :obj:`edge_weight` in approximate mode keeps the
-    :math:`T` iterates.
+    :math:`T` iterates. Sm is twice differentiable (gradient penalties,
+    Hessian-vector products): under :obj:`create_graph=True` the approximate
+    backward recomputes the recursion as a graph (keeping the iterates) and
+    the exact backward is an exact Sm with :math:`\mathbf{A}^\top`.
 
     Args:
         alpha (float or str, optional): :math:`\alpha \in (0, 1)`, or
@@ -247,8 +251,49 @@ class Sm(MessagePassing):
     # functions keep Python state between forward and backward.
     @torch.compiler.disable
     def forward(self, x: Tensor, edge_index: Union[Adj, Adjacency],
-                edge_weight: OptTensor = None,
-                batch: OptTensor = None) -> Tensor:
+                edge_weight: OptTensor = None, batch: OptTensor = None,
+                mask: OptTensor = None) -> Tensor:
+        r"""Smooths :obj:`x` over the graph.
+
+        Args:
+            x (torch.Tensor): Node features :math:`(|\mathcal{V}|, *)`, or
+                :math:`(B, N, *)` in the dense form.
+            edge_index (torch.Tensor or SparseTensor or Adjacency): Edge
+                indices :math:`(2, |\mathcal{E}|)` (edge :math:`j \to i`
+                as the column :math:`(j, i)`), a sparse
+                :math:`(|\mathcal{V}|, |\mathcal{V}|)` adjacency, an
+                :class:`~pyg_sm.data.Adjacency`; or, in the dense form
+                (torchmil's ``Sm(X, adj)``), a :math:`(B, N, N)` dense or
+                sparse COO adjacency taken as :math:`\mathbf{A}` itself
+                (never normalized, as in torchmil).
+            edge_weight (torch.Tensor, optional): A weight per edge
+                :math:`(|\mathcal{E}|)`; ``data.edge_attr`` is not read
+                as one (as in PyG's ``GCNConv``).
+            batch (torch.Tensor, optional): The graph of each node
+                :math:`(|\mathcal{V}|)`: exact mode tests convergence per
+                graph.
+            mask (torch.Tensor, optional): Dense form only: :math:`(B, N)`,
+                true at real instances (default: all); padded positions
+                get zeros.
+
+        Shapes:
+            - **output:** the shape of :obj:`x`
+        """
+        if isinstance(x, (tuple, list)):
+            raise ValueError(
+                "Sm smooths over one node type (a square graph): it got a "
+                "(source, target) pair of node features, as to_hetero "
+                "passes for a bipartite edge type. Use Sm on edge types "
+                "whose source and target node types are the same")
+        if isinstance(edge_index, Tensor) and edge_index.dim() == 3:
+            return self._dense_forward(x, edge_index, edge_weight, batch,
+                                       mask)
+        if mask is not None:
+            raise ValueError("'mask' belongs to the dense form (x of shape "
+                             "(batch_size, bag_size, ...) and a "
+                             "(batch_size, bag_size, bag_size) adjacency); "
+                             "pass edge weights as edge_weight=... and the "
+                             "batch vector as batch=...")
         check_features(x)
         num_nodes = x.size(0)
         dtype = compute_dtype(x)
@@ -294,6 +339,19 @@ class Sm(MessagePassing):
                           on_nonconvergence=self.on_nonconvergence)
             out = SmExact.apply(features, alpha, weight, propagation, solver)
         return out.to(x.dtype).reshape(x.shape)
+
+    def _dense_forward(self, x: Tensor, adj: Tensor, edge_weight: OptTensor,
+                       batch: OptTensor, mask: OptTensor) -> Tensor:
+        if edge_weight is not None or batch is not None:
+            raise ValueError("'edge_weight' and 'batch' belong to the graph "
+                             "form; the dense form takes 'adj' and 'mask'")
+        if not isinstance(x, Tensor) or x.dim() < 3:
+            raise ValueError(f"the dense form needs 'x' of shape (batch_size,"
+                             f" bag_size, ...) (got "
+                             f"{tuple(getattr(x, 'shape', ()))})")
+        bags = as_bags(x, adj, mask)
+        out = self(bags.x, bags.adjacency(False, compute_dtype(bags.x)))
+        return bags.pad(out, fill=0.0)
 
     def aggregate_neighbours(self, edge_index: Adj, x: Tensor,
                              edge_weight: OptTensor,

@@ -141,6 +141,17 @@ class SmMultiheadSelfAttention(torch.nn.Module):
         self.sm.reset_parameters()
 
     def forward(self, x: Tensor, adjacency: Adjacency, groups) -> Tensor:
+        r"""Self-attention within each bag, then Sm.
+
+        Args:
+            x (torch.Tensor): :math:`(|\mathcal{V}|, D_{in})`.
+            adjacency (Adjacency): The bags' graph, prepared once
+                (:meth:`Bags.adjacency <pyg_sm.data.Bags.adjacency>`).
+            groups: :meth:`Bags.groups <pyg_sm.data.Bags.groups>`.
+
+        Shapes:
+            - **output:** :math:`(|\mathcal{V}|, A)`
+        """
         q, k, v = self.qkv(x).chunk(3, dim=-1)
         out = per_bag_attention(q, k, v, groups, self.n_heads,
                                 self.dropout if self.training else 0.0)
@@ -224,6 +235,16 @@ class SmTransformerLayer(torch.nn.Module):
                 module.reset_parameters()
 
     def forward(self, y: Tensor, adjacency: Adjacency, groups) -> Tensor:
+        r"""One layer on the bags' nodes.
+
+        Args:
+            y (torch.Tensor): :math:`(|\mathcal{V}|, D_{in})`.
+            adjacency (Adjacency): The bags' prepared graph.
+            groups: :meth:`Bags.groups <pyg_sm.data.Bags.groups>`.
+
+        Shapes:
+            - **output:** :math:`(|\mathcal{V}|, D_{out})`
+        """
         z = self.att_proj(y) + self.attention(self.norm1(y), adjacency,
                                               groups)
         if self.mlp is not None:
@@ -344,8 +365,30 @@ class SmTransformerEncoder(torch.nn.Module):
 
     def forward(self, x, edge_index=None, mask: Optional[Tensor] = None, *,
                 edge_weight: Optional[Tensor] = None,
-                batch: Optional[Tensor] = None) -> Tensor:
-        bags = as_bags(x, edge_index, mask, edge_weight, batch)
+                batch: Optional[Tensor] = None,
+                size: Optional[int] = None) -> Tensor:
+        r"""Encodes each bag's instances.
+
+        Args:
+            x (torch.Tensor or Data): :math:`(|\mathcal{V}|, D)` (graph
+                form), :math:`(B, N, D)` (dense form), or a PyG
+                ``Data``/``Batch``.
+            edge_index (torch.Tensor, optional): Graph form: edge indices
+                :math:`(2, |\mathcal{E}|)` or a sparse adjacency; dense
+                form: the :math:`(B, N, N)` adjacency.
+            mask (torch.Tensor, optional): Dense form only: :math:`(B, N)`.
+            edge_weight (torch.Tensor, optional): Graph form:
+                :math:`(|\mathcal{E}|)`.
+            batch (torch.Tensor, optional): Graph form:
+                :math:`(|\mathcal{V}|)`.
+            size (int, optional): Graph form: the number of bags (default:
+                read from :obj:`batch`).
+
+        Shapes:
+            - **output:** :math:`(|\mathcal{V}|, D_{out})`, or
+              :math:`(B, N, D_{out})` with zeros at padded positions
+        """
+        bags = as_bags(x, edge_index, mask, edge_weight, batch, size)
         return bags.pad(self.encode(bags), fill=0.0)
 
     def __repr__(self) -> str:

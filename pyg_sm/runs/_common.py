@@ -4,6 +4,7 @@ import contextlib
 import contextvars
 import os
 import platform
+import sys
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence, Union
 
@@ -62,12 +63,21 @@ def check_progress(enabled: bool):
 def make_dataset(config: CohortConfig, graph: GraphConfig,
                  labels: Optional[str], slide_ids=None, classes=None,
                  cache: Optional[Path] = None,
-                 in_memory: bool = False) -> SlideDataset:
-    return SlideDataset(
+                 in_memory: bool = False, quiet: bool = False
+                 ) -> SlideDataset:
+    r"""The cohort :obj:`config` describes; its notes (slides left out,
+    ids read without their extension) go to stderr unless :obj:`quiet` (a
+    subset of a cohort already described) or on a process other than
+    the first."""
+    dataset = SlideDataset(
         config.data_dir, labels=labels, features_dir=config.features_dir,
         slide_ids=slide_ids, layout=config.layout, classes=classes,
-        graph=graph.patch_graph(),
-        graph_cache=cache, in_memory=in_memory)
+        graph=graph.patch_graph(), graph_cache=cache, in_memory=in_memory,
+        missing_slides=config.missing_slides)
+    if not quiet and int(os.environ.get('RANK', 0)) == 0:
+        for note in dataset.notes:
+            print(note, file=sys.stderr, flush=True)
+    return dataset
 
 
 def slide_list(source: Union[Path, Sequence[str]]) -> List[str]:
@@ -76,14 +86,14 @@ def slide_list(source: Union[Path, Sequence[str]]) -> List[str]:
     if not isinstance(source, (str, Path)):
         return [str(s) for s in source]
     path = Path(source)
-    if not path.is_file():
+    if not path.exists() or path.is_dir():
         raise MissingFileError(f"no slide list {path}")
-    first = path.read_text(encoding='utf-8-sig').split('\n', 1)[0]
-    if ',' in first:
+    # Read once: a pipe (--slide-ids <(...)) can be read only once.
+    text = path.read_text(encoding='utf-8-sig')
+    if ',' in text.split('\n', 1)[0]:
         return [row['slide_id'] for _, row in
-                read_table(path, ('slide_id', ), 'slide list')]
-    return [line.strip() for line in path.read_text(
-        encoding='utf-8-sig').splitlines() if line.strip()]
+                read_table(path, ('slide_id', ), 'slide list', text)]
+    return [line.strip() for line in text.splitlines() if line.strip()]
 
 
 def _fmt(value: Optional[float]) -> str:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Union
 
 from ..datasets.layouts import LAYOUTS
+from ..datasets.slide_dataset import MISSING_SLIDES
 from ..models.registry import MODELS
 from ..train.loop import MONITORS, check_validation
 from ..transforms import METHODS, PatchGraph
@@ -130,6 +131,10 @@ class CohortConfig:
     features_dir: str = setting(
         'features', 'h5 layout: folder of the <slide_id>.h5 files, relative '
                     'to DATA_DIR')
+    missing_slides: str = setting(
+        'error', 'slides listed (in the labels or --slide-ids) without a '
+                 'feature file: error (all reported at once) or skip (left '
+                 'out; the results list them)', choices=MISSING_SLIDES)
     workers: int = setting(0, 'processes that read slides ahead (0: read in '
                               'the main process)')
     device: Optional[str] = setting(
@@ -152,6 +157,7 @@ class CohortConfig:
         self.graph_cache = _as_path(self.graph_cache)
         self.slides_dir = _as_path(self.slides_dir)
         _check_choice('layout', self.layout, ('auto', *LAYOUTS))
+        _check_choice('missing_slides', self.missing_slides, MISSING_SLIDES)
         _check_count('workers', self.workers, 0)
         _check_count('heatmaps', self.heatmaps, 0)
 

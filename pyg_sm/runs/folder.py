@@ -197,6 +197,16 @@ class RunFolder:
     def holds_run(self) -> bool:
         return self.results_path.is_file()
 
+    def trained_before(self) -> bool:
+        r"""Whether a training state (``last.pt``) was written here or in a
+        fold: a run got at least one step in."""
+        return self.path.is_dir() and any(
+            self.path.rglob(TRAINING_STATE_FILE))
+
+    def discard(self) -> None:
+        r"""Deletes the folder of a run that never trained."""
+        shutil.rmtree(self.path, ignore_errors=True)
+
     def prepare(self, resume: bool = False, overwrite: bool = False) -> None:
         r"""Makes the folder ready for a new run: it must be new or empty,
         or hold a run to continue (:obj:`resume`) or to replace

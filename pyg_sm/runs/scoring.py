@@ -42,6 +42,14 @@ def _score(config: ScoreConfig, kind: str) -> Optional[RunFolder]:
         if metrics and not dataset.has_labels:
             raise PygSmError(f"evaluate needs labels ({config.data_dir}); "
                              f"'pyg-sm predict' scores slides without them")
+        trained_on = set((saved.get('info') or {}).get('train_slides') or
+                         ()) & set(
+            dataset.slide_ids)
+        if metrics and trained_on and rank == 0:
+            print(f"warning: {len(trained_on)} of {len(dataset.slide_ids)} "
+                  f"slides were in the checkpoint's training split (e.g. "
+                  f"{', '.join(sorted(trained_on)[:3])}): their metrics are "
+                  f"not held-out ones", file=sys.stderr, flush=True)
         if rank == 0:
             out.path.mkdir(parents=True, exist_ok=True)
         dataset.check(check_progress(sys.stderr.isatty() and rank == 0),
@@ -62,7 +70,8 @@ def _score(config: ScoreConfig, kind: str) -> Optional[RunFolder]:
                    'class_map': {c: i for i, c in enumerate(classes)},
                    'model': saved['model'], 'graph': graph.graph_options(),
                    'predictions': [p.to_json() for p in predictions],
-                   'world_size': world_size()}
+                   'world_size': world_size(),
+                   'skipped_slides': dataset.skipped_slides}
         if metrics:
             results['metrics'] = evaluate_predictions(records, classes)
             print_table({saved['model']: results['metrics']})

@@ -90,6 +90,7 @@ def train(config: TrainConfig) -> RunFolder:
 def _train(config: TrainConfig, out: RunFolder,
            device: torch.device) -> RunFolder:
     rank = distributed.start(device)
+    prepared = False
     try:
         graph = config.graph_options()
         options = config.resolved_model_options()
@@ -103,6 +104,7 @@ def _train(config: TrainConfig, out: RunFolder,
             else len(dataset.classes)
         if rank == 0:
             out.prepare(config.resume, config.overwrite)
+            prepared = not config.resume
         if torch.distributed.is_initialized():
             torch.distributed.barrier()
         dataset.check(check_progress(sys.stderr.isatty() and rank == 0),
@@ -113,7 +115,8 @@ def _train(config: TrainConfig, out: RunFolder,
                    'classes': dataset.classes,
                    'class_map': {c: i for i, c in enumerate(dataset.classes)},
                    'model': config.model, 'options': options, 'graph': graph,
-                   'world_size': world_size()}
+                   'world_size': world_size(),
+                   'skipped_slides': dataset.skipped_slides}
         runs = []
         for k, split in enumerate(splits):
             folder = out.fold(k + 1) if len(splits) > 1 else out
@@ -141,6 +144,12 @@ def _train(config: TrainConfig, out: RunFolder,
         out.write_results(results)
         print(f'\nresults: {out.results_path}')
         return out
+    except Exception:
+        if prepared and not out.trained_before():
+            # Nothing trained, nothing to keep: a folder left behind would
+            # only make the next run ask for --resume or --overwrite.
+            out.discard()
+        raise
     finally:
         if torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
@@ -159,7 +168,8 @@ def _train_one(config: TrainConfig, dataset: SlideDataset,
 
     def subset(ids):
         return make_dataset(config, config, config.labels or 'labels.csv',
-                            ids, dataset.classes, cache, config.in_memory)
+                            ids, dataset.classes, cache, config.in_memory,
+                            quiet=True)
 
     train_set, val_set = subset(split['train']), subset(split['val'])
     run = {'split': split} if fold is None else {'fold': fold,
@@ -185,7 +195,8 @@ def _train_one(config: TrainConfig, dataset: SlideDataset,
         save_checkpoint(folder.checkpoint_path, best_model,
                         dataset.feature_dim, options, graph, dataset.classes,
                         epoch=entry['epoch'], monitor=config.monitor,
-                        value=entry.get(config.monitor))
+                        value=entry.get(config.monitor),
+                        train_slides=split['train'])
 
     print(f"training on {len(split['train'])} slides, validating on "
           f"{len(split['val'])}" + (f", testing on {len(split['test'])}"

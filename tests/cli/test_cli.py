@@ -141,9 +141,11 @@ def test_each_command_maps_to_its_config():
                     monitor='last', validate_every=0, in_memory=True)
     for command in ('evaluate', 'predict'):
         assert config_of(command, 'data', '--checkpoint', 'c.pt',
-                         '--slide-ids', 'ids.txt', '--radius', '3') == \
+                         '--slide-ids', 'ids.txt', '--radius', '3',
+                         '--missing-slides', 'skip') == \
             ScoreConfig(data_dir='data', checkpoint='c.pt',
-                        slide_ids='ids.txt', radius=3.0)
+                        slide_ids='ids.txt', radius=3.0,
+                        missing_slides='skip')
     assert config_of('heatmap', 'a', 'b', '--top-k', '2') == HeatmapConfig(
         runs=['a', 'b'], top_k=2)
     assert config_of('view', 'a', '--port', '8000') == ViewConfig(
@@ -181,6 +183,14 @@ def test_user_errors_are_one_line_with_status_2(tmp_path, capsys):
         capsys.readouterr().err
     assert main(['view', str(tmp_path)]) == 2
     assert 'holds no scored slides' in capsys.readouterr().err
+    # A bad --device is one line, before anything is written.
+    for device, words in (('gpu', "--device 'gpu'"),
+                          ('cuda:99', 'cuda:99')):
+        assert main(['train', str(tmp_path), '--device', device, '--out',
+                     str(tmp_path / 'd')]) == 2
+        err = capsys.readouterr().err
+        assert words in err and err.count('\n') == 1
+        assert not (tmp_path / 'd').exists()
 
 
 def test_a_bug_keeps_its_traceback(monkeypatch):
@@ -330,3 +340,17 @@ def test_view_command_prints_the_url_and_serves(scored_cohort, tmp_path):
     assert 'GET /api/slides' in process.stderr.read()  # --log-requests
 
 
+
+
+def test_slide_ids_from_a_pipe(tmp_path):
+    """--slide-ids <(...) is a pipe, which reads once."""
+    from pyg_sm.runs._common import slide_list
+
+    for content in (b'slide_id,note\na,x\nb,y\n', b'a\nb\n'):
+        read, write = os.pipe()
+        os.write(write, content)
+        os.close(write)
+        try:
+            assert slide_list(f'/dev/fd/{read}') == ['a', 'b']
+        finally:
+            os.close(read)

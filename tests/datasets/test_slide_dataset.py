@@ -104,7 +104,9 @@ def test_dataset_errors_name_the_slide(slides, tmp_path):
         with open(root / 'labels.csv', 'a') as f:
             f.write(f'{slide_id},1\n')
         error = FileNotFoundError if arrays is None else ValueError
-        with pytest.raises(error, match=f"slide '{slide_id}'"):
+        words = 'no feature file .*: missing' if arrays is None else \
+            f"slide '{slide_id}'"
+        with pytest.raises(error, match=words):
             SlideDataset(root)
         # Restore the CSV for the next case.
         lines = (root / 'labels.csv').read_text().splitlines()[:-1]
@@ -131,3 +133,55 @@ def test_label_file_errors(slides, tmp_path, content, match):
     (tmp_path / 'labels.csv').write_text(content)
     with pytest.raises(ValueError, match=match):
         SlideDataset(slides, labels=str(tmp_path / 'labels.csv'))
+
+
+def test_missing_slides_are_reported_at_once_with_what_is_likely_wrong(
+        slides, tmp_path):
+    from pyg_sm import MissingFileError
+
+    root = copy_slides(slides, tmp_path)
+    labels = (root / 'labels.csv').read_text().splitlines()
+    extra = ['gone_1,0', 'gone_2,1', 'SLIDE_003_b,1']
+    (root / 'features' / 'slide_003.h5').rename(
+        root / 'features' / 'slide_003_B.h5')
+    (root / 'labels.csv').write_text('\n'.join(
+        [labels[0]] + [line.replace('slide_003,', 'SLIDE_003_b,')
+                       for line in labels[1:]] + extra[:2]) + '\n')
+    with pytest.raises(MissingFileError) as error:
+        SlideDataset(root)
+    message = str(error.value)
+    assert message.startswith('3 of 10 slides in labels.csv have no '
+                              'feature file')
+    assert 'gone_1, gone_2' in message and 'SLIDE_003_b' in message
+    assert "did you mean 'slide_003_B' for 'SLIDE_003_b'" in message
+    assert '--missing-slides skip' in message
+
+    dataset = SlideDataset(root, missing_slides='skip')
+    assert len(dataset) == 7
+    assert dataset.skipped_slides == ['SLIDE_003_b', 'gone_1', 'gone_2']
+    assert any(n.startswith('note: skipped 3 of 10') for n in dataset.notes)
+    # The renamed file is in no label table: one note line counts it.
+    assert any('1 feature file(s)' in n and 'slide_003_B' in n
+               for n in dataset.notes)
+
+
+def test_slide_extensions_and_feature_folders(slides, tmp_path):
+    from pyg_sm import MissingFileError
+
+    root = copy_slides(slides, tmp_path)
+    lines = (root / 'labels.csv').read_text().splitlines()
+    (root / 'labels.csv').write_text('\n'.join(
+        [lines[0]] + [line.replace(',', '.svs,', 1) for line in lines[1:3]]
+        + lines[3:]) + '\n')
+    dataset = SlideDataset(root)
+    assert len(dataset) == 8 and 'slide_000' in dataset.slide_ids
+    assert dataset.notes == [
+        "note: 2 slide id(s) in labels.csv end in a slide extension and are "
+        "read as their stem (e.g. 'slide_000.svs' -> 'slide_000')"]
+    (root / 'features').rename(root / 'features_uni_v1')
+    with pytest.raises(MissingFileError,
+                       match='pass --features-dir features_uni_v1'):
+        SlideDataset(root, layout='h5')
+    with pytest.raises(MissingFileError, match='there is no folder .*feats'):
+        SlideDataset(root, features_dir='feats', layout='h5')
+    assert len(SlideDataset(root, features_dir='features_uni_v1')) == 8

@@ -46,9 +46,12 @@ def test_converted_modules_compute_what_torchmil_computes(version):
     assert kinds == {'Sm', 'SmAttentionPool', 'SmABMIL',
                      'SmTransformerABMIL'}
     assert len(results) >= 16
+    assert all(any(k.startswith('state_dict_') for k in r)
+               for r in results if r['type'] != 'Sm' and 'Pool' not in
+               r['type'])
     for r in results:
         worst = max(v for k, v in r.items()
-                    if k.startswith(('dense_', 'graph_')))
+                    if k.startswith(('dense_', 'graph_', 'state_dict_')))
         assert worst <= TOLERANCE, (r['case'], worst)
         assert r['trains'] in (True, None), r['case']
         if r['type'] != 'Sm':

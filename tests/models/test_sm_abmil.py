@@ -370,3 +370,45 @@ def test_repr():
         "sm_post=True, sm=Sm(alpha='trainable', mode='approx', "
         "num_steps=10))")
     assert 'SmABMIL(in_shape=(6,)' in repr(SmABMIL((6, )))
+
+
+def test_pyg_keyword_names_and_size():
+    """model(x=, edge_index=, batch=) as PyG users write it; size= counts
+    graphs a batch vector cannot show (its empty last ones are errors, as
+    every empty bag is, instead of vanishing)."""
+    from torch_geometric.utils import grid, remove_self_loops
+
+    edge_index, _ = remove_self_loops(grid(3, 3)[0])
+    data = Batch.from_data_list([
+        Data(x=torch.randn(9, 4), edge_index=edge_index) for _ in range(2)])
+    torch.manual_seed(0)
+    model = SmABMIL((4, ), att_dim=4, sm_post=True).eval()
+    expected = model(data.x, data.edge_index, batch=data.batch)
+    torch.testing.assert_close(model(x=data.x, edge_index=data.edge_index,
+                                     batch=data.batch), expected)
+    torch.testing.assert_close(model(data.x, data.edge_index,
+                                     batch=data.batch, size=2), expected)
+    logits, losses = model.compute_loss(torch.tensor([0.0, 1.0]),
+                                        x=data.x, edge_index=data.edge_index,
+                                        batch=data.batch)
+    torch.testing.assert_close(logits, expected)
+    z = model.pool(data.x, data.edge_index, batch=data.batch, size=2)
+    assert z.shape == (2, 4)
+    with pytest.raises(ValueError, match=r'graph\(s\) \[2\]'):
+        model.pool(data.x, data.edge_index, batch=data.batch, size=3)
+    # Soft binary labels stay allowed.
+    model.compute_loss(torch.tensor([0.1, 0.9]), data)
+
+
+def test_torchmil_1_0_positions_warn():
+    """SmABMIL((D,), 16, 'tanh', 'approx', 0.5, 10) means sm_steps=10 in
+    torchmil 1.0.x; here positions follow 0.1.0 (sm_layers=10), which
+    warns once."""
+    with pytest.warns(UserWarning, match='sm_layers=10: more than 4') as w:
+        model = SmABMIL((4, ), 16, 'tanh', 'approx', 0.5, 10)
+    assert len(w) == 1 and model.pool.sm_layers == 10
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        SmABMIL((4, ), 16, 'tanh', 'approx', 0.5, 4)
+        SmABMIL((4, ), sm_steps=10)

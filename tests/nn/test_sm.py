@@ -524,3 +524,121 @@ def test_exact_mode_refuses_non_finite_input(bad):
     out = Sm(0.5, mode='exact')(x, graph())
     with pytest.raises(ValueError, match='gradient holds NaN or infinite'):
         out.backward(torch.full_like(out, bad))
+
+
+@pytest.mark.parametrize('mode', ['approx', 'exact'])
+def test_twice_differentiable(mode):
+    """Gradient penalties and Hessian-vector products keep Sm's part:
+    gradgradcheck in x, alpha and the edge weights, and the Hessian-vector
+    product equals the dense float64 reference's (and PyG's APPNP's, the
+    same operator, in approx mode)."""
+    from torch_geometric.nn import APPNP
+
+    edge_index = graph(num_nodes=12, num_edges=30)
+    gen = torch.Generator().manual_seed(4)
+    x = torch.randn(12, 2, dtype=torch.float64, generator=gen,
+                    requires_grad=True)
+    weight, pair = symmetric_weights(edge_index)
+    weight = weight.requires_grad_()
+    layer = Sm('trainable', mode=mode, num_steps=4, tol=1e-12).double()
+    torch.autograd.gradgradcheck(
+        lambda u, w: layer(u, edge_index, w[pair]), (x, weight))
+
+    x = torch.randn(30, 3, dtype=torch.float64, generator=gen,
+                    requires_grad=True)
+    edge_index = graph()
+    adj = dense_adjacency(edge_index, 30)
+
+    def hessian_vector(function):
+        gx, = torch.autograd.grad(function(x).pow(2).sum(), x,
+                                  create_graph=True)
+        return torch.autograd.grad(gx.sum(), x)[0]
+
+    ours = hessian_vector(lambda u: Sm(0.3, mode=mode)(u, edge_index))
+    if mode == 'approx':
+        expected = hessian_vector(lambda u: dense_approx(u, adj, 0.3, 10))
+        appnp = APPNP(10, alpha=0.7, add_self_loops=False)
+        assert relative_error(ours, hessian_vector(
+            lambda u: appnp(u, edge_index))) < 1e-10
+    else:
+        expected = hessian_vector(lambda u: dense_exact(u, adj, 0.3))
+    assert relative_error(ours, expected) < 1e-8
+
+
+def test_dense_form_as_torchmil_calls_it():
+    """Sm(X, adj[, mask=]) with X (B, N, D) and adj (B, N, N) (dense or
+    sparse COO), adj taken as A itself: each bag's graph form, zeros at
+    padding (tests/models/test_from_torchmil.py checks torchmil's own
+    numbers)."""
+    gen = torch.Generator().manual_seed(5)
+    adj = torch.rand(2, 6, 6, generator=gen, dtype=torch.float64)
+    adj = (adj + adj.transpose(1, 2)) / 12 * (adj > 0.5)
+    adj = adj * (1 - torch.eye(6, dtype=torch.float64))
+    X = torch.randn(2, 6, 3, generator=gen, dtype=torch.float64)
+    mask = torch.tensor([[1, 1, 1, 1, 0, 0], [1] * 6]).bool()
+    for mode in ('approx', 'exact'):
+        layer = Sm(0.4, mode=mode)
+        for a in (adj, adj.to_sparse()):
+            out = layer(X, a, mask=mask)
+            assert out.shape == X.shape
+            assert (out[0, 4:] == 0).all()
+            for b in range(2):
+                n = int(mask[b].sum())
+                expected = (dense_approx(X[b, :n], adj[b, :n, :n], 0.4, 10)
+                            if mode == 'approx' else
+                            dense_exact(X[b, :n], adj[b, :n, :n], 0.4))
+                assert relative_error(out[b, :n], expected) < 1e-9
+        unmasked = layer(X, adj)
+        assert relative_error(unmasked[1], out[1]) < 1e-12
+
+
+def test_self_loops_warn_once_and_edge_attr_is_not_a_weight(monkeypatch):
+    import pyg_sm.data.adjacency
+    from torch_geometric.utils import add_self_loops
+
+    from pyg_sm import SmABMIL
+
+    monkeypatch.setattr(pyg_sm.data.adjacency, '_warned', set())
+    edge_index = graph()
+    looped, _ = add_self_loops(edge_index, num_nodes=30)
+    x = torch.randn(30, 4)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        Sm(0.5)(x, edge_index)
+        assert not caught
+        Sm(0.5)(x, looped)
+        Sm(0.5)(x, looped)
+    assert [str(w.message).split(':')[0] for w in caught] == [
+        'the edges hold self-loops']
+    data = Data(x=x, edge_index=edge_index,
+                edge_attr=torch.rand(edge_index.size(1)))
+    with pytest.warns(UserWarning, match='edge_attr is not read'):
+        SmABMIL((4, ), att_dim=4)(data)
+    data.edge_weight = data.edge_attr
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        SmABMIL((4, ), att_dim=4)(data)
+
+
+def test_to_hetero_bipartite_edge_type_says_what_sm_needs():
+    from torch_geometric.data import HeteroData
+    from torch_geometric.nn import to_hetero
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.sm = Sm(0.5)
+
+        def forward(self, x, edge_index):
+            return self.sm(x, edge_index)
+
+    data = HeteroData()
+    data['a'].x, data['b'].x = torch.randn(4, 3), torch.randn(5, 3)
+    data['a', 'to', 'b'].edge_index = torch.tensor([[0, 1], [2, 3]])
+    data['a', 'near', 'a'].edge_index = torch.tensor([[0, 1], [1, 0]])
+    net = to_hetero(Net(), data.metadata(), aggr='sum')
+    with pytest.raises(ValueError, match='one node type'):
+        net(data.x_dict, data.edge_index_dict)
+    del data['a', 'to', 'b']
+    net = to_hetero(Net(), data.metadata(), aggr='sum')
+    assert net(data.x_dict, data.edge_index_dict)['a'].shape == (4, 3)

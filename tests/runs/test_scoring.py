@@ -118,3 +118,26 @@ def test_predict_under_torchrun_equals_one_process(cohort, trained,
     for path in (one / 'geojson').glob('*.geojson'):
         assert path.read_text() == (two / 'geojson' / path.name).read_text()
     assert json.loads((two / 'results.json').read_text())['world_size'] == 2
+
+
+def test_evaluate_on_training_slides_warns_and_skipped_slides_are_listed(
+        cohort, trained, tmp_path, capfd):
+    """The checkpoint records its training split: evaluating on those
+    slides says how many; --missing-slides skip leaves slides without a
+    feature file out and the results list them."""
+    from pyg_sm.train import read_checkpoint
+
+    train_slides = read_checkpoint(trained)['info']['train_slides']
+    root = copy(cohort, tmp_path)
+    with open(root / 'labels.csv', 'a') as f:
+        f.write('slide_gone,1\n')
+    with pytest.raises(PygSmError, match='1 of 13 slides in labels.csv'):
+        score_run('evaluate', root, trained, tmp_path / 'strict')
+    capfd.readouterr()
+    results = score_run('evaluate', root, trained, tmp_path / 'eval',
+                        missing_slides='skip')
+    err = capfd.readouterr().err
+    assert results['skipped_slides'] == ['slide_gone']
+    assert 'note: skipped 1 of 13 slides' in err
+    assert f'warning: {len(train_slides)} of 12 slides were in the ' \
+           f"checkpoint's training split" in err
