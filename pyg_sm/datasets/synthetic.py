@@ -2,6 +2,7 @@ r"""Synthetic whole-slide datasets in the layout slide-processing pipelines
 write (see :class:`~pyg_sm.SlideDataset`), with slide images that agree with
 them, deterministic by seed."""
 import csv
+import json
 from pathlib import Path
 from typing import Union
 
@@ -28,6 +29,30 @@ LESION = (196, 128, 184)
 LESION_NUCLEI = (74, 30, 118)
 
 
+#: Micrometres per level-0 pixel the synthetic slides stand for: a 64-pixel
+#: patch is 128 um, as a 256-pixel patch at 0.5 um per pixel (20x).
+SYNTHETIC_MPP = 2.0
+
+
+def write_lesion_outlines(path: Path, corners, patch_size: float) -> None:
+    r"""The lesions of a slide as a pathologist would outline them in
+    QuPath: a GeoJSON FeatureCollection of the union of the lesion patches'
+    squares (:obj:`corners`, top-left, level-0 pixels), class ``Tumor``."""
+    import shapely
+    from shapely.geometry import mapping
+
+    area = shapely.union_all(shapely.box(
+        corners[:, 0], corners[:, 1], corners[:, 0] + patch_size,
+        corners[:, 1] + patch_size))
+    features = [{'type': 'Feature', 'geometry': mapping(polygon),
+                 'properties': {'objectType': 'annotation',
+                                'classification': {'name': 'Tumor'}}}
+                for polygon in shapely.get_parts(area)]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({'type': 'FeatureCollection',
+                                'features': features}))
+
+
 def make_synthetic_slides(
     root: Union[str, Path],
     num_slides: int = 120,
@@ -40,7 +65,10 @@ def make_synthetic_slides(
     r"""Writes :obj:`num_slides` slides to :obj:`root`:
     ``features/<slide_id>.h5`` with ``features`` :math:`(N, D)`, ``coords``
     :math:`(N, 2)` (level-0 pixels, top-left corners, in shuffled order) and
-    ``patch_labels`` :math:`(N,)`, ``labels.csv`` with ``slide_id,label``
+    ``patch_labels`` :math:`(N,)`, ``annotations/<slide_id>.geojson`` of
+    the positive slides (the lesions outlined as QuPath writes them; the
+    slides stand for :data:`SYNTHETIC_MPP` um per pixel),
+    ``labels.csv`` with ``slide_id,label``
     and, with :obj:`slide_images`, ``slides/<slide_id>.tif``: a pyramidal
     tiled TIFF (JPEG tiles, pyramid levels as successive pages, level-0
     sides multiples of 64) that OpenSlide reads as ``generic-tiff``, with
@@ -103,6 +131,10 @@ def make_synthetic_slides(
             f['features'] = features[order].float().numpy()
             f['coords'] = (cells[order] * patch_size).numpy()
             f['patch_labels'] = lesion[order].to(torch.uint8).numpy()
+        if lesion.any():
+            write_lesion_outlines(
+                root / 'annotations' / f'{slide_id}.geojson',
+                (cells[lesion] * patch_size).numpy(), patch_size)
         if slide_images:
             painter.write(root / 'slides' / f'{slide_id}.tif',
                           cells.numpy(), lesion.numpy(),

@@ -101,13 +101,17 @@ def _fmt(value: Optional[float]) -> str:
 
 
 def print_table(results: Dict[str, Dict]) -> None:
-    r"""Bag and instance metrics, one row per model."""
+    r"""Bag and instance metrics, one row per model, and the FROC score
+    when the slides were measured against annotations."""
+    froc = any('froc' in r for r in results.values())
     print(f"\n{'model':<10} {'bag AUROC':>10} {'instance AUROC':>15} "
-          f"{'bag acc':>8} {'bal acc':>8}")
+          f"{'bag acc':>8} {'bal acc':>8}" + (f" {'FROC':>6}" if froc
+                                               else ''))
     for name, r in results.items():
         print(f"{name:<10} {_fmt(r['bag_auroc']):>10} "
               f"{_fmt(r['instance_auroc']):>15} {_fmt(r['bag_accuracy']):>8} "
-              f"{_fmt(r['balanced_accuracy']):>8}", flush=True)
+              f"{_fmt(r['balanced_accuracy']):>8}" +
+              (f" {_fmt(r.get('froc')):>6}" if froc else ''), flush=True)
 
 
 def most_lesioned(records: List[Dict], count: int) -> List[str]:

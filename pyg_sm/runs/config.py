@@ -17,6 +17,7 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 from ..datasets.layouts import LAYOUTS
 from ..datasets.slide_dataset import MISSING_SLIDES
 from ..models.registry import MODELS
+from ..train.localization import MIN_COVERAGE
 from ..train.loop import MONITORS, check_validation
 from ..transforms import METHODS, PatchGraph
 from ..utils.errors import PygSmError
@@ -297,14 +298,39 @@ class ScoreConfig(CohortConfig):
     connectivity: Optional[int] = _from_checkpoint('connectivity')
     patch_size: Optional[float] = _from_checkpoint('patch_size')
     radius: Optional[float] = _from_checkpoint('radius')
+    annotations: Optional[Path] = setting(
+        None, "folder of the slides' lesion outlines, <slide_id>.geojson "
+              "(QuPath), .json or .xml (ASAP, CAMELYON16): the scores are "
+              "then measured against them (instance metrics, FROC)",
+        unset='none')
+    annotation_classes: Optional[List[str]] = setting(
+        None, 'the annotation classes (or ASAP groups) that are lesions, '
+              'comma-separated', unset='every class that is not an '
+                                       'exclusion (_2, Exclusion)')
+    min_coverage: float = setting(
+        MIN_COVERAGE, 'a patch is a lesion patch when the lesions cover at '
+                      'least this share of it')
+    mpp: Optional[float] = setting(
+        None, 'micrometres per level-0 pixel for slides whose image does '
+              'not say (the FROC dilates lesions by 75 um)',
+        unset="each slide image's openslide.mpp-x")
 
     def __post_init__(self):
         super().__post_init__()
         self.checkpoint = _as_path(self.checkpoint)
         self.out = _as_path(self.out)
+        self.annotations = _as_path(self.annotations)
         if isinstance(self.slide_ids, str):
             self.slide_ids = Path(self.slide_ids)
+        if isinstance(self.annotation_classes, str):
+            self.annotation_classes = self.annotation_classes.split(',')
         _check_count('batch_size', self.batch_size, 1)
+        if not 0 < self.min_coverage <= 1:
+            raise PygSmError(f"'min_coverage' (--min-coverage) must lie in "
+                             f"(0, 1] (got {self.min_coverage})")
+        if self.mpp is not None and not self.mpp > 0:
+            raise PygSmError(f"'mpp' (--mpp) must be positive (got "
+                             f"{self.mpp})")
 
     def graph_config(self, saved: Dict) -> GraphConfig:
         r"""The checkpoint's graph settings :obj:`saved`; a setting given

@@ -4,6 +4,7 @@ r"""``demo``: SmABMIL against plain ABMIL on synthetic slides, trained by
 import shlex
 
 from ..datasets import SlideImages, make_synthetic_slides
+from ..datasets.synthetic import SYNTHETIC_MPP
 from ._common import (command_line, most_lesioned, print_table, versions,
                       write_heatmaps)
 from .config import DemoConfig, ScoreConfig, TrainConfig, as_dict
@@ -45,14 +46,17 @@ def demo(config: DemoConfig) -> RunFolder:
         scored = evaluate(ScoreConfig(
             data_dir=data_dir, checkpoint=trained.checkpoint_path,
             out=out.path / name, slide_ids=held_out, heatmaps=0,
-            graph_cache=cache))
+            graph_cache=cache, annotations=data_dir / 'annotations',
+            mpp=SYNTHETIC_MPP))
         scored.name = name
         evaluated.append(scored)
         seconds = sum(entry['seconds'] for entry in run['history'])
         print(f"{name}: trained {config.epochs} epochs in {seconds:.1f} s, "
               f"final loss {run['history'][-1]['train_loss']:.3f}",
               flush=True)
-        metrics[name] = scored.results()['metrics']
+        results = scored.results()
+        metrics[name] = {**results['metrics'],
+                         'froc': results['localization']['froc']['score']}
         runs[name] = {**metrics[name], 'train_seconds': seconds,
                       'loss_history': [e['train_loss']
                                        for e in run['history']],

@@ -15,6 +15,7 @@ from ._common import (check_progress, command_line, make_dataset,
                       versions, world_size, write_heatmaps)
 from .config import SCORE_OUT, ScoreConfig, as_dict
 from .folder import FINISHED, RunFolder, SlidePrediction
+from .localizing import localization_line, localize
 
 
 def _score(config: ScoreConfig, kind: str) -> Optional[RunFolder]:
@@ -72,9 +73,18 @@ def _score(config: ScoreConfig, kind: str) -> Optional[RunFolder]:
                    'predictions': [p.to_json() for p in predictions],
                    'world_size': world_size(),
                    'skipped_slides': dataset.skipped_slides}
+        if config.annotations is not None:
+            results['localization'] = localize(
+                out, config.annotations, config.annotation_classes,
+                config.min_coverage, config.mpp, config.slides_dir,
+                classes=classes)
         if metrics:
             results['metrics'] = evaluate_predictions(records, classes)
-            print_table({saved['model']: results['metrics']})
+            froc = {'froc': results['localization']['froc']['score']} \
+                if 'localization' in results else {}
+            print_table({saved['model']: {**results['metrics'], **froc}})
+        if 'localization' in results:
+            print(localization_line(results['localization']))
         results['heatmaps'] = write_heatmaps(
             out, most_lesioned(records, config.heatmaps),
             [RunFolder(out.path, type(model).__name__)],

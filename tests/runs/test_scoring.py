@@ -141,3 +141,37 @@ def test_evaluate_on_training_slides_warns_and_skipped_slides_are_listed(
     assert 'note: skipped 1 of 13 slides' in err
     assert f'warning: {len(train_slides)} of 12 slides were in the ' \
            f"checkpoint's training split" in err
+
+
+def test_evaluate_against_annotations(cohort, trained, tmp_path):
+    """The synthetic slides ship QuPath outlines of their lesions: evaluate
+    --annotations adds localization to results.json; a negative slide
+    without a file is all-negative, a positive one is left out and named;
+    localize() needs no model."""
+    from pyg_sm.runs.localizing import localize
+
+    results = score_run('evaluate', cohort, trained, tmp_path / 'eval',
+                        annotations=cohort / 'annotations', mpp=2.0)
+    found = results['localization']
+    assert set(found) >= {
+        'source', 'min_coverage', 'instance_auroc',
+        'instance_average_precision', 'instance_best_f1',
+        'per_slide_instance_auroc', 'froc', 'slides_used',
+        'slides_left_out'}
+    assert len(found['slides_used']) == 12 and not found['slides_left_out']
+    assert 0 <= found['froc']['score'] <= 1
+    assert list(found['froc']['sensitivities']) == [
+        '0.25', '0.5', '1', '2', '4', '8']
+    # The outlines trace the stored patch labels: the same instance AUROC.
+    assert found['instance_auroc'] == pytest.approx(
+        results['metrics']['instance_auroc'])
+
+    annotations = Path(copy(cohort / 'annotations', tmp_path, 'notes'))
+    (annotations / 'slide_001.geojson').unlink()
+    again = localize(tmp_path / 'eval', annotations, mpp=2.0)
+    assert again['slides_left_out'] == {
+        'slide_001': 'positive slide without annotations'}
+    with pytest.raises(PygSmError, match='pass --mpp'):
+        localize(tmp_path / 'eval', annotations)
+    with pytest.raises(PygSmError, match=r"names \['Stroma'\]"):
+        localize(tmp_path / 'eval', annotations, ['Stroma'], mpp=2.0)
