@@ -11,6 +11,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Union
 import torch
 
 from ..datasets import SlideDataset, SlideImages
+from ..datasets.annotations import find_annotation_file, read_annotations
 from ..utils.errors import MissingFileError
 from ..utils.tables import read_table
 from ..version import __version__
@@ -149,18 +150,35 @@ def heatmap_title(slide_id: str,
     return title
 
 
+def _outlines(folder: Optional[Path], slide_id: str,
+              lesion_classes: Optional[Sequence[str]]):
+    r"""The lesion outlines of a slide in :obj:`folder`, if it has a
+    file."""
+    if folder is None:
+        return None
+    path = find_annotation_file(folder, slide_id)
+    return None if path is None else read_annotations(
+        path, slide_id).lesion(lesion_classes)
+
+
 def write_heatmaps(out: RunFolder, slide_ids: Sequence[str],
                    runs: Sequence[RunFolder],
                    slides: Optional[SlideImages] = None,
                    predictions: Optional[Sequence[Sequence[
                        SlidePrediction]]] = None,
-                   top_k: int = 8, opacity: float = 0.5) -> List[str]:
+                   top_k: int = 8, opacity: float = 0.5,
+                   overlay_style: str = 'ramp',
+                   annotations: Optional[Path] = None,
+                   lesion_classes: Optional[Sequence[str]] = None
+                   ) -> List[str]:
     r"""``heatmaps/<slide_id>.png`` of :obj:`out` per slide: each run's
     attention over the slide image (:func:`~pyg_sm.visualize.render_overlay`,
     with the top-k gallery) when :obj:`slides` has it, else on the patch
     grid (:func:`~pyg_sm.visualize.render_heatmap`), with the true lesions
-    when the scores hold patch labels. :obj:`predictions` (one list per
-    run) give the titles; by default the runs' own."""
+    when the scores hold patch labels and the outlines of
+    :obj:`annotations` (a folder of annotation files) on the slide image.
+    :obj:`predictions` (one list per run) give the titles; by default the
+    runs' own."""
     if not slide_ids:
         return []
     if predictions is None:
@@ -180,7 +198,9 @@ def write_heatmaps(out: RunFolder, slide_ids: Sequence[str],
                 image = render_overlay(
                     slide, first.coords, attention, first.patch_size_level0,
                     first.patch_labels, title=title, top_k=top_k,
-                    opacity=opacity)
+                    opacity=opacity, overlay_style=overlay_style,
+                    outlines=_outlines(annotations, slide_id,
+                                       lesion_classes))
             finally:
                 slide.close()
         else:

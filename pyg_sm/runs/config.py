@@ -18,6 +18,7 @@ from ..datasets.layouts import LAYOUTS
 from ..datasets.slide_dataset import MISSING_SLIDES
 from ..models.registry import MODELS
 from ..train.localization import MIN_COVERAGE
+from ..visualize.colors import OVERLAY_STYLES
 from ..train.loop import MONITORS, check_validation
 from ..transforms import METHODS, PatchGraph
 from ..utils.errors import PygSmError
@@ -148,6 +149,11 @@ class CohortConfig:
               'drawn over them', unset='none, heatmaps on the patch grid')
     heatmaps: int = setting(4, 'slides drawn in heatmaps/ (validation '
                                'slides when training)')
+    overlay_style: str = setting(
+        'ramp', 'how attention is painted over the tissue: ramp (the '
+                'opacity grows with the percentile: the lowest half nearly '
+                'transparent, the top decile opaque) or flat (every patch '
+                'at --opacity)', choices=OVERLAY_STYLES)
     graph_cache: Optional[Path] = setting(
         None, "folder of the slides' patch graphs, built once and keyed by "
               "the file and the graph settings: runs on one cohort may "
@@ -159,6 +165,7 @@ class CohortConfig:
         self.slides_dir = _as_path(self.slides_dir)
         _check_choice('layout', self.layout, ('auto', *LAYOUTS))
         _check_choice('missing_slides', self.missing_slides, MISSING_SLIDES)
+        _check_choice('overlay_style', self.overlay_style, OVERLAY_STYLES)
         _check_count('workers', self.workers, 0)
         _check_count('heatmaps', self.heatmaps, 0)
 
@@ -349,6 +356,14 @@ class ScoreConfig(CohortConfig):
                               for k in _GRAPH_FIELDS})
 
 
+def _cohort_setting(name: str):
+    r"""A setting declared once in :class:`CohortConfig`, for configs that
+    do not derive from it."""
+    field = CohortConfig.__dataclass_fields__[name]
+    return setting(field.default, field.metadata['help'],
+                   choices=field.metadata.get('choices'))
+
+
 @dataclasses.dataclass(kw_only=True)
 class HeatmapConfig:
     r"""``pyg-sm heatmap``: attention pictures of scored runs."""
@@ -367,7 +382,8 @@ class HeatmapConfig:
     top_k: int = setting(8, 'patches of highest attention shown at full '
                             'resolution per run')
     opacity: float = setting(0.5, 'opacity of the attention over the '
-                                  'tissue, 0 to 1')
+                                  'tissue in the flat style, 0 to 1')
+    overlay_style: str = _cohort_setting('overlay_style')
 
     def __post_init__(self):
         self.runs = [Path(r) for r in self.runs]
@@ -378,6 +394,7 @@ class HeatmapConfig:
         if not self.runs:
             raise PygSmError('heatmap needs at least one run folder')
         _check_count('top_k', self.top_k, 0)
+        _check_choice('overlay_style', self.overlay_style, OVERLAY_STYLES)
         if not isinstance(self.opacity, (int, float)) or \
                 not 0 <= self.opacity <= 1:
             raise PygSmError(f"'opacity' (--opacity) must be within [0, 1] "
@@ -398,6 +415,7 @@ class ViewConfig:
                                      'machine only)')
     port: int = setting(0, 'port to listen on (0: a free one)')
     log_requests: bool = setting(False, 'log every request on stderr')
+    overlay_style: str = _cohort_setting('overlay_style')
 
     def __post_init__(self):
         self.runs = [Path(r) for r in self.runs]
@@ -405,6 +423,7 @@ class ViewConfig:
         if not self.runs:
             raise PygSmError('view needs at least one run folder')
         _check_count('port', self.port, 0)
+        _check_choice('overlay_style', self.overlay_style, OVERLAY_STYLES)
 
 
 @dataclasses.dataclass(kw_only=True)

@@ -5,6 +5,7 @@ import shlex
 
 from ..datasets import SlideImages, make_synthetic_slides
 from ..datasets.synthetic import SYNTHETIC_MPP
+from ..visualize import render_froc_curve
 from ._common import (command_line, most_lesioned, print_table, versions,
                       write_heatmaps)
 from .config import DemoConfig, ScoreConfig, TrainConfig, as_dict
@@ -35,7 +36,7 @@ def demo(config: DemoConfig) -> RunFolder:
           f"slide images in {data_dir / 'slides'}", flush=True)
     # The four runs read one cohort: each graph is built once.
     cache = out.graph_cache_dir
-    metrics, runs, evaluated = {}, {}, []
+    metrics, runs, evaluated, frocs = {}, {}, [], {}
     for name, preset in DEMO_MODELS:
         trained = train(TrainConfig.from_recipe(
             'demo', data_dir=data_dir, out=out.path / TRAIN_DIR / name,
@@ -55,8 +56,8 @@ def demo(config: DemoConfig) -> RunFolder:
               f"final loss {run['history'][-1]['train_loss']:.3f}",
               flush=True)
         results = scored.results()
-        metrics[name] = {**results['metrics'],
-                         'froc': results['localization']['froc']['score']}
+        frocs[name] = results['localization']['froc']
+        metrics[name] = {**results['metrics'], 'froc': frocs[name]['score']}
         runs[name] = {**metrics[name], 'train_seconds': seconds,
                       'loss_history': [e['train_loss']
                                        for e in run['history']],
@@ -64,12 +65,14 @@ def demo(config: DemoConfig) -> RunFolder:
                       'train_dir': str(trained.path),
                       'evaluation_dir': str(scored.path)}
     print_table(metrics)
+    out.write_froc_curve(render_froc_curve(frocs))
     first = evaluated[0]
     lesions = [{'slide_id': p.slide_id,
                 'patch_labels': first.scores(p.slide_id).patch_labels}
                for p in first.predictions()]
     heatmaps = write_heatmaps(out, most_lesioned(lesions, config.heatmaps),
-                              evaluated, SlideImages(data_dir / 'slides'))
+                              evaluated, SlideImages(data_dir / 'slides'),
+                              annotations=data_dir / 'annotations')
     out.write_results({'kind': 'demo', 'status': FINISHED,
                        'command': command_line(), 'config': as_dict(config),
                        'versions': versions(), 'runs': runs,

@@ -11,7 +11,11 @@ A run folder is what ``pyg-sm train``, ``evaluate``, ``predict`` and
       last.pt                   train: the whole training state, each epoch
       predictions.csv           evaluate / predict: one row per slide
       scores/<slide_id>.h5      coords, attention, attention_logits,
-                                patch_labels (when known)
+                                patch_labels (when known; from the
+                                annotations with --annotations, and then
+                                annotation_coverage)
+      froc.png                  evaluate / predict --annotations: the FROC
+                                curve of results.json's localization
       geojson/<slide_id>.geojson  one square per patch, for QuPath
       heatmaps/<slide_id>.png   attention pictures
       graph_cache/              patch graphs, built once per slide
@@ -44,6 +48,7 @@ SCHEMA = 'pyg-sm-run/1'
 RESULTS_FILE = 'results.json'
 CHECKPOINT_FILE = 'checkpoint.pt'
 TRAINING_STATE_FILE = 'last.pt'
+FROC_CURVE_FILE = 'froc.png'
 PREDICTIONS_FILE = 'predictions.csv'
 SCORES_DIR = 'scores'
 GEOJSON_DIR = 'geojson'
@@ -350,6 +355,27 @@ class RunFolder:
             f.attrs['patch_size_level0'] = float(patch_size_level0)
         return path
 
+    def write_annotation_labels(self, slide_id: str, coverage,
+                                min_coverage: float) -> Path:
+        r"""Adds to ``scores/<slide_id>.h5`` the patches' coverage by the
+        annotated lesions (``annotation_coverage``, (N,)) and replaces its
+        ``patch_labels`` with ``coverage >= min_coverage``: annotations
+        take precedence over labels stored with the features (the file's
+        ``patch_labels_source`` attribute says which it holds)."""
+        import h5py
+        import numpy as np
+
+        path = self.scores_path(slide_id)
+        coverage = np.asarray(coverage, dtype=np.float32)
+        with h5py.File(path, 'a') as f:
+            for name in ('annotation_coverage', 'patch_labels'):
+                if name in f:
+                    del f[name]
+            f['annotation_coverage'] = coverage
+            f['patch_labels'] = (coverage >= min_coverage).astype(np.uint8)
+            f.attrs['patch_labels_source'] = 'annotations'
+        return path
+
     def scores(self, slide_id: str) -> SlideScores:
         r"""The scores of one slide."""
         import h5py
@@ -416,6 +442,17 @@ class RunFolder:
                 self.write_geojson(record['slide_id'], pos,
                                    record['attention_logits'], side)
         return write
+
+    @property
+    def froc_curve_path(self) -> Path:
+        return self.path / FROC_CURVE_FILE
+
+    def write_froc_curve(self, image: Any) -> Path:
+        r"""``froc.png`` (the FROC curve of ``results.json``'s
+        ``localization``) from a PIL image."""
+        with atomic_path(self.froc_curve_path) as temporary:
+            image.save(temporary, format='png')
+        return self.froc_curve_path
 
     def write_heatmap(self, slide_id: str, image: Any) -> Path:
         r"""``heatmaps/<slide_id>.png`` from a PIL image."""

@@ -40,7 +40,8 @@ def localize(run: Union[RunFolder, str, Path], annotations: Union[str, Path],
              min_coverage: float = MIN_COVERAGE, mpp: Optional[float] = None,
              slides_dir: Optional[Union[str, Path]] = None,
              positive_class: Optional[str] = None,
-             classes: Optional[Sequence[str]] = None) -> Dict:
+             classes: Optional[Sequence[str]] = None,
+             write: bool = False) -> Dict:
     r"""Localization metrics of the scored slides of :obj:`run` (an
     ``evaluate`` or ``predict`` folder, or a training run) against the
     annotation files in :obj:`annotations` (``<slide_id>.geojson``, ``.json``
@@ -54,6 +55,9 @@ def localize(run: Union[RunFolder, str, Path], annotations: Union[str, Path],
     per pixel come from each slide's image in :obj:`slides_dir`
     (``openslide.mpp-x``), else :obj:`mpp`. The positive class is
     :obj:`positive_class`, else the last of :obj:`classes` (the run's).
+    With :obj:`write`, each measured slide's score file gets the coverage
+    and the patch labels from the annotations
+    (:meth:`RunFolder.write_annotation_labels`).
 
     Returns ``source``, ``min_coverage``, ``instance_auroc``,
     ``instance_average_precision``, ``instance_best_f1`` (over all patches
@@ -103,6 +107,8 @@ def localize(run: Union[RunFolder, str, Path], annotations: Union[str, Path],
                           f"cover none of its patches; another coordinate "
                           f"frame or level?", UserWarning, stacklevel=2)
         patch_labels = coverage >= min_coverage
+        if write:
+            run.write_annotation_labels(slide_id, coverage, min_coverage)
         logits = slide.attention_logits.double().numpy()
         scores.append(logits)
         labels.append(patch_labels)

@@ -28,7 +28,8 @@ def heatmap(config: HeatmapConfig) -> RunFolder:
     slides = slide_images(config.slides_dir)
     out = RunFolder(config.out)
     written = write_heatmaps(out, slide_ids, runs, slides,
-                             top_k=config.top_k, opacity=config.opacity)
+                             top_k=config.top_k, opacity=config.opacity,
+                             overlay_style=config.overlay_style)
     on_image = 0 if slides is None else sum(s in slides for s in slide_ids)
     print(f'{len(written)} heatmaps in {out.heatmaps_dir} ({on_image} over '
           f'slide images, {len(written) - on_image} on the patch grid)')
@@ -39,7 +40,8 @@ def open_runs(config: ViewConfig) -> ViewerServer:
     r"""The viewer over :obj:`config.runs`, listening but not yet serving
     (call ``serve_forever()`` and ``close()``)."""
     return open_viewer(scored_runs(config.runs), config.slides_dir,
-                       host=config.host, port=config.port)
+                       host=config.host, port=config.port,
+                       overlay_style=config.overlay_style)
 
 
 def view(config: ViewConfig) -> str:

@@ -10,6 +10,7 @@ from ..train import distributed, read_checkpoint, score_slides
 from ..train.checkpoint import build_from_checkpoint
 from ..train.metrics import evaluate_predictions
 from ..utils.errors import PygSmError
+from ..visualize import render_froc_curve
 from ._common import (check_progress, command_line, make_dataset,
                       most_lesioned, print_table, slide_images, slide_list,
                       versions, world_size, write_heatmaps)
@@ -77,18 +78,31 @@ def _score(config: ScoreConfig, kind: str) -> Optional[RunFolder]:
             results['localization'] = localize(
                 out, config.annotations, config.annotation_classes,
                 config.min_coverage, config.mpp, config.slides_dir,
-                classes=classes)
+                classes=classes, write=True)
         if metrics:
             results['metrics'] = evaluate_predictions(records, classes)
-            froc = {'froc': results['localization']['froc']['score']} \
-                if 'localization' in results else {}
+            froc = {}
+            if 'localization' in results:
+                # The annotations take precedence over stored labels.
+                located = results['localization']
+                results['metrics']['instance_auroc'] = \
+                    located['instance_auroc']
+                froc = {'froc': located['froc']['score']}
+            results['metrics']['instance_labels'] = (
+                'annotations' if 'localization' in results
+                else 'patch_labels')
             print_table({saved['model']: {**results['metrics'], **froc}})
         if 'localization' in results:
             print(localization_line(results['localization']))
+            out.write_froc_curve(render_froc_curve(
+                {saved['model']: results['localization']['froc']}))
         results['heatmaps'] = write_heatmaps(
             out, most_lesioned(records, config.heatmaps),
             [RunFolder(out.path, type(model).__name__)],
-            slide_images(config.slides_dir), [predictions])
+            slide_images(config.slides_dir), [predictions],
+            overlay_style=config.overlay_style,
+            annotations=config.annotations,
+            lesion_classes=config.annotation_classes)
         out.write_results(results)
         print(f"\n{len(records)} slides: {out.predictions_path}, "
               f"{out.scores_dir}, {out.geojson_dir}, {out.results_path}")

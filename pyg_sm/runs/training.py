@@ -247,7 +247,8 @@ def _train_one(config: TrainConfig, dataset: SlideDataset,
             run['heatmaps'] = write_heatmaps(
                 folder, most_lesioned(records, config.heatmaps),
                 [RunFolder(folder.path, type(best).__name__)],
-                slide_images(config.slides_dir), [predictions])
+                slide_images(config.slides_dir), [predictions],
+                overlay_style=config.overlay_style)
     if rank != 0:
         return run
     folder.write_results({**results, **run, 'status': FINISHED})

@@ -12,6 +12,14 @@ from torch import Tensor
 ATTENTION_CMAP = 'turbo'
 #: The colour bar's label wherever attention is shown.
 PERCENTILE_LABEL = 'attention percentile within the slide'
+#: How attention is painted over the tissue: ``ramp`` (the opacity grows
+#: with the percentile: the lowest half nearly transparent, the top decile
+#: opaque, as CLAM's heatmaps) or ``flat`` (every patch at one opacity).
+OVERLAY_STYLES = ('ramp', 'flat')
+# The ramp's opacity below the median, and where it becomes opaque.
+_RAMP_FLOOR, _RAMP_LOW, _RAMP_HIGH = 0.06, 50.0, 90.0
+#: The colour of annotation outlines: magenta, which turbo never shows.
+OUTLINE_COLOR = (255, 0, 220)
 
 
 @functools.lru_cache(maxsize=None)
@@ -27,6 +35,24 @@ def percentile_colors(percentile: Tensor) -> np.ndarray:
     :obj:`ATTENTION_CMAP`."""
     index = (percentile.double().clamp(0, 100) * 2.55).round().long()
     return _lookup_table()[index.numpy()]
+
+
+def percentile_opacity(percentile: Tensor, style: str = 'ramp',
+                       opacity: float = 0.5) -> np.ndarray:
+    r"""The alpha (N,) uint8 of patches at :obj:`percentile` (0 to 100):
+    for ``ramp``, 6% below the median rising linearly to opaque at the
+    90th percentile; for ``flat``, :obj:`opacity` everywhere."""
+    if style not in OVERLAY_STYLES:
+        raise ValueError(f"'overlay_style' must be one of {OVERLAY_STYLES} "
+                         f"(got {style!r})")
+    percentile = percentile.double().clamp(0, 100).numpy()
+    if style == 'flat':
+        alpha = np.full(percentile.shape, float(opacity))
+    else:
+        rise = np.clip((percentile - _RAMP_LOW) / (_RAMP_HIGH - _RAMP_LOW),
+                       0, 1)
+        alpha = _RAMP_FLOOR + (1 - _RAMP_FLOOR) * rise
+    return (alpha * 255).round().astype(np.uint8)
 
 
 def paint_patches(canvas: np.ndarray, corners: Tensor, side: float,

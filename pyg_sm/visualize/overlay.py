@@ -9,8 +9,8 @@ import torch
 from torch import Tensor
 
 from ..utils.stats import percentiles
-from .colors import (ATTENTION_CMAP, PERCENTILE_LABEL, paint_patches,
-                     percentile_colors)
+from .colors import (ATTENTION_CMAP, OUTLINE_COLOR, PERCENTILE_LABEL,
+                     paint_patches, percentile_colors, percentile_opacity)
 
 #: Pixels per inch of the rendered figures.
 DPI = 100
@@ -33,31 +33,57 @@ def thumbnail_side(dimensions: Sequence[int], side: float) -> int:
 
 
 def overlay_image(thumbnail, corners: Tensor, side: float, colors,
-                  scale: float, opacity: float):
+                  scale: float, opacity):
     r""":obj:`thumbnail` (PIL) with the patches painted in :obj:`colors`
-    at :obj:`opacity` over it, nothing elsewhere."""
+    at :obj:`opacity` (one value in [0, 1], or an alpha (N,) uint8 per
+    patch) over it, nothing elsewhere."""
     from PIL import Image
 
     layer = np.zeros((thumbnail.height, thumbnail.width, 4), np.uint8)
     colors = np.asarray(colors, np.uint8)
-    alpha = np.full(colors.shape[:-1] + (1, ), round(255 * opacity),
-                    np.uint8)
-    paint_patches(layer, corners, side, np.concatenate([colors, alpha], -1),
-                  scale)
+    if np.ndim(opacity) == 0:
+        alpha = np.full(colors.shape[:-1] + (1, ), round(255 * opacity),
+                        np.uint8)
+    else:
+        alpha = np.asarray(opacity, np.uint8).reshape(-1, 1)
+    if colors.ndim == 2 and alpha.shape[0] != colors.shape[0]:
+        alpha = np.broadcast_to(alpha, colors.shape[:-1] + (1, ))
+    paint_patches(layer, corners, side, np.concatenate(
+        [np.broadcast_to(colors, alpha.shape[:-1] + colors.shape[-1:]),
+         alpha], -1), scale)
     return Image.alpha_composite(thumbnail.convert('RGBA'),
                                  Image.fromarray(layer, 'RGBA'))
 
 
+def draw_outlines(ax, outlines, scale: float) -> None:
+    r"""Draws every ring (exterior and holes) of the shapely geometry
+    :obj:`outlines` (level-0 pixels) on :obj:`ax` at :obj:`scale` image
+    pixels per level-0 pixel, as thin :obj:`OUTLINE_COLOR` lines."""
+    import shapely
+
+    color = tuple(c / 255 for c in OUTLINE_COLOR)
+    for polygon in shapely.get_parts(outlines):
+        if polygon.is_empty or polygon.geom_type != 'Polygon':
+            continue
+        for ring in [polygon.exterior, *polygon.interiors]:
+            xy = np.asarray(ring.coords) * scale
+            ax.plot(xy[:, 0] - 0.5, xy[:, 1] - 0.5, color=color,
+                    linewidth=0.9, scalex=False, scaley=False)
+
+
 def render_overlay(slide, pos: Tensor, attention: Dict[str, Tensor],
                    patch_size: float, mask: Optional[Tensor] = None,
-                   title: str = '', top_k: int = 8, opacity: float = 0.5):
+                   title: str = '', top_k: int = 8, opacity: float = 0.5,
+                   overlay_style: str = 'ramp', outlines=None):
     r"""Draws each model's attention over the slide image.
 
     One panel per model (:obj:`attention` maps a name to per-patch values,
     before or after the softmax): the slide thumbnail with each patch's
     square coloured by its attention percentile within the slide (0 to 100,
-    :obj:`ATTENTION_CMAP`, the same scale for every slide and model) at
-    :obj:`opacity`, over the tissue only (the patches); a panel of the true
+    :obj:`ATTENTION_CMAP`, the same scale for every slide and model), over
+    the tissue only (the patches), its opacity growing with the percentile
+    (:obj:`overlay_style`); the annotation :obj:`outlines` on every panel;
+    a panel of the true
     lesions when :obj:`mask` is given; below, per model, the :obj:`top_k`
     patches of highest attention read at full resolution (level 0) from the
     slide, with their percentile and softmax weight.
@@ -74,8 +100,14 @@ def render_overlay(slide, pos: Tensor, attention: Dict[str, Tensor],
             predicted probability).
         top_k (int, optional): gallery patches per model; 0 for none.
             (default: :obj:`8`)
-        opacity (float, optional): of the attention squares.
-            (default: :obj:`0.5`)
+        opacity (float, optional): of the attention squares in the
+            ``flat`` style. (default: :obj:`0.5`)
+        overlay_style (str, optional): :obj:`"ramp"` (nearly transparent
+            below the median, opaque in the top decile) or :obj:`"flat"`.
+            (default: :obj:`"ramp"`)
+        outlines (optional): a shapely geometry in level-0 pixels (the
+            annotated lesions) drawn as thin :obj:`OUTLINE_COLOR` lines.
+            (default: :obj:`None`)
 
     Returns:
         A :class:`PIL.Image.Image` (RGBA); ``image.save(path)`` writes it.
@@ -92,7 +124,8 @@ def render_overlay(slide, pos: Tensor, attention: Dict[str, Tensor],
     scale = thumbnail.width / dimensions[0]
     ranks = {name: percentiles(values) for name, values in attention.items()}
     panels = [(f'{name} attention', overlay_image(
-        thumbnail, pos, patch_size, percentile_colors(rank), scale, opacity))
+        thumbnail, pos, patch_size, percentile_colors(rank), scale,
+        percentile_opacity(rank, overlay_style, opacity)))
         for name, rank in ranks.items()]
     if mask is not None:
         lesion = mask.reshape(-1) > 0
@@ -132,6 +165,8 @@ def render_overlay(slide, pos: Tensor, attention: Dict[str, Tensor],
         ax = fig.add_axes([left, top - panel_h / height,
                            panel_w / width, panel_h / height])
         ax.imshow(np.asarray(image), interpolation='nearest')
+        if outlines is not None:
+            draw_outlines(ax, outlines, scale)
         ax.set_title(name, fontsize=9)
         ax.set_axis_off()
     if ranks:

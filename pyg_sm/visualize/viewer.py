@@ -28,8 +28,10 @@ import torch
 from torch import Tensor
 
 from ..datasets.slide_images import SlideImages
+from ..utils.checks import check_choice
 from ..utils.stats import percentiles
-from .colors import PERCENTILE_LABEL, paint_patches, percentile_colors
+from .colors import (OVERLAY_STYLES, PERCENTILE_LABEL, paint_patches,
+                     percentile_colors, percentile_opacity)
 
 #: The page, its script and the vendored OpenSeadragon (BSD licence).
 STATIC_DIR = Path(__file__).resolve().parent / 'static'
@@ -56,16 +58,22 @@ class AttentionTiles:
         side (float): side of a patch in level-0 pixels.
         dimensions (tuple): level-0 (width, height) of the slide.
         tile_size (int, optional): (default: :obj:`254`)
+        overlay_style (str, optional): :obj:`"ramp"` (each patch's
+            opacity grows with its percentile) or :obj:`"flat"`.
+            (default: :obj:`"ramp"`)
     """
     def __init__(self, coords: Tensor, attention: Tensor, side: float,
-                 dimensions: Sequence[int], tile_size: int = TILE_SIZE):
+                 dimensions: Sequence[int], tile_size: int = TILE_SIZE,
+                 overlay_style: str = 'ramp'):
         self.coords = coords.double()
         self.side = float(side)
         self.percentile = percentiles(attention)
         self.weights = torch.softmax(attention.double().reshape(-1), 0)
         colors = percentile_colors(self.percentile)
-        self.colors = np.concatenate(
-            [colors, np.full((len(colors), 1), 255, np.uint8)], 1)
+        # The page sets the layer's opacity; each patch's own alpha is the
+        # style's (opaque for flat).
+        self.colors = np.concatenate([colors, percentile_opacity(
+            self.percentile, overlay_style, 1.0)[:, None]], 1)
         self.width, self.height = (int(v) for v in dimensions)
         self.tile_size = tile_size
         self.level_count = int(math.ceil(math.log2(max(
@@ -174,13 +182,18 @@ class ViewerServer(ThreadingHTTPServer):
             background of the patches' extent.
         host (str, optional): (default: :obj:`'127.0.0.1'`)
         port (int, optional): 0 picks a free port. (default: :obj:`0`)
+        overlay_style (str, optional): how the attention layer is painted
+            (:class:`AttentionTiles`). (default: :obj:`"ramp"`)
     """
     daemon_threads = True
 
     def __init__(self, runs: Sequence, slides: Optional[SlideImages] = None,
-                 host: str = '127.0.0.1', port: int = 0):
+                 host: str = '127.0.0.1', port: int = 0,
+                 overlay_style: str = 'ramp'):
         if not runs:
             raise ValueError('the viewer needs at least one run folder')
+        check_choice('overlay_style', overlay_style, OVERLAY_STYLES)
+        self.overlay_style = overlay_style
         self.runs = list(runs)
         self.slides = slides
         # Read once: the folders do not change while they are shown.
@@ -274,7 +287,8 @@ class ViewerServer(ThreadingHTTPServer):
             scores = run.scores(slide_id)
             return AttentionTiles(scores.coords, scores.attention_logits,
                                   scores.patch_size_level0,
-                                  self.dimensions(slide_id))
+                                  self.dimensions(slide_id),
+                                  overlay_style=self.overlay_style)
         return self._tiles.get((run_index, slide_id), build)
 
     def close(self) -> None:
@@ -456,10 +470,11 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def open_viewer(runs: Sequence, slides_dir=None, host: str = '127.0.0.1',
-                port: int = 0) -> ViewerServer:
+                port: int = 0, overlay_style: str = 'ramp') -> ViewerServer:
     r"""A :class:`ViewerServer` over opened run folders
     (:func:`pyg_sm.runs.scored_runs`; :func:`pyg_sm.runs.view` opens them
     by path) and an optional folder of slide images; call
     ``serve_forever()`` (or run it in a thread) and ``close()``."""
     slides = None if slides_dir is None else SlideImages(slides_dir)
-    return ViewerServer(runs, slides, host=host, port=port)
+    return ViewerServer(runs, slides, host=host, port=port,
+                        overlay_style=overlay_style)

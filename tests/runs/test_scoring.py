@@ -162,9 +162,21 @@ def test_evaluate_against_annotations(cohort, trained, tmp_path):
     assert 0 <= found['froc']['score'] <= 1
     assert list(found['froc']['sensitivities']) == [
         '0.25', '0.5', '1', '2', '4', '8']
-    # The outlines trace the stored patch labels: the same instance AUROC.
-    assert found['instance_auroc'] == pytest.approx(
-        results['metrics']['instance_auroc'])
+    # The outlines trace the stored patch labels: the same labels, and the
+    # annotations are the source the results name.
+    assert (tmp_path / 'eval' / 'froc.png').is_file()
+    assert results['metrics']['instance_labels'] == 'annotations'
+    assert found['instance_auroc'] == results['metrics']['instance_auroc']
+    with h5py.File(tmp_path / 'eval' / 'scores' / 'slide_001.h5') as f:
+        coverage = f['annotation_coverage'][()]
+        assert f.attrs['patch_labels_source'] == 'annotations'
+        assert np.array_equal(f['patch_labels'][()], coverage >= 0.5)
+    with h5py.File(cohort / 'features' / 'slide_001.h5') as f:
+        stored = dict(zip(map(tuple, f['coords'][()]),
+                          f['patch_labels'][()]))
+    scores = RunFolder(tmp_path / 'eval').scores('slide_001')
+    assert [stored[tuple(c)] for c in scores.coords.tolist()] == \
+        scores.patch_labels.tolist()
 
     annotations = Path(copy(cohort / 'annotations', tmp_path, 'notes'))
     (annotations / 'slide_001.geojson').unlink()

@@ -139,8 +139,15 @@ def test_opacity_and_run_switch(browser, viewer, scored_cohort):
         'reversed')
     wait_ready(browser, 'slide_003|1|1|1')
     other = screenshot(browser)[py, px]
-    # 'reversed' puts the lesions at the blue end, 'focused' at the red.
-    assert full[0] > full[2] and other[2] > other[0], (full, other)
+    browser.execute_script('window.pygSm.setOpacity(0)')
+    wait_ready(browser, 'slide_003|1|1|0')
+    bare = screenshot(browser)[py, px]
+    # 'focused' puts the lesions at the red end, opaque in the ramp style;
+    # 'reversed' at the low end, which the ramp leaves nearly transparent:
+    # the slide shows through.
+    assert full[0] > full[2], full
+    assert np.abs(other - bare).max() < np.abs(full - bare).max() / 3, (
+        full, other, bare)
 
 
 def test_slide_list_selects_and_sorts(browser, viewer):

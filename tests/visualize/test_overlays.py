@@ -101,3 +101,46 @@ def test_heatmap_is_on_the_percentile_scale_and_keeps_every_patch():
     big = torch.stack([gx.flatten(), gy.flatten()], 1) * 224
     image = render_heatmap(big, {'m': torch.rand(big.size(0))})
     assert image.width >= 500 and image.height >= 300
+
+
+def test_ramp_style_opacity_and_flat_style():
+    from pyg_sm.visualize import percentile_opacity
+
+    ramp = percentile_opacity(torch.tensor([0.0, 49.0, 50.0, 70.0, 90.0,
+                                            100.0]))
+    assert ramp.tolist() == [15, 15, 15, 135, 255, 255]
+    assert percentile_opacity(torch.tensor([0.0, 100.0]), 'flat',
+                              0.5).tolist() == [128, 128]
+    import pytest
+    with pytest.raises(ValueError, match='overlay_style'):
+        percentile_opacity(torch.tensor([1.0]), 'rainbow')
+
+
+def test_overlay_draws_annotation_outlines_and_both_styles(scored_cohort):
+    """Outlines in OUTLINE_COLOR (magenta, not on turbo) over every panel;
+    the ramp style leaves low-attention tissue nearly uncovered."""
+    import shapely
+
+    from pyg_sm.visualize.colors import OUTLINE_COLOR
+
+    data, _ = scored_cohort
+    slide = SlideImages(data / 'slides').open('slide_001')
+    coords, labels = read_slide(data, 'slide_001')
+    attention = 4.0 * labels.float() + torch.rand(len(labels))
+    corners = coords[labels > 0].double().numpy()
+    lesion = shapely.union_all(shapely.box(
+        corners[:, 0], corners[:, 1], corners[:, 0] + PATCH,
+        corners[:, 1] + PATCH))
+
+    def magenta(image):
+        pixels = np.asarray(image)[..., :3].astype(int)
+        return (np.abs(pixels - OUTLINE_COLOR).sum(-1) < 60).sum()
+
+    plain = render_overlay(slide, coords, {'m': attention}, PATCH, top_k=0)
+    outlined = render_overlay(slide, coords, {'m': attention}, PATCH,
+                              top_k=0, outlines=lesion)
+    assert magenta(plain) == 0 and magenta(outlined) > 50
+    flat = render_overlay(slide, coords, {'m': attention}, PATCH, top_k=0,
+                          overlay_style='flat')
+    assert flat.tobytes() != plain.tobytes()
+    slide.close()
