@@ -356,12 +356,13 @@ class ScoreConfig(CohortConfig):
                               for k in _GRAPH_FIELDS})
 
 
-def _cohort_setting(name: str):
-    r"""A setting declared once in :class:`CohortConfig`, for configs that
-    do not derive from it."""
-    field = CohortConfig.__dataclass_fields__[name]
+def _setting_of(config: type, name: str):
+    r"""A setting declared once in :obj:`config`, for configs that do not
+    derive from it."""
+    field = config.__dataclass_fields__[name]
     return setting(field.default, field.metadata['help'],
-                   choices=field.metadata.get('choices'))
+                   choices=field.metadata.get('choices'),
+                   unset=field.metadata.get('unset'))
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -383,14 +384,22 @@ class HeatmapConfig:
                             'resolution per run')
     opacity: float = setting(0.5, 'opacity of the attention over the '
                                   'tissue in the flat style, 0 to 1')
-    overlay_style: str = _cohort_setting('overlay_style')
+    overlay_style: str = _setting_of(CohortConfig, 'overlay_style')
+    annotations: Optional[Path] = setting(
+        None, "folder of the slides' lesion outlines (as for evaluate): "
+              "drawn over the slide images", unset='none')
+    annotation_classes: Optional[List[str]] = _setting_of(
+        ScoreConfig, 'annotation_classes')
 
     def __post_init__(self):
         self.runs = [Path(r) for r in self.runs]
         self.out = _as_path(self.out)
         self.slides_dir = _as_path(self.slides_dir)
+        self.annotations = _as_path(self.annotations)
         if isinstance(self.slide_ids, str):
             self.slide_ids = Path(self.slide_ids)
+        if isinstance(self.annotation_classes, str):
+            self.annotation_classes = self.annotation_classes.split(',')
         if not self.runs:
             raise PygSmError('heatmap needs at least one run folder')
         _check_count('top_k', self.top_k, 0)
@@ -415,7 +424,7 @@ class ViewConfig:
                                      'machine only)')
     port: int = setting(0, 'port to listen on (0: a free one)')
     log_requests: bool = setting(False, 'log every request on stderr')
-    overlay_style: str = _cohort_setting('overlay_style')
+    overlay_style: str = _setting_of(CohortConfig, 'overlay_style')
 
     def __post_init__(self):
         self.runs = [Path(r) for r in self.runs]

@@ -29,7 +29,9 @@ def heatmap(config: HeatmapConfig) -> RunFolder:
     out = RunFolder(config.out)
     written = write_heatmaps(out, slide_ids, runs, slides,
                              top_k=config.top_k, opacity=config.opacity,
-                             overlay_style=config.overlay_style)
+                             overlay_style=config.overlay_style,
+                             annotations=config.annotations,
+                             lesion_classes=config.annotation_classes)
     on_image = 0 if slides is None else sum(s in slides for s in slide_ids)
     print(f'{len(written)} heatmaps in {out.heatmaps_dir} ({on_image} over '
           f'slide images, {len(written) - on_image} on the patch grid)')

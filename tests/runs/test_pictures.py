@@ -89,3 +89,35 @@ def test_train_and_predict_draw_over_the_slides_with_slides_dir(tmp_path):
     run_folder = RunFolder(run)  # train: predictions in results.json
     assert {p.slide_id for p in run_folder.predictions()} == \
         set(run_folder.slide_ids)
+
+
+def test_heatmap_draws_annotation_outlines_and_the_flat_style(
+        scored_cohort, tmp_path):
+    """--annotations draws the lesion outlines in magenta over the slide
+    images; --overlay-style flat paints every patch at --opacity."""
+    from PIL import Image
+
+    from pyg_sm.visualize.colors import OUTLINE_COLOR
+
+    data, runs = scored_cohort
+
+    def magenta(folder):
+        pixels = np.asarray(Image.open(RunFolder(folder).heatmap_path(
+            'slide_003')).convert('RGB'), np.int16)
+        return int((np.abs(pixels - np.array(OUTLINE_COLOR)).sum(-1)
+                    < 60).sum())
+
+    common = dict(runs=runs[:1], slides_dir=data / 'slides', top_k=0,
+                  slide_ids=['slide_003'])
+    heatmap(HeatmapConfig(out=tmp_path / 'plain', **common))
+    heatmap(HeatmapConfig(out=tmp_path / 'outlined',
+                          annotations=data / 'annotations', **common))
+    heatmap(HeatmapConfig(out=tmp_path / 'flat', overlay_style='flat',
+                          **common))
+    assert magenta(tmp_path / 'plain') == 0
+    assert magenta(tmp_path / 'outlined') > 50
+    assert pink_share(RunFolder(tmp_path / 'flat').heatmap_path(
+        'slide_003')) < pink_share(RunFolder(tmp_path / 'plain')
+                                   .heatmap_path('slide_003'))
+    with pytest.raises(PygSmError, match='overlay_style'):
+        HeatmapConfig(overlay_style='rainbow', **common)
