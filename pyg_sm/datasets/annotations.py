@@ -11,6 +11,9 @@ One reader per format, chosen by the file's extension
 - ASAP XML (``.xml``), as CAMELYON16 and CAMELYON17 ship it:
   ``ASAP_Annotations/Annotations/Annotation[@PartOfGroup]/Coordinates/
   Coordinate[@Order, @X, @Y]``.
+- Binary masks (``<slide_id>_mask.tif``, ``.tiff`` or ``.png``, as
+  CAMELYON16's training masks ship): non-zero pixels are lesion; the scale
+  follows from the mask's size against the slide's.
 
 The groups or classes ``_2`` (CAMELYON16) and ``Exclusion`` (any case) are
 exclusions: regions inside a lesion that are not lesion. Every other class
@@ -35,6 +38,12 @@ EXCLUSION_CLASSES = ('_2', 'exclusion')
 _TILE_PATCHES = 16
 #: Readers by file extension, in the order an annotation folder is searched.
 ANNOTATION_EXTENSIONS = ('.geojson', '.json', '.xml')
+#: Binary masks (CAMELYON16's training masks): ``<slide_id>_mask.<ext>``,
+#: non-zero pixels are lesion.
+MASK_SUFFIX = '_mask'
+MASK_EXTENSIONS = ('.tif', '.tiff', '.png')
+#: Masks are read at the first pyramid level at most this wide or high.
+MASK_MAX_SIDE = 8192
 
 
 @dataclasses.dataclass
@@ -75,26 +84,101 @@ class SlideAnnotations:
 
 def find_annotation_file(folder: Path, slide_id: str) -> Optional[Path]:
     r"""``<slide_id>.<ext>`` in :obj:`folder` for the first extension of
-    :data:`ANNOTATION_EXTENSIONS` that exists, else :obj:`None`."""
+    :data:`ANNOTATION_EXTENSIONS` that exists, else a binary mask
+    ``<slide_id>_mask.<ext>`` (:data:`MASK_EXTENSIONS`), else
+    :obj:`None`."""
     for extension in ANNOTATION_EXTENSIONS:
         path = Path(folder) / f'{slide_id}{extension}'
+        if path.is_file():
+            return path
+    for extension in MASK_EXTENSIONS:
+        path = Path(folder) / f'{slide_id}{MASK_SUFFIX}{extension}'
         if path.is_file():
             return path
     return None
 
 
-def read_annotations(path: Path, slide_id: str) -> SlideAnnotations:
+def read_annotations(path: Path, slide_id: str,
+                     slide_dimensions: Optional[Sequence[int]] = None
+                     ) -> SlideAnnotations:
     r"""Reads one slide's annotation file by its extension; errors name the
-    slide and the file."""
+    slide and the file. A binary mask needs :obj:`slide_dimensions` (the
+    slide's level-0 width and height) for its scale."""
     path = Path(path)
+    if path.stem.endswith(MASK_SUFFIX) and \
+            path.suffix.lower() in MASK_EXTENSIONS:
+        return SlideAnnotations(slide_id, path, {'Lesion': _read_mask(
+            path, slide_id, slide_dimensions)})
     reader = {'.geojson': _read_geojson, '.json': _read_geojson,
               '.xml': _read_asap_xml}.get(path.suffix.lower())
     if reader is None:
         raise SlideError(slide_id, path, f"annotations must be "
-                         f"{', '.join(ANNOTATION_EXTENSIONS)}")
+                         f"{', '.join(ANNOTATION_EXTENSIONS)} or a mask "
+                         f"<slide_id>{MASK_SUFFIX}"
+                         f"{'/'.join(MASK_EXTENSIONS)}")
     polygons = reader(path, slide_id)
     return SlideAnnotations(slide_id, path,
                             _union_by_class(polygons, slide_id, path))
+
+
+def _mask_pixels(path: Path, slide_id: str) -> np.ndarray:
+    r"""The mask as a boolean array (rows, columns): through OpenSlide at
+    the first level of at most :data:`MASK_MAX_SIDE` pixels on its longer
+    side (CAMELYON16's masks are pyramidal TIFFs of the slide's size), else
+    through PIL."""
+    try:
+        import openslide
+        slide = openslide.OpenSlide(str(path))
+    except Exception:  # not a format OpenSlide reads, or no OpenSlide
+        slide = None
+    try:
+        if slide is not None:
+            level = next((k for k, (w, h) in enumerate(slide.level_dimensions)
+                          if max(w, h) <= MASK_MAX_SIDE),
+                         slide.level_count - 1)
+            image = slide.read_region((0, 0), level,
+                                      slide.level_dimensions[level])
+            return np.asarray(image.convert('L')) > 0
+        from PIL import Image
+        with Image.open(path) as image:
+            return np.asarray(image.convert('L')) > 0
+    except Exception as error:
+        raise SlideError(slide_id, path, f"not a readable mask image "
+                         f"({error})") from None
+    finally:
+        if slide is not None:
+            slide.close()
+
+
+def _read_mask(path: Path, slide_id: str,
+               slide_dimensions: Optional[Sequence[int]]):
+    r"""A binary mask as a shapely geometry in level-0 pixels: the union of
+    the runs of lesion pixels of each row, scaled by the downsample that
+    the mask's size gives against the slide's."""
+    import shapely
+
+    if slide_dimensions is None:
+        raise SlideError(slide_id, path, "a mask needs the slide's image "
+                         "(--slides-dir) for its scale")
+    mask = _mask_pixels(path, slide_id)
+    rows, columns = mask.shape
+    width, height = (float(v) for v in slide_dimensions)
+    down_x, down_y = width / columns, height / rows
+    if abs(down_x / down_y - 1) > 0.02:
+        raise SlideError(slide_id, path, f"a mask of {columns}x{rows} "
+                         f"pixels matches no level of the slide "
+                         f"({int(width)}x{int(height)}): downsamples "
+                         f"{down_x:.2f} and {down_y:.2f} differ")
+    padded = np.zeros((rows, columns + 2), bool)
+    padded[:, 1:-1] = mask
+    edges = np.diff(padded.astype(np.int8), axis=1)
+    starts_r, starts_c = np.nonzero(edges == 1)
+    _, ends_c = np.nonzero(edges == -1)
+    if not len(starts_r):
+        return shapely.Polygon()
+    return shapely.union_all(shapely.box(
+        starts_c * down_x, starts_r * down_y, ends_c * down_x,
+        (starts_r + 1) * down_y))
 
 
 def _read_geojson(path: Path, slide_id: str) -> List[Tuple[str, object]]:

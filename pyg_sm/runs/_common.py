@@ -151,14 +151,22 @@ def heatmap_title(slide_id: str,
 
 
 def _outlines(folder: Optional[Path], slide_id: str,
-              lesion_classes: Optional[Sequence[str]]):
+              lesion_classes: Optional[Sequence[str]],
+              slides: Optional[SlideImages] = None):
     r"""The lesion outlines of a slide in :obj:`folder`, if it has a
     file."""
     if folder is None:
         return None
     path = find_annotation_file(folder, slide_id)
-    return None if path is None else read_annotations(
-        path, slide_id).lesion(lesion_classes)
+    if path is None:
+        return None
+    dimensions = None
+    if slides is not None and slide_id in slides:
+        slide = slides.open(slide_id)
+        dimensions = tuple(slide.dimensions)
+        slide.close()
+    return read_annotations(path, slide_id, dimensions).lesion(
+        lesion_classes)
 
 
 def write_heatmaps(out: RunFolder, slide_ids: Sequence[str],
@@ -200,7 +208,7 @@ def write_heatmaps(out: RunFolder, slide_ids: Sequence[str],
                     first.patch_labels, title=title, top_k=top_k,
                     opacity=opacity, overlay_style=overlay_style,
                     outlines=_outlines(annotations, slide_id,
-                                       lesion_classes))
+                                       lesion_classes, slides))
             finally:
                 slide.close()
         else:

@@ -35,6 +35,18 @@ def _mpp(slide_id: str, images, mpp: Optional[float]) -> float:
                      f"openslide.mpp-x): pass --mpp")
 
 
+def _dimensions(slide_id: str, images) -> Optional[tuple]:
+    r"""The slide's level-0 (width, height) when its image is at hand (a
+    binary mask's scale follows from it)."""
+    if images is None or slide_id not in images:
+        return None
+    slide = images.open(slide_id)
+    try:
+        return tuple(slide.dimensions)
+    finally:
+        slide.close()
+
+
 def localize(run: Union[RunFolder, str, Path], annotations: Union[str, Path],
              lesion_classes: Optional[Sequence[str]] = None,
              min_coverage: float = MIN_COVERAGE, mpp: Optional[float] = None,
@@ -45,7 +57,9 @@ def localize(run: Union[RunFolder, str, Path], annotations: Union[str, Path],
     r"""Localization metrics of the scored slides of :obj:`run` (an
     ``evaluate`` or ``predict`` folder, or a training run) against the
     annotation files in :obj:`annotations` (``<slide_id>.geojson``, ``.json``
-    or ``.xml``; :mod:`pyg_sm.datasets.annotations`).
+    or ``.xml``, or a binary mask ``<slide_id>_mask.tif`` / ``.png``, which
+    needs the slide's image in :obj:`slides_dir`;
+    :mod:`pyg_sm.datasets.annotations`).
 
     A patch's label is its coverage by the lesions (exclusions removed) of
     :obj:`lesion_classes` (every class that is not an exclusion) at least
@@ -86,7 +100,8 @@ def localize(run: Union[RunFolder, str, Path], annotations: Union[str, Path],
         path = find_annotation_file(annotations, slide_id)
         slide = run.scores(slide_id)
         if path is not None:
-            read = read_annotations(path, slide_id)
+            read = read_annotations(path, slide_id,
+                                    _dimensions(slide_id, images))
             found_classes += read.classes
             area = read.lesion(lesion_classes)
         elif prediction is not None and prediction.label is not None and \

@@ -109,3 +109,37 @@ def test_self_intersecting_polygons_are_repaired_with_a_warning(tmp_path):
 def test_unknown_lesion_class():
     with pytest.raises(ValueError, match=r"names \['Tumour'\]"):
         check_lesion_classes(['Tumour'], ['Tumor', 'Stroma'])
+
+
+def test_binary_masks_at_their_downsample(tmp_path):
+    """CAMELYON16's training masks: non-zero pixels are lesion, the scale is
+    the slide's size over the mask's. Lesion squares on mask pixels give
+    the polygons' coverage exactly; a mask of another shape is an error."""
+    from PIL import Image
+
+    side, down = 64.0, 16
+    xs, ys = np.meshgrid(np.arange(20) * side, np.arange(15) * side)
+    coords = np.stack([xs.ravel(), ys.ravel()], 1)
+    slide = (20 * 64, 15 * 64)
+    mask = np.zeros((slide[1] // down, slide[0] // down), np.uint8)
+    mask[8:20, 4:16] = 1      # level-0 (64..256) x (128..320)
+    mask[30:40, 50:70] = 255
+    mask[34:36, 56:60] = 0    # a hole
+    Image.fromarray(mask).save(tmp_path / 's_mask.png')
+    path = find_annotation_file(tmp_path, 's')
+    assert path.name == 's_mask.png'
+    area = read_annotations(path, 's', slide).lesion()
+    expected = shapely.union_all([
+        shapely.box(64, 128, 256, 320),
+        shapely.box(800, 480, 1120, 640).difference(
+            shapely.box(896, 544, 960, 576))])
+    assert area.symmetric_difference(expected).area == pytest.approx(0)
+    np.testing.assert_allclose(patch_coverage(coords, side, area),
+                               patch_coverage(coords, side, expected))
+    with pytest.raises(SlideError, match="needs the slide's image"):
+        read_annotations(path, 's')
+    with pytest.raises(SlideError, match='matches no level'):
+        read_annotations(path, 's', (slide[0], slide[1] * 2))
+    (tmp_path / 't_mask.png').write_bytes(b'not a png')
+    with pytest.raises(SlideError, match='not a readable mask'):
+        read_annotations(tmp_path / 't_mask.png', 't', slide)
