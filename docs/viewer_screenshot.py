@@ -17,7 +17,8 @@ from pyg_sm.runs import ViewConfig, open_runs
 def main(demo: str, out: str, slide_id: str = '') -> None:
     demo = Path(demo)
     server = open_runs(ViewConfig(runs=[demo / 'SmABMIL', demo / 'ABMIL'],
-                                  slides_dir=demo / 'data' / 'slides'))
+                                  slides_dir=demo / 'data' / 'slides',
+                                  annotations=demo / 'data' / 'annotations'))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     slide_id = slide_id or server.slide_ids[0]
     options = webdriver.ChromeOptions()

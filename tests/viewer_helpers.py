@@ -51,8 +51,8 @@ def make_runs(root: Path, data: Path):
 
 class RunningViewer:
     r"""A viewer served from a thread, closed on exit."""
-    def __init__(self, runs, slides_dir=None):
-        self.server = open_viewer(scored_runs(runs), slides_dir)
+    def __init__(self, runs, slides_dir=None, **options):
+        self.server = open_viewer(scored_runs(runs), slides_dir, **options)
         self.thread = threading.Thread(target=self.server.serve_forever,
                                        daemon=True)
 

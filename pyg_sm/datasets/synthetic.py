@@ -29,6 +29,9 @@ LESION = (196, 128, 184)
 LESION_NUCLEI = (74, 30, 118)
 
 
+# Every RING_EVERY-th slide (from the second) has a first lesion, if large
+# enough, with a hole of RING_HOLE of its radius.
+RING_EVERY, RING_HOLE = 6, 0.4
 #: Micrometres per level-0 pixel the synthetic slides stand for: a 64-pixel
 #: patch is 128 um, as a 256-pixel patch at 0.5 um per pixel (20x).
 SYNTHETIC_MPP = 2.0
@@ -77,7 +80,8 @@ def make_synthetic_slides(
 
     Patches of :obj:`patch_size` level-0 pixels lie on a grid inside an
     irregular tissue region. Half of the slides are positive and hold one to
-    three contiguous lesions. A lesion patch differs from normal tissue only
+    three contiguous lesions (in every sixth slide from the second, a large
+    first lesion has a hole). A lesion patch differs from normal tissue only
     by a shift of :obj:`signal` standard deviations along a few feature
     directions, so single patches are ambiguous and their neighbourhood
     decides.
@@ -118,10 +122,15 @@ def make_synthetic_slides(
         cells = cells[inside]
         lesion = torch.zeros(cells.size(0), dtype=torch.bool)
         if label:
-            for _ in range(int(uniform(1, 4))):
+            for k in range(int(uniform(1, 4))):
                 seed_cell = cells[int(uniform(0, cells.size(0) - 1e-9))]
                 radius = uniform(2.0, 4.5)
-                lesion |= (cells - seed_cell).norm(dim=1) <= radius
+                distance = (cells - seed_cell).norm(dim=1)
+                disk = distance <= radius
+                if k == 0 and index % RING_EVERY == 1 and radius >= 3.0:
+                    # A lesion with a hole (its outline has an inner ring).
+                    disk &= distance > RING_HOLE * radius
+                lesion |= disk
         features = torch.randn(cells.size(0), feature_dim,
                                generator=generator)
         features[lesion] += signal * directions.sum(0)

@@ -425,10 +425,18 @@ class ViewConfig:
     port: int = setting(0, 'port to listen on (0: a free one)')
     log_requests: bool = setting(False, 'log every request on stderr')
     overlay_style: str = _setting_of(CohortConfig, 'overlay_style')
+    annotations: Optional[Path] = setting(
+        None, "folder of the slides' lesion outlines (as for evaluate): "
+              "a layer the page turns on and off", unset='none')
+    annotation_classes: Optional[List[str]] = _setting_of(
+        ScoreConfig, 'annotation_classes')
 
     def __post_init__(self):
         self.runs = [Path(r) for r in self.runs]
         self.slides_dir = _as_path(self.slides_dir)
+        self.annotations = _as_path(self.annotations)
+        if isinstance(self.annotation_classes, str):
+            self.annotation_classes = self.annotation_classes.split(',')
         if not self.runs:
             raise PygSmError('view needs at least one run folder')
         _check_count('port', self.port, 0)

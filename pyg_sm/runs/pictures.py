@@ -43,7 +43,9 @@ def open_runs(config: ViewConfig) -> ViewerServer:
     (call ``serve_forever()`` and ``close()``)."""
     return open_viewer(scored_runs(config.runs), config.slides_dir,
                        host=config.host, port=config.port,
-                       overlay_style=config.overlay_style)
+                       overlay_style=config.overlay_style,
+                       annotations=config.annotations,
+                       lesion_classes=config.annotation_classes)
 
 
 def view(config: ViewConfig) -> str:

@@ -27,11 +27,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..datasets.annotations import find_annotation_file, read_annotations
 from ..datasets.slide_images import SlideImages
 from ..utils.checks import check_choice
 from ..utils.stats import percentiles
-from .colors import (OVERLAY_STYLES, PERCENTILE_LABEL, paint_patches,
-                     percentile_colors, percentile_opacity)
+from .colors import (OUTLINE_COLOR, OVERLAY_STYLES, PERCENTILE_LABEL,
+                     paint_patches, percentile_colors, percentile_opacity)
 
 #: The page, its script and the vendored OpenSeadragon (BSD licence).
 STATIC_DIR = Path(__file__).resolve().parent / 'static'
@@ -44,7 +45,92 @@ CACHED_SCORES = 32
 log = logging.getLogger('pyg_sm.viewer')
 
 
-class AttentionTiles:
+class _TilePyramid:
+    r"""A transparent Deep Zoom image of a slide's size, in the frame of
+    OpenSlide's ``DeepZoomGenerator`` (``limit_bounds=False``), so that the
+    browser lays it over the slide's own tiles exactly; subclasses paint
+    each tile (:meth:`paint`)."""
+    def __init__(self, dimensions: Sequence[int], tile_size: int):
+        self.width, self.height = (int(v) for v in dimensions)
+        self.tile_size = tile_size
+        self.level_count = int(math.ceil(math.log2(max(
+            self.width, self.height, 1)))) + 1
+
+    def dzi(self) -> str:
+        return ('<?xml version="1.0" encoding="UTF-8"?>\n<Image xmlns='
+                '"http://schemas.microsoft.com/deepzoom/2008" Format="png" '
+                f'Overlap="0" TileSize="{self.tile_size}"><Size Width='
+                f'"{self.width}" Height="{self.height}"/></Image>')
+
+    def tile(self, level: int, column: int, row: int) -> bytes:
+        r"""The PNG (RGBA) of one tile; :class:`KeyError` outside the
+        pyramid."""
+        from PIL import Image
+
+        if not 0 <= level < self.level_count:
+            raise KeyError(f'no level {level}')
+        downsample = 2.0 ** (self.level_count - 1 - level)
+        width = math.ceil(self.width / downsample)
+        height = math.ceil(self.height / downsample)
+        x0, y0 = column * self.tile_size, row * self.tile_size
+        if column < 0 or row < 0 or x0 >= width or y0 >= height:
+            raise KeyError(f'no tile {column}_{row} at level {level}')
+        canvas = np.zeros((min(self.tile_size, height - y0),
+                           min(self.tile_size, width - x0), 4), np.uint8)
+        canvas = self.paint(canvas, downsample, (x0 * downsample,
+                                                 y0 * downsample))
+        out = io.BytesIO()
+        Image.fromarray(canvas, 'RGBA').save(out, 'png')
+        return out.getvalue()
+
+    def paint(self, canvas: np.ndarray, downsample: float,
+              origin: Sequence[float]) -> np.ndarray:
+        raise NotImplementedError
+
+
+class OutlineTiles(_TilePyramid):
+    r"""Annotation outlines of one slide as a Deep Zoom layer: every ring
+    (exteriors and holes) of :obj:`outlines` (a shapely geometry, level-0
+    pixels) drawn as a 2-pixel :obj:`OUTLINE_COLOR` line at every zoom.
+
+    Args:
+        outlines: the lesion area (:meth:`SlideAnnotations.lesion
+            <pyg_sm.datasets.annotations.SlideAnnotations.lesion>`).
+        dimensions (tuple): level-0 (width, height) of the slide.
+        tile_size (int, optional): (default: :obj:`254`)
+    """
+    def __init__(self, outlines, dimensions: Sequence[int],
+                 tile_size: int = TILE_SIZE):
+        import shapely
+
+        super().__init__(dimensions, tile_size)
+        self.rings = [np.asarray(ring.coords) for polygon in
+                      shapely.get_parts(outlines) if not polygon.is_empty
+                      and polygon.geom_type == 'Polygon'
+                      for ring in [polygon.exterior, *polygon.interiors]]
+        self.bounds = [np.concatenate([r.min(0), r.max(0)])
+                       for r in self.rings]
+
+    def paint(self, canvas, downsample, origin):
+        from PIL import Image, ImageDraw
+
+        height, width = canvas.shape[:2]
+        x0, y0 = origin
+        x1, y1 = x0 + width * downsample, y0 + height * downsample
+        margin = 2 * downsample
+        image = Image.fromarray(canvas, 'RGBA')
+        draw = ImageDraw.Draw(image)
+        for ring, (bx0, by0, bx1, by1) in zip(self.rings, self.bounds):
+            if bx1 < x0 - margin or bx0 > x1 + margin or \
+                    by1 < y0 - margin or by0 > y1 + margin:
+                continue
+            points = (ring - (x0, y0)) / downsample
+            draw.line([tuple(p) for p in points],
+                      fill=tuple(OUTLINE_COLOR) + (255, ), width=2)
+        return np.asarray(image).copy()
+
+
+class AttentionTiles(_TilePyramid):
     r"""The attention of one slide as a Deep Zoom image of the slide's
     size: each patch a square in the colour of its attention percentile
     (transparent elsewhere), at every zoom level, so that the browser lays
@@ -74,38 +160,12 @@ class AttentionTiles:
         # style's (opaque for flat).
         self.colors = np.concatenate([colors, percentile_opacity(
             self.percentile, overlay_style, 1.0)[:, None]], 1)
-        self.width, self.height = (int(v) for v in dimensions)
-        self.tile_size = tile_size
-        self.level_count = int(math.ceil(math.log2(max(
-            self.width, self.height, 1)))) + 1
+        super().__init__(dimensions, tile_size)
 
-    def dzi(self) -> str:
-        return ('<?xml version="1.0" encoding="UTF-8"?>\n<Image xmlns='
-                '"http://schemas.microsoft.com/deepzoom/2008" Format="png" '
-                f'Overlap="0" TileSize="{self.tile_size}"><Size Width='
-                f'"{self.width}" Height="{self.height}"/></Image>')
-
-    def tile(self, level: int, column: int, row: int) -> bytes:
-        r"""The PNG (RGBA) of one tile; :class:`KeyError` outside the
-        pyramid."""
-        from PIL import Image
-
-        if not 0 <= level < self.level_count:
-            raise KeyError(f'no level {level}')
-        downsample = 2.0 ** (self.level_count - 1 - level)
-        width = math.ceil(self.width / downsample)
-        height = math.ceil(self.height / downsample)
-        x0, y0 = column * self.tile_size, row * self.tile_size
-        if column < 0 or row < 0 or x0 >= width or y0 >= height:
-            raise KeyError(f'no tile {column}_{row} at level {level}')
-        canvas = np.zeros((min(self.tile_size, height - y0),
-                           min(self.tile_size, width - x0), 4), np.uint8)
-        paint_patches(canvas, self.coords, self.side, self.colors,
-                      scale=1 / downsample, origin=torch.tensor(
-                          [x0, y0], dtype=torch.float64) * downsample)
-        out = io.BytesIO()
-        Image.fromarray(canvas, 'RGBA').save(out, 'png')
-        return out.getvalue()
+    def paint(self, canvas, downsample, origin):
+        return paint_patches(canvas, self.coords, self.side, self.colors,
+                             scale=1 / downsample, origin=torch.tensor(
+                                 origin, dtype=torch.float64))
 
     def patch_at(self, x: float, y: float) -> Optional[Dict]:
         r"""The patch that covers the level-0 point (x, y), if any: its
@@ -184,16 +244,25 @@ class ViewerServer(ThreadingHTTPServer):
         port (int, optional): 0 picks a free port. (default: :obj:`0`)
         overlay_style (str, optional): how the attention layer is painted
             (:class:`AttentionTiles`). (default: :obj:`"ramp"`)
+        annotations (Path, optional): a folder of annotation files
+            (:mod:`pyg_sm.datasets.annotations`): the slides that have one
+            get an outline layer (:class:`OutlineTiles`) the page can turn
+            on and off. (default: :obj:`None`)
+        lesion_classes (sequence of str, optional): the annotation classes
+            that are lesions. (default: every class but the exclusions)
     """
     daemon_threads = True
 
     def __init__(self, runs: Sequence, slides: Optional[SlideImages] = None,
                  host: str = '127.0.0.1', port: int = 0,
-                 overlay_style: str = 'ramp'):
+                 overlay_style: str = 'ramp', annotations=None,
+                 lesion_classes: Optional[Sequence[str]] = None):
         if not runs:
             raise ValueError('the viewer needs at least one run folder')
         check_choice('overlay_style', overlay_style, OVERLAY_STYLES)
         self.overlay_style = overlay_style
+        self.annotations = None if annotations is None else Path(annotations)
+        self.lesion_classes = lesion_classes
         self.runs = list(runs)
         self.slides = slides
         # Read once: the folders do not change while they are shown.
@@ -239,6 +308,8 @@ class ViewerServer(ThreadingHTTPServer):
             slides.append({'id': slide_id, 'label': label,
                            'image': self.slides is not None and
                            slide_id in self.slides,
+                           'annotated': self.annotation_file(slide_id)
+                           is not None,
                            'runs': predictions})
         return {'runs': [{'index': i, 'name': r.name}
                          for i, r in enumerate(self.runs)],
@@ -291,6 +362,24 @@ class ViewerServer(ThreadingHTTPServer):
                                   overlay_style=self.overlay_style)
         return self._tiles.get((run_index, slide_id), build)
 
+    def annotation_file(self, slide_id: str) -> Optional[Path]:
+        if self.annotations is None:
+            return None
+        return find_annotation_file(self.annotations, slide_id)
+
+    def outline_tiles(self, slide_id: str) -> OutlineTiles:
+        path = self.annotation_file(slide_id)
+        if path is None:
+            raise KeyError(f'no annotations of {slide_id}')
+
+        def build():
+            zoom = self.deep_zoom(slide_id)
+            area = read_annotations(
+                path, slide_id, None if zoom is None else
+                zoom[0].dimensions).lesion(self.lesion_classes)
+            return OutlineTiles(area, self.dimensions(slide_id))
+        return self._tiles.get(('outlines', slide_id), build)
+
     def close(self) -> None:
         r"""Stops serving and closes the slides."""
         self.shutdown()
@@ -311,6 +400,8 @@ _SLIDE_DZI = re.compile(r'/slide/(.+)\.dzi')
 _OVERLAY_TILE = re.compile(r'/overlay/(\d+)/(.+)_files/(\d+)/(\d+)_(\d+)'
                            r'\.png')
 _OVERLAY_DZI = re.compile(r'/overlay/(\d+)/(.+)\.dzi')
+_OUTLINE_TILE = re.compile(r'/annotations/(.+)_files/(\d+)/(\d+)_(\d+)\.png')
+_OUTLINE_DZI = re.compile(r'/annotations/(.+)\.dzi')
 _PATCH = re.compile(r'/api/patch/(\d+)/(.+)')
 _INFO = re.compile(r'/api/slide/(.+)')
 _RUN_FILE = re.compile(r'/files/(\d+)/(.+)')
@@ -417,6 +508,18 @@ class _Handler(BaseHTTPRequestHandler):
             out = io.BytesIO()
             tile.convert('RGB').save(out, 'jpeg', quality=85)
             return HTTPStatus.OK, out.getvalue(), 'image/jpeg'
+        match = _OUTLINE_DZI.fullmatch(path)
+        if match:
+            return HTTPStatus.OK, self._outlines(match[1]).dzi().encode(), \
+                'application/xml'
+        match = _OUTLINE_TILE.fullmatch(path)
+        if match:
+            try:
+                png = self._outlines(match[1]).tile(
+                    int(match[2]), int(match[3]), int(match[4]))
+            except KeyError:
+                raise _NotFound from None
+            return HTTPStatus.OK, png, 'image/png'
         match = _OVERLAY_DZI.fullmatch(path)
         if match:
             tiles = self._tiles(match[1], match[2])
@@ -452,6 +555,12 @@ class _Handler(BaseHTTPRequestHandler):
         except KeyError:
             raise _NotFound from None
 
+    def _outlines(self, slide_id: str) -> OutlineTiles:
+        try:
+            return self.server.outline_tiles(self._slide(slide_id))
+        except KeyError:
+            raise _NotFound from None
+
     def _json(self, content):
         return HTTPStatus.OK, json.dumps(content).encode(), \
             'application/json'
@@ -470,11 +579,14 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def open_viewer(runs: Sequence, slides_dir=None, host: str = '127.0.0.1',
-                port: int = 0, overlay_style: str = 'ramp') -> ViewerServer:
+                port: int = 0, overlay_style: str = 'ramp', annotations=None,
+                lesion_classes: Optional[Sequence[str]] = None
+                ) -> ViewerServer:
     r"""A :class:`ViewerServer` over opened run folders
     (:func:`pyg_sm.runs.scored_runs`; :func:`pyg_sm.runs.view` opens them
     by path) and an optional folder of slide images; call
     ``serve_forever()`` (or run it in a thread) and ``close()``."""
     slides = None if slides_dir is None else SlideImages(slides_dir)
     return ViewerServer(runs, slides, host=host, port=port,
-                        overlay_style=overlay_style)
+                        overlay_style=overlay_style, annotations=annotations,
+                        lesion_classes=lesion_classes)

@@ -143,3 +143,24 @@ def test_binary_masks_at_their_downsample(tmp_path):
     (tmp_path / 't_mask.png').write_bytes(b'not a png')
     with pytest.raises(SlideError, match='not a readable mask'):
         read_annotations(tmp_path / 't_mask.png', 't', slide)
+
+
+def test_synthetic_outlines_trace_the_patch_labels_holes_included(tmp_path):
+    import h5py
+
+    from pyg_sm import make_synthetic_slides
+
+    root = make_synthetic_slides(tmp_path, num_slides=14, feature_dim=4,
+                                 slide_images=False)
+    holes = 0
+    for path in sorted((root / 'annotations').glob('*.geojson')):
+        area = read_annotations(path, path.stem).lesion()
+        holes += sum(len(p.interiors) for p in shapely.get_parts(area))
+        with h5py.File(root / 'features' / f'{path.stem}.h5') as f:
+            coords, labels = f['coords'][()], f['patch_labels'][()]
+        coverage = patch_coverage(coords, 64, area)
+        assert np.array_equal(coverage >= 0.5, labels > 0), path.stem
+        assert set(np.unique(coverage)) <= {0.0, 1.0}
+    assert holes >= 1
+    negatives = {f'slide_{i:03d}' for i in range(0, 14, 2)}
+    assert not negatives & {p.stem for p in (root / 'annotations').iterdir()}

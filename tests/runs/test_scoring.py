@@ -187,3 +187,13 @@ def test_evaluate_against_annotations(cohort, trained, tmp_path):
         localize(tmp_path / 'eval', annotations)
     with pytest.raises(PygSmError, match=r"names \['Stroma'\]"):
         localize(tmp_path / 'eval', annotations, ['Stroma'], mpp=2.0)
+    # Outlines in another frame (here: shifted far off) cover no patch.
+    shifted = json.loads((annotations / 'slide_003.geojson').read_text())
+    for feature in shifted['features']:
+        rings = feature['geometry']['coordinates']
+        feature['geometry']['coordinates'] = [
+            [[x + 10**6, y] for x, y in ring] for ring in rings]
+    (annotations / 'slide_003.geojson').write_text(json.dumps(shifted))
+    with pytest.warns(UserWarning, match="slide 'slide_003' .*cover none "
+                                         "of its patches"):
+        localize(tmp_path / 'eval', annotations, mpp=2.0)

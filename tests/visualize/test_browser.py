@@ -211,3 +211,50 @@ def test_traversal_through_the_browser_is_refused(browser, viewer):
             raise AssertionError(f'{path} was served')
         except urllib.error.HTTPError as error:
             assert error.code == 404
+
+
+def test_annotation_outlines_layer_toggles_and_stays_aligned(
+        browser, scored_cohort):
+    """With annotations, the page offers an outline layer: the lesion
+    outline is drawn in magenta where the annotation puts it, at the
+    default zoom and zoomed in, and the checkbox turns it off."""
+    import json
+
+    from pyg_sm.visualize.colors import OUTLINE_COLOR
+    from viewer_helpers import RunningViewer
+
+    data, runs = scored_cohort
+    outline = json.loads((data / 'annotations' / 'slide_003.geojson')
+                         .read_text())['features'][0]['geometry']
+    x, y = outline['coordinates'][0][0]  # a corner of the outline
+
+    def magenta_near(driver):
+        px, py = page_point(driver, x, y)
+        window = screenshot(driver)[py - 3:py + 4, px - 3:px + 4]
+        return int((np.abs(window - np.array(OUTLINE_COLOR)).sum(-1)
+                    < 90).sum())
+
+    with RunningViewer(runs, data / 'slides',
+                       annotations=data / 'annotations') as server:
+        slides = {s['id']: s for s in server.slide_list()['slides']}
+        assert slides['slide_003']['annotated']
+        assert not slides['slide_000']['annotated']  # a negative slide
+        open_page(browser, server, 'slide=slide_003&overlay=0')
+        wait_ready(browser, 'slide_003|0|0|0.5')
+        assert browser.find_element('id', 'outlines-control').is_displayed()
+        assert magenta_near(browser) > 0
+        browser.execute_script(
+            'var v = window.pygSm.viewer;'
+            'v.viewport.zoomBy(4, v.world.getItemAt(0)'
+            '.imageToViewportCoordinates(arguments[0], arguments[1]), true);'
+            'window.pygSm.setOutlines(true);', x, y)
+        wait_ready(browser, 'slide_003|0|0|0.5')
+        assert magenta_near(browser) > 0
+        browser.execute_script('window.pygSm.setOutlines(false)')
+        wait_ready(browser, 'slide_003|0|0|0.5')
+        assert magenta_near(browser) == 0
+        assert 'outlines=0' in browser.current_url
+        open_page(browser, server, 'slide=slide_000&overlay=0')
+        wait_ready(browser, 'slide_000|0|0|0.5')
+        assert not browser.find_element('id',
+                                        'outlines-control').is_displayed()

@@ -1,16 +1,19 @@
 // The pyg-sm viewer: a sortable list of slides, the chosen slide in deep
 // zoom with the attention of a run as a second, aligned tiled image, and the
-// attention of the patch under the pointer. When everything the view needs
+// attention of the patch under the pointer, and the pathologists' outlines
+// as a third layer where the slide has annotations. When everything the view needs
 // is drawn, <body data-ready> holds "slide|run|overlay|opacity" (tests and
 // scripts wait on it).
 (function () {
   'use strict';
 
   var state = {slides: [], runs: [], slide: null, run: 0, overlay: true,
-               opacity: 0.5, sortKey: 'id', sortAscending: true};
+               opacity: 0.5, outlines: true, sortKey: 'id',
+               sortAscending: true};
   var pendingKey = null;
   var busy = false;            // a slide or a layer is being opened
   var overlayItem = null;
+  var outlineItem = null;      // the annotation outlines, when the slide has
   var el = function (id) { return document.getElementById(id); };
   var params = new URLSearchParams(window.location.search);
 
@@ -54,6 +57,9 @@
   function overlayUrl(run, id) {
     return '/overlay/' + run + '/' + encodeId(id) + '.dzi';
   }
+  function outlineUrl(id) {
+    return '/annotations/' + encodeId(id) + '.dzi';
+  }
   function slideInfo(id) {
     for (var i = 0; i < state.slides.length; i++) {
       if (state.slides[i].id === id) return state.slides[i];
@@ -71,22 +77,39 @@
 
   function opened() { busy = false; markPending(); }
 
+  // The outlines go on top of the attention, after it.
+  function addOutlines() {
+    var slide = slideInfo(state.slide);
+    outlineItem = null;
+    el('outlines-control').hidden = !slide.annotated;
+    if (!slide.annotated) { opened(); return; }
+    viewer.addTiledImage({
+      tileSource: outlineUrl(state.slide),
+      opacity: state.outlines ? 1 : 0,
+      success: function (event) { outlineItem = event.item; opened(); },
+      error: function () {
+        el('note').textContent = 'the annotation layer failed to load';
+        opened();
+      }
+    });
+  }
+
   function addOverlay() {
     var slide = slideInfo(state.slide);
     overlayItem = null;
     if (!scoredBy(state.run, slide)) {
       el('note').textContent = state.runs[state.run].name +
         ' did not score this slide';
-      opened();
+      addOutlines();
       return;
     }
     viewer.addTiledImage({
       tileSource: overlayUrl(state.run, state.slide),
       opacity: state.overlay ? state.opacity : 0,
-      success: function (event) { overlayItem = event.item; opened(); },
+      success: function (event) { overlayItem = event.item; addOutlines(); },
       error: function () {
         el('note').textContent = 'the attention layer failed to load';
-        opened();
+        addOutlines();
       }
     });
   }
@@ -107,6 +130,7 @@
     busy = true;
     viewer.world.removeAll();
     overlayItem = null;
+    outlineItem = null;
     if (slide.image) {
       viewer.addOnceHandler('open', addOverlay);
       viewer.addOnceHandler('open-failed', function () {
@@ -124,6 +148,8 @@
     state.run = run;
     el('run').value = String(run);
     if (overlayItem) viewer.world.removeItem(overlayItem);
+    if (outlineItem) viewer.world.removeItem(outlineItem);
+    outlineItem = null;
     busy = true;
     markPending();
     addOverlay();
@@ -135,6 +161,14 @@
     el('overlay').checked = on;
     markPending();
     applyOverlay();
+    remember();
+  }
+
+  function setOutlines(on) {
+    state.outlines = on;
+    el('outlines').checked = on;
+    markPending();
+    if (outlineItem) outlineItem.setOpacity(on ? 1 : 0);
     remember();
   }
 
@@ -150,6 +184,7 @@
     query.set('slide', state.slide);
     query.set('run', String(state.run));
     query.set('overlay', state.overlay ? '1' : '0');
+    query.set('outlines', state.outlines ? '1' : '0');
     window.history.replaceState(null, '', '?' + query.toString());
   }
 
@@ -255,6 +290,7 @@
 
   // Start --------------------------------------------------------------------
   el('overlay').addEventListener('change', function (e) { setOverlay(e.target.checked); });
+  el('outlines').addEventListener('change', function (e) { setOutlines(e.target.checked); });
   el('opacity').addEventListener('input', function (e) { setOpacity(Number(e.target.value) / 100); });
   el('run').addEventListener('change', function (e) { setRun(Number(e.target.value)); });
 
@@ -278,6 +314,8 @@
     el('run').value = String(state.run);
     state.overlay = params.get('overlay') !== '0';
     el('overlay').checked = state.overlay;
+    state.outlines = params.get('outlines') !== '0';
+    el('outlines').checked = state.outlines;
     renderTable();
     var first = params.get('slide');
     if (!slideInfo(first) && data.slides.length) first = data.slides[0].id;
@@ -293,6 +331,7 @@
 
   window.pygSm = {state: state, viewer: viewer, openSlide: openSlide,
                   setRun: setRun, setOverlay: setOverlay,
+                  setOutlines: setOutlines,
                   setOpacity: setOpacity, sortBy: sortBy,
                   imageToPage: imageToPage};
 })();
