@@ -120,9 +120,11 @@ class SlideDataset(torch.utils.data.Dataset):
         #: Slides left out because they have no feature file
         #: (:obj:`missing_slides='skip'`).
         self.skipped_slides: List[str] = []
+        # The slides with a feature file, listed once.
+        present = self.layout.slide_ids()
         table = self._label_table(labels)
         if table is not None and labels is not None:
-            table = self._strip_slide_extensions(table, labels)
+            table = self._strip_slide_extensions(table, labels, set(present))
         known = table.labels if table is not None else None
         if slide_ids is not None:
             slide_ids = list(slide_ids)
@@ -132,12 +134,12 @@ class SlideDataset(torch.utils.data.Dataset):
                     raise PygSmError(f"unknown slide ids (not in "
                                      f"{labels}): {unknown[:5]}")
         else:
-            slide_ids = list(known) if known is not None else \
-                self.layout.slide_ids()
+            slide_ids = list(known) if known is not None else present
         if not slide_ids:
             raise PygSmError(f"no slides found in {self.root} (layout "
                              f"'{self.layout.name}')")
-        slide_ids = self._present(slide_ids, known, labels, missing_slides)
+        slide_ids = self._present(slide_ids, set(present), known, labels,
+                                  missing_slides)
         self.slide_ids: List[str] = slide_ids
         if known is not None:
             names = [known[s] for s in slide_ids]
@@ -161,12 +163,11 @@ class SlideDataset(torch.utils.data.Dataset):
         stored = self.layout.bag_labels()
         return None if stored is None else LabelTable(stored)
 
-    def _strip_slide_extensions(self, table: LabelTable,
-                                labels: str) -> LabelTable:
+    def _strip_slide_extensions(self, table: LabelTable, labels: str,
+                                present: set) -> LabelTable:
         r"""Slide ids written with their image's extension (``a.svs``)
-        name the feature file of their stem (``a.h5``): read as the stem,
-        with a note."""
-        present = set(self.layout.slide_ids())
+        name the feature file of their stem (``a.h5``, in :obj:`present`):
+        read as the stem, with a note."""
         renamed = {}
         for slide_id in table.labels:
             stem, extension = os.path.splitext(slide_id)
@@ -187,12 +188,13 @@ class SlideDataset(torch.utils.data.Dataset):
                 renamed.get(k, k): v for k, v in mapping.items()}
         return LabelTable(rename(table.labels), rename(table.case_ids))
 
-    def _present(self, slide_ids: List[str], known: Optional[Dict],
-                 labels: Optional[str], missing_slides: str) -> List[str]:
-        r"""The slides that have a feature file. The others are reported all
-        at once, with what is likely wrong, or left out (``skip``)."""
+    def _present(self, slide_ids: List[str], present: set,
+                 known: Optional[Dict], labels: Optional[str],
+                 missing_slides: str) -> List[str]:
+        r"""The slides that have a feature file (:obj:`present`). The others
+        are reported all at once, with what is likely wrong, or left out
+        (``skip``)."""
         folder = self.layout.path('x').parent
-        present = set(self.layout.slide_ids())
         if known is not None and labels is not None:
             unlabelled = sorted(present - set(known))
             if unlabelled:

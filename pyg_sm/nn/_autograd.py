@@ -10,7 +10,6 @@ from typing import Any, List, Optional
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
-from torch_geometric.utils import scatter
 
 from ._solver import conjugate_gradient, report_nonconvergence
 
@@ -256,16 +255,9 @@ class _Transposed:
                out: Optional[Tensor] = None) -> Tensor:
         return self.adjacency.matmul(x, transpose=not transpose, out=out)
 
-
-def _product_with_graph(adjacency: Any, v: Tensor, weight: Tensor,
-                        transpose: bool = False) -> Tensor:
-    r"""``A v`` (or ``A^T v``) by gather and scatter, differentiable in
-    :obj:`v` and the edge weights."""
-    source, target = adjacency.edge_index.long()
-    if transpose:
-        source, target = target, source
-    return scatter(weight.unsqueeze(-1) * v[source], target, dim=0,
-                   dim_size=v.size(0), reduce='sum')
+    def matmul_with_graph(self, x: Tensor, weight: Tensor,
+                          transpose: bool = False) -> Tensor:
+        return self.adjacency.matmul_with_graph(x, weight, not transpose)
 
 
 def _approx_backward_with_graph(ctx: Any, grad_out: Tensor):
@@ -278,8 +270,8 @@ def _approx_backward_with_graph(ctx: Any, grad_out: Tensor):
                                    ctx.needs_input_grad[:3]) if need]
     current = x
     for _ in range(ctx.num_steps):
-        current = torch.lerp(x, _product_with_graph(ctx.adjacency, current,
-                                                    weight), alpha)
+        current = torch.lerp(
+            x, ctx.adjacency.matmul_with_graph(current, weight), alpha)
     grads = iter(torch.autograd.grad(current, inputs, grad_out,
                                      create_graph=True, allow_unused=True))
     return tuple(next(grads) if need else None
@@ -297,8 +289,8 @@ def _exact_backward_with_graph(ctx: Any, grad_out: Tensor):
                         _Transposed(ctx.adjacency), ctx.solver)
     grad_alpha = grad_weight = None
     if need_alpha:
-        smoothed = _product_with_graph(ctx.adjacency, lam, weight,
-                                       transpose=True)
+        smoothed = ctx.adjacency.matmul_with_graph(lam, weight,
+                                                   transpose=True)
         grad_gamma = (smoothed * y).sum() - (lam * y).sum()
         grad_alpha = (grad_gamma / (1 - alpha)**2).reshape(alpha.shape)
     if need_weight:

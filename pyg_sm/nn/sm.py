@@ -52,6 +52,15 @@ class _Propagation:
         result = self.layer.aggregate_neighbours(edge_index, x, self.weight)
         return result if out is None else out.copy_(result)
 
+    def matmul_with_graph(self, x: Tensor, weight: Tensor,
+                          transpose: bool = False) -> Tensor:
+        r"""``A x`` (or ``A^T x``) by message + scatter-add with
+        :obj:`weight` kept in the autograd graph: differentiable in both, for
+        the backward of a backward."""
+        edge_index = self.edge_index.long()
+        edge_index = edge_index.flip(0) if transpose else edge_index
+        return self.layer.aggregate_neighbours(edge_index, x, weight)
+
     def _sparse_matrix(self, transpose: bool) -> Tensor:
         if transpose not in self._sparse:
             num_nodes = self.sorted_edge_index.get_sparse_size(0)

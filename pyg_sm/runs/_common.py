@@ -12,6 +12,7 @@ import torch
 
 from ..datasets import SlideDataset, SlideImages
 from ..datasets.annotations import find_annotation_file, read_annotations
+from ..train.distributed import world
 from ..utils.errors import MissingFileError
 from ..utils.tables import read_table
 from ..version import __version__
@@ -75,7 +76,7 @@ def make_dataset(config: CohortConfig, graph: GraphConfig,
         slide_ids=slide_ids, layout=config.layout, classes=classes,
         graph=graph.patch_graph(), graph_cache=cache, in_memory=in_memory,
         missing_slides=config.missing_slides)
-    if not quiet and int(os.environ.get('RANK', 0)) == 0:
+    if not quiet and world()[1] == 0:
         for note in dataset.notes:
             print(note, file=sys.stderr, flush=True)
     return dataset
@@ -151,20 +152,14 @@ def heatmap_title(slide_id: str,
 
 
 def _outlines(folder: Optional[Path], slide_id: str,
-              lesion_classes: Optional[Sequence[str]],
-              slides: Optional[SlideImages] = None):
+              lesion_classes: Optional[Sequence[str]], dimensions):
     r"""The lesion outlines of a slide in :obj:`folder`, if it has a
-    file."""
+    file (:obj:`dimensions`, the slide's, scale a mask)."""
     if folder is None:
         return None
     path = find_annotation_file(folder, slide_id)
     if path is None:
         return None
-    dimensions = None
-    if slides is not None and slide_id in slides:
-        slide = slides.open(slide_id)
-        dimensions = tuple(slide.dimensions)
-        slide.close()
     return read_annotations(path, slide_id, dimensions).lesion(
         lesion_classes)
 
@@ -208,7 +203,7 @@ def write_heatmaps(out: RunFolder, slide_ids: Sequence[str],
                     first.patch_labels, title=title, top_k=top_k,
                     opacity=opacity, overlay_style=overlay_style,
                     outlines=_outlines(annotations, slide_id,
-                                       lesion_classes, slides))
+                                       lesion_classes, slide.dimensions))
             finally:
                 slide.close()
         else:

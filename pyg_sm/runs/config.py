@@ -69,6 +69,13 @@ def _as_path(value: Optional[PathLike]) -> Optional[Path]:
     return None if value is None else Path(value)
 
 
+def _as_list(value: Optional[Union[str, Sequence[str]]]
+             ) -> Optional[List[str]]:
+    r"""A list setting given as comma-separated text (in Python also a
+    list)."""
+    return value.split(',') if isinstance(value, str) else value
+
+
 def as_dict(config) -> Dict:
     r"""A config as JSON-like values (paths as text), as ``results.json``
     records it."""
@@ -226,8 +233,7 @@ class TrainConfig(GraphConfig, CohortConfig):
         super().__post_init__()
         self.out = _as_path(self.out)
         self.split_file = _as_path(self.split_file)
-        if isinstance(self.classes, str):
-            self.classes = self.classes.split(',')
+        self.classes = _as_list(self.classes)
         _check_choice('model', self.model, tuple(MODELS))
         _check_choice('monitor', self.monitor, tuple(MONITORS))
         _check_choice('graph', self.graph, tuple(METHODS))
@@ -329,8 +335,7 @@ class ScoreConfig(CohortConfig):
         self.annotations = _as_path(self.annotations)
         if isinstance(self.slide_ids, str):
             self.slide_ids = Path(self.slide_ids)
-        if isinstance(self.annotation_classes, str):
-            self.annotation_classes = self.annotation_classes.split(',')
+        self.annotation_classes = _as_list(self.annotation_classes)
         _check_count('batch_size', self.batch_size, 1)
         if not 0 < self.min_coverage <= 1:
             raise PygSmError(f"'min_coverage' (--min-coverage) must lie in "
@@ -398,8 +403,7 @@ class HeatmapConfig:
         self.annotations = _as_path(self.annotations)
         if isinstance(self.slide_ids, str):
             self.slide_ids = Path(self.slide_ids)
-        if isinstance(self.annotation_classes, str):
-            self.annotation_classes = self.annotation_classes.split(',')
+        self.annotation_classes = _as_list(self.annotation_classes)
         if not self.runs:
             raise PygSmError('heatmap needs at least one run folder')
         _check_count('top_k', self.top_k, 0)
@@ -435,8 +439,7 @@ class ViewConfig:
         self.runs = [Path(r) for r in self.runs]
         self.slides_dir = _as_path(self.slides_dir)
         self.annotations = _as_path(self.annotations)
-        if isinstance(self.annotation_classes, str):
-            self.annotation_classes = self.annotation_classes.split(',')
+        self.annotation_classes = _as_list(self.annotation_classes)
         if not self.runs:
             raise PygSmError('view needs at least one run folder')
         _check_count('port', self.port, 0)

@@ -17,32 +17,16 @@ from .folder import RunFolder
 
 
 
-def _mpp(slide_id: str, images, mpp: Optional[float]) -> float:
-    r"""Micrometres per level-0 pixel: the slide image's
-    ``openslide.mpp-x``, else :obj:`mpp`, else an error that says so."""
-    if images is not None and slide_id in images:
-        slide = images.open(slide_id)
-        try:
-            value = slide.properties.get('openslide.mpp-x')
-        finally:
-            slide.close()
-        if value:
-            return float(value)
-    if mpp is not None:
-        return float(mpp)
-    raise PygSmError(f"slide '{slide_id}': no micrometres per pixel for the "
-                     f"FROC's 75 um dilation (its image has no "
-                     f"openslide.mpp-x): pass --mpp")
-
-
-def _dimensions(slide_id: str, images) -> Optional[tuple]:
-    r"""The slide's level-0 (width, height) when its image is at hand (a
-    binary mask's scale follows from it)."""
+def _image_facts(slide_id: str, images) -> tuple:
+    r"""The slide image's level-0 (width, height) (a binary mask's scale
+    follows from it) and ``openslide.mpp-x``, each :obj:`None` without an
+    image or the property; the image is opened once."""
     if images is None or slide_id not in images:
-        return None
+        return None, None
     slide = images.open(slide_id)
     try:
-        return tuple(slide.dimensions)
+        value = slide.properties.get('openslide.mpp-x')
+        return tuple(slide.dimensions), float(value) if value else None
     finally:
         slide.close()
 
@@ -99,9 +83,9 @@ def localize(run: Union[RunFolder, str, Path], annotations: Union[str, Path],
         prediction = predictions.get(slide_id)
         path = find_annotation_file(annotations, slide_id)
         slide = run.scores(slide_id)
+        dimensions, slide_mpp = _image_facts(slide_id, images)
         if path is not None:
-            read = read_annotations(path, slide_id,
-                                    _dimensions(slide_id, images))
+            read = read_annotations(path, slide_id, dimensions)
             found_classes += read.classes
             area = read.lesion(lesion_classes)
         elif prediction is not None and prediction.label is not None and \
@@ -133,10 +117,14 @@ def localize(run: Union[RunFolder, str, Path], annotations: Union[str, Path],
         if probability is None:
             left_out[slide_id] = 'no predicted probability'
             continue
+        slide_mpp = slide_mpp or mpp
+        if slide_mpp is None:
+            raise PygSmError(f"slide '{slide_id}': no micrometres per pixel "
+                             f"for the FROC's 75 um dilation (its image has "
+                             f"no openslide.mpp-x): pass --mpp")
         froc_slides.append({'coords': coords, 'attention': logits,
                             'probability': probability, 'patch_size': side,
-                            'lesion_area': area,
-                            'mpp': _mpp(slide_id, images, mpp)})
+                            'lesion_area': area, 'mpp': slide_mpp})
         used.append(slide_id)
     check_lesion_classes(lesion_classes, found_classes)
     if not used:
@@ -153,8 +141,7 @@ def localize(run: Union[RunFolder, str, Path], annotations: Union[str, Path],
         'instance_average_precision': pooled['average_precision'],
         'instance_best_f1': pooled['best_f1'],
         'per_slide_instance_auroc': mean_sd(per_slide),
-        'froc': {k: v for k, v in result.items()
-                 if k not in ('fp_probs', 'tp_probs')},
+        'froc': result,
         'slides_used': used, 'slides_left_out': left_out}
 
 

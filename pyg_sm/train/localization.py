@@ -25,7 +25,6 @@ FROC, as CAMELYON16 defines it:
   positives per slide (over all evaluated slides), and the FROC score is
   their mean.
 """
-import math
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -195,13 +194,10 @@ def froc(slides: List[Dict], mpp: float,
     fps_per_image, sensitivity = froc_curve(fp_probs, tp_probs, targets,
                                             max(len(slides), 1))
     score, at = froc_score(fps_per_image, sensitivity)
-    if targets == 0:
-        score, at = math.nan, {k: math.nan for k in at}
-    return {'score': None if math.isnan(score) else score,
-            'sensitivities': {k: (None if math.isnan(v) else v)
-                              for k, v in at.items()},
+    if targets == 0:  # no lesion to find: no sensitivity
+        score, at = None, {k: None for k in at}
+    return {'score': score, 'sensitivities': at,
             'lesions': targets, 'slides': len(slides),
             'false_positives': int(len(fp_probs)),
             'curve': {'fps_per_slide': fps_per_image.tolist(),
-                      'sensitivity': sensitivity.tolist()},
-            'fp_probs': fp_probs, 'tp_probs': tp_probs}
+                      'sensitivity': sensitivity.tolist()}}

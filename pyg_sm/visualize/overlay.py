@@ -40,17 +40,13 @@ def overlay_image(thumbnail, corners: Tensor, side: float, colors,
     from PIL import Image
 
     layer = np.zeros((thumbnail.height, thumbnail.width, 4), np.uint8)
-    colors = np.asarray(colors, np.uint8)
-    if np.ndim(opacity) == 0:
-        alpha = np.full(colors.shape[:-1] + (1, ), round(255 * opacity),
-                        np.uint8)
-    else:
-        alpha = np.asarray(opacity, np.uint8).reshape(-1, 1)
-    if colors.ndim == 2 and alpha.shape[0] != colors.shape[0]:
-        alpha = np.broadcast_to(alpha, colors.shape[:-1] + (1, ))
+    colors = np.asarray(colors, np.uint8).reshape(-1, 3)
+    alpha = np.asarray(opacity if np.ndim(opacity) else
+                       round(255 * opacity), np.uint8).reshape(-1, 1)
+    count = max(len(colors), len(alpha))
     paint_patches(layer, corners, side, np.concatenate(
-        [np.broadcast_to(colors, alpha.shape[:-1] + colors.shape[-1:]),
-         alpha], -1), scale)
+        [np.broadcast_to(colors, (count, 3)),
+         np.broadcast_to(alpha, (count, 1))], -1), scale)
     return Image.alpha_composite(thumbnail.convert('RGBA'),
                                  Image.fromarray(layer, 'RGBA'))
 
