@@ -14,12 +14,14 @@ from ..transforms import GridPatchGraph
 from ..utils.checks import check_choice
 from ..utils.errors import MissingFileError, PygSmError, SlideError
 from ..utils.files import atomic_path
-from .labels import LabelTable, class_names, read_labels
+from .labels import LabelTable, class_names, read_labels, read_survival
 from .layouts import find_layout
 from .slide_images import SLIDE_EXTENSIONS
 
 #: ``missing_slides`` choices of :class:`SlideDataset`.
 MISSING_SLIDES = ('error', 'skip')
+#: ``task`` choices of :class:`SlideDataset` (and of training runs).
+TASKS = ('classification', 'survival')
 
 
 class SlideDataset(torch.utils.data.Dataset):
@@ -89,6 +91,18 @@ class SlideDataset(torch.utils.data.Dataset):
             (:attr:`skipped_slides`). Ids written with a slide extension
             (``a.svs``) are read as their stem, with a note in
             :attr:`notes`. (default: :obj:`"error"`)
+        task (str, optional): :obj:`"classification"` (a ``label``
+            column) or :obj:`"survival"`: the labels file has a time and
+            an event column, read by
+            :func:`~pyg_sm.datasets.labels.read_survival`, and each item's
+            :obj:`y` is :math:`(1, 2)`, its (time, event); :attr:`times`
+            and :attr:`events` list them, :attr:`labels` holds the events
+            (the strata of splits) and :attr:`classes` is :obj:`None`.
+            (default: :obj:`"classification"`)
+        time_column (str, optional): Survival: the time column.
+            (default: :obj:`"time"`)
+        event_column (str, optional): Survival: the event column (1:
+            observed, 0: censored). (default: :obj:`"event"`)
     """
     def __init__(
         self,
@@ -104,7 +118,13 @@ class SlideDataset(torch.utils.data.Dataset):
         classes: Optional[Sequence[str]] = None,
         graph_cache: Optional[Union[str, Path]] = None,
         missing_slides: str = 'error',
+        task: str = 'classification',
+        time_column: str = 'time',
+        event_column: str = 'event',
     ):
+        check_choice('task', task, TASKS)
+        self.task = task
+        self.time_column, self.event_column = time_column, event_column
         self.root = Path(root)
         self.layout = find_layout(self.root, layout, features_dir)
         self.graph = graph or GridPatchGraph(connectivity=8)
@@ -141,7 +161,17 @@ class SlideDataset(torch.utils.data.Dataset):
         slide_ids = self._present(slide_ids, set(present), known, labels,
                                   missing_slides)
         self.slide_ids: List[str] = slide_ids
-        if known is not None:
+        #: Survival: each slide's time and event (:obj:`None` otherwise).
+        self.times: Optional[List[float]] = None
+        self.events: Optional[List[int]] = None
+        if known is not None and table.times is not None:
+            self.classes = None
+            self.times = [table.times[s] for s in slide_ids]
+            self.events = [table.events[s] for s in slide_ids]
+            self.labels = list(self.events)
+            self.case_ids = None if table.case_ids is None else \
+                [table.case_ids[s] for s in slide_ids]
+        elif known is not None:
             names = [known[s] for s in slide_ids]
             self.classes: Optional[List[str]] = class_names(known, classes)
             index = {name: i for i, name in enumerate(self.classes)}
@@ -158,8 +188,13 @@ class SlideDataset(torch.utils.data.Dataset):
             self._check_dim(slide_id, self.layout.shapes(slide_id)[1])
 
     def _label_table(self, labels: Optional[str]) -> Optional[LabelTable]:
+        if labels is not None and self.task == 'survival':
+            return read_survival(self.root / labels, self.time_column,
+                                 self.event_column)
         if labels is not None:
             return read_labels(self.root / labels)
+        if self.task == 'survival':
+            return None
         stored = self.layout.bag_labels()
         return None if stored is None else LabelTable(stored)
 
@@ -182,11 +217,7 @@ class SlideDataset(torch.utils.data.Dataset):
             f"note: {len(renamed)} slide id(s) in {labels} end in a slide "
             f"extension and are read as their stem (e.g. '{example[0]}' -> "
             f"'{example[1]}')")
-
-        def rename(mapping):
-            return None if mapping is None else {
-                renamed.get(k, k): v for k, v in mapping.items()}
-        return LabelTable(rename(table.labels), rename(table.case_ids))
+        return table.renamed(renamed)
 
     def _present(self, slide_ids: List[str], present: set,
                  known: Optional[Dict], labels: Optional[str],
@@ -297,7 +328,10 @@ class SlideDataset(torch.utils.data.Dataset):
             raise SlideError(slide_id, self.path(slide_id),
                              "'features' hold NaN or inf values")
         data = Data(x=x, pos=arrays['coords'], slide_id=slide_id)
-        if self.labels is not None:
+        if self.times is not None:
+            data.y = torch.tensor([[self.times[index], self.events[index]]],
+                                  dtype=torch.float32)
+        elif self.labels is not None:
             data.y = torch.tensor([self.labels[index]])
         if 'patch_labels' in arrays:
             data.patch_labels = arrays['patch_labels']

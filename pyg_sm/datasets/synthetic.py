@@ -35,6 +35,27 @@ RING_EVERY, RING_HOLE = 6, 0.4
 #: Micrometres per level-0 pixel the synthetic slides stand for: a 64-pixel
 #: patch is 128 um, as a 256-pixel patch at 0.5 um per pixel (20x).
 SYNTHETIC_MPP = 2.0
+#: Synthetic survival (months): a Weibull time of this shape and scale whose
+#: log-hazard is LOG_HAZARD_PER_BURDEN * log(1 + lesion patches / 10);
+#: CENSORED of the slides are censored at a uniform share of their time.
+WEIBULL_SHAPE, WEIBULL_SCALE = 2.0, 60.0
+LOG_HAZARD_PER_BURDEN = 3.0
+CENSORED = 0.3
+
+
+def survival_times(lesion_patches, seed: int):
+    r"""Times and events of slides with :obj:`lesion_patches` lesion
+    patches each: the hazard grows with the lesion burden, about
+    :data:`CENSORED` of the slides are censored. Returns ``(times,
+    events)``, times in months rounded to 0.1."""
+    rng = np.random.default_rng(seed + 104729)
+    burden = np.log1p(np.asarray(lesion_patches, dtype=np.float64) / 10)
+    hazard = np.exp(LOG_HAZARD_PER_BURDEN * burden)
+    times = WEIBULL_SCALE * (rng.exponential(size=burden.size) /
+                             hazard) ** (1 / WEIBULL_SHAPE)
+    censored = rng.random(burden.size) < CENSORED
+    times = np.where(censored, times * rng.random(burden.size), times)
+    return np.maximum(np.round(times, 1), 0.1), (~censored).astype(int)
 
 
 def write_lesion_outlines(path: Path, corners, patch_size: float) -> None:
@@ -64,6 +85,7 @@ def make_synthetic_slides(
     seed: int = 0,
     signal: float = 0.8,
     slide_images: bool = True,
+    task: str = 'classification',
 ) -> Path:
     r"""Writes :obj:`num_slides` slides to :obj:`root`:
     ``features/<slide_id>.h5`` with ``features`` :math:`(N, D)`, ``coords``
@@ -86,6 +108,12 @@ def make_synthetic_slides(
     directions, so single patches are ambiguous and their neighbourhood
     decides.
 
+    With :obj:`task` ``'survival'`` the labels file also has ``time``
+    (months) and ``event`` columns (:func:`survival_times`): each slide's
+    time is drawn from a hazard that grows with its lesion burden, and
+    about 30% of the slides are censored. The slides are the same as for
+    classification.
+
     Returns:
         :obj:`root` as a :class:`~pathlib.Path`.
     """
@@ -105,7 +133,7 @@ def make_synthetic_slides(
 
     directions = torch.randn(4, feature_dim, generator=generator)
     directions = directions / directions.norm(dim=1, keepdim=True)
-    rows = []
+    rows, burdens = [], []
     for index in range(num_slides):
         slide_id = f'slide_{index:03d}'
         label = index % 2
@@ -150,9 +178,19 @@ def make_synthetic_slides(
                           (width + 2 * MARGIN_CELLS,
                            height + 2 * MARGIN_CELLS))
         rows.append((slide_id, label))
+        burdens.append(int(lesion.sum()))
+    header = ['slide_id', 'label']
+    if task == 'survival':
+        times, events = survival_times(burdens, seed)
+        header += ['time', 'event']
+        rows = [(*row, f'{t:.1f}', e)
+                for row, t, e in zip(rows, times, events)]
+    elif task != 'classification':
+        raise ValueError(f"'task' must be 'classification' or 'survival' "
+                         f"(got {task!r})")
     with open(root / 'labels.csv', 'w', newline='') as f:
         writer = csv.writer(f)
-        writer.writerow(['slide_id', 'label'])
+        writer.writerow(header)
         writer.writerows(rows)
     return root
 

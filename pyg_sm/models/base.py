@@ -7,6 +7,7 @@ import torch
 from torch import Tensor
 
 from ..data.bags import Bags, as_bags
+from ..nn.survival import SurvivalLoss, check_survival_targets
 from ..utils.checks import check_dim
 
 #: The reference's default criterion (one logit per bag). A model given it
@@ -17,7 +18,11 @@ DEFAULT_CRITERION = torch.nn.BCEWithLogitsLoss()
 def bag_loss(criterion: torch.nn.Module, logits: Tensor,
              Y: Tensor) -> Tensor:
     r"""The criterion on bag logits: float targets :math:`(B,)` for one logit
-    per bag (binary), class indices :math:`(B,)` for :math:`(B, K)`."""
+    per bag (binary), class indices :math:`(B,)` for :math:`(B, K)`, and
+    :math:`(t, e)` rows :math:`(B, 2)` for a
+    :class:`~pyg_sm.nn.SurvivalLoss`."""
+    if isinstance(criterion, SurvivalLoss):
+        return criterion(logits, Y)
     if logits.dim() == 1:
         return criterion(logits.float(), Y.float())
     return criterion(logits.float(), Y.long())
@@ -81,10 +86,14 @@ class MILModel(torch.nn.Module):
       :math:`(B, N)`. Outputs are :math:`(B,)` and :math:`(B, N)`; padded
       positions never influence them and their attention is :obj:`-inf`.
 
-    The bag head (SPEC.md) gives one logit per bag with
-    :obj:`num_classes=1`, the reference's binary head, and :math:`K` logits
-    with :obj:`num_classes=K > 1`; the default criterion is then
-    :class:`~torch.nn.CrossEntropyLoss` on class indices.
+    The bag head gives one logit per bag with :obj:`num_classes=1`, the
+    reference's binary head, and :math:`K` logits with
+    :obj:`num_classes=K > 1`; the default criterion is then
+    :class:`~torch.nn.CrossEntropyLoss` on class indices. With a survival
+    criterion (:class:`~pyg_sm.nn.CoxPHLoss`,
+    :class:`~pyg_sm.nn.DiscreteTimeNLLLoss`) the head has the outputs the
+    criterion needs, the labels are :math:`(t, e)` rows and
+    :meth:`risk` gives each bag's risk score.
 
     Args:
         in_shape (tuple or int): Shape of one instance's input to
@@ -97,6 +106,12 @@ class MILModel(torch.nn.Module):
                  criterion: torch.nn.Module, num_classes: int = 1):
         super().__init__()
         check_dim('num_classes', num_classes)
+        if isinstance(criterion, SurvivalLoss):
+            if num_classes not in (1, criterion.num_outputs):
+                raise ValueError(f"'num_classes' ({num_classes}) must be 1 "
+                                 f"or {criterion.num_outputs}, the outputs "
+                                 f"that {criterion!r} needs")
+            num_classes = criterion.num_outputs
         if num_classes > 1 and criterion is DEFAULT_CRITERION:
             criterion = torch.nn.CrossEntropyLoss()
         self._head_size = num_classes
@@ -114,6 +129,22 @@ class MILModel(torch.nn.Module):
     def num_classes(self) -> int:
         r"""Logits per bag: 1 (binary, the reference) or :math:`K`."""
         return self.classifier.out_features
+
+    @property
+    def task(self) -> str:
+        r"""``'survival'`` with a survival criterion, else
+        ``'classification'``."""
+        return 'survival' if isinstance(self.criterion, SurvivalLoss) \
+            else 'classification'
+
+    def risk(self, logits: Tensor) -> Tensor:
+        r"""The risk score :math:`(B,)` of the bag outputs of a survival
+        model (higher: shorter expected survival), as its criterion defines
+        it."""
+        if not isinstance(self.criterion, SurvivalLoss):
+            raise ValueError(f"{type(self).__name__}.risk needs a survival "
+                             f"criterion (got {self.criterion!r})")
+        return self.criterion.risk(logits)
 
     def pool_bags(self, bags: Bags) -> Tuple[Tensor, Tensor]:
         r"""Pools bags of extracted features: returns :math:`\mathbf{z}`
@@ -197,12 +228,16 @@ class MILModel(torch.nn.Module):
         r"""Returns the logits and ``{criterion class name: loss}`` for the
         bag labels :obj:`Y` :math:`(B,)`: 0 or 1 (or a probability in
         between) with one logit per bag, class indices in :math:`[0, K)`
-        with :math:`K > 1` classes. The other arguments are
-        :meth:`forward`'s."""
+        with :math:`K > 1` classes; with a survival criterion a
+        :math:`(B, 2)` tensor of (time, event) rows. The other arguments
+        are :meth:`forward`'s."""
         bags = as_bags(X, adj, mask, edge_weight, batch, size, x=x,
                        edge_index=edge_index)
-        check_bag_labels(Y, bags, self.num_classes,
-                         from_batch=size is None and batch is not None)
+        if isinstance(self.criterion, SurvivalLoss):
+            check_survival_targets(Y, bags.num_graphs)
+        else:
+            check_bag_labels(Y, bags, self.num_classes,
+                             from_batch=size is None and batch is not None)
         logits, _ = self._logits(bags)
         loss = bag_loss(self.criterion, logits, Y)
         return logits, {self.criterion.__class__.__name__: loss}

@@ -65,17 +65,22 @@ def check_progress(enabled: bool):
 def make_dataset(config: CohortConfig, graph: GraphConfig,
                  labels: Optional[str], slide_ids=None, classes=None,
                  cache: Optional[Path] = None,
-                 in_memory: bool = False, quiet: bool = False
-                 ) -> SlideDataset:
+                 in_memory: bool = False, quiet: bool = False,
+                 target: Optional[Dict] = None) -> SlideDataset:
     r"""The cohort :obj:`config` describes; its notes (slides left out,
     ids read without their extension) go to stderr unless :obj:`quiet` (a
     subset of a cohort already described) or on a process other than
-    the first."""
+    the first. :obj:`target` holds the ``task`` and, for survival, the
+    ``time_column`` and ``event_column``."""
+    target = target or {}
     dataset = SlideDataset(
         config.data_dir, labels=labels, features_dir=config.features_dir,
         slide_ids=slide_ids, layout=config.layout, classes=classes,
         graph=graph.patch_graph(), graph_cache=cache, in_memory=in_memory,
-        missing_slides=config.missing_slides)
+        missing_slides=config.missing_slides,
+        task=target.get('task', 'classification'),
+        time_column=target.get('time_column', 'time'),
+        event_column=target.get('event_column', 'event'))
     if not quiet and world()[1] == 0:
         for note in dataset.notes:
             print(note, file=sys.stderr, flush=True)
@@ -102,9 +107,26 @@ def _fmt(value: Optional[float]) -> str:
     return '-' if value is None else f'{value:.3f}'
 
 
+def print_survival_table(results: Dict[str, Dict]) -> None:
+    r"""Survival metrics, one row per model: Harrell's and Uno's c-index,
+    the mean time-dependent AUC, the integrated Brier score (nll) and the
+    instance AUROC of the attention."""
+    print(f"\n{'model':<10} {'c-index':>8} {'Uno':>6} {'td-AUC':>7} "
+          f"{'IBS':>6} {'instance AUROC':>15}")
+    for name, r in results.items():
+        auc = (r.get('time_auc') or {}).get('mean')
+        print(f"{name:<10} {_fmt(r.get('c_index')):>8} "
+              f"{_fmt(r.get('c_index_uno')):>6} {_fmt(auc):>7} "
+              f"{_fmt(r.get('integrated_brier_score')):>6} "
+              f"{_fmt(r.get('instance_auroc')):>15}", flush=True)
+
+
 def print_table(results: Dict[str, Dict]) -> None:
     r"""Bag and instance metrics, one row per model, and the FROC score
-    when the slides were measured against annotations."""
+    when the slides were measured against annotations (survival metrics
+    by :func:`print_survival_table`)."""
+    if any('c_index' in r for r in results.values()):
+        return print_survival_table(results)
     froc = any('froc' in r for r in results.values())
     print(f"\n{'model':<10} {'bag AUROC':>10} {'instance AUROC':>15} "
           f"{'bag acc':>8} {'bal acc':>8}" + (f" {'FROC':>6}" if froc
@@ -117,12 +139,14 @@ def print_table(results: Dict[str, Dict]) -> None:
 
 
 def most_lesioned(records: List[Dict], count: int) -> List[str]:
-    r"""The :obj:`count` slides to draw: those with the most lesion patches
-    first, when patch labels exist, else the first ones."""
+    r"""The :obj:`count` slides to draw: those of the bags with the most
+    lesion patches first, when patch labels exist, else the first ones (a
+    patient's bag gives its slides)."""
     def lesions(record):
         labels = record.get('patch_labels')
         return 0 if labels is None else -int((labels > 0).sum())
-    return [r['slide_id'] for r in sorted(records, key=lesions)[:count]]
+    return [s for r in sorted(records, key=lesions)
+            for s in r.get('slide_ids') or [r['slide_id']]][:count]
 
 
 def heatmap_title(slide_id: str,
@@ -134,9 +158,14 @@ def heatmap_title(slide_id: str,
     known = [p[slide_id] for p in predictions.values() if slide_id in p]
     label = next((p.label for p in known if p.label is not None), None)
     title = slide_id + ('' if label is None else f', label {label}')
+    outcome = next((p for p in known if p.time is not None), None)
+    if outcome is not None:
+        title += f", time {outcome.time:g} ({'event' if outcome.event else 'censored'})"
     parts = []
     for name, per_slide in predictions.items():
         p = per_slide.get(slide_id)
+        if p and p.risk is not None:
+            parts.append(('risk', f'{name} {p.risk:.2f}'))
         if not p or not p.probabilities:
             continue
         classes = list(p.probabilities)
@@ -186,7 +215,8 @@ def write_heatmaps(out: RunFolder, slide_ids: Sequence[str],
         return []
     if predictions is None:
         predictions = [run.predictions() for run in runs]
-    named = {run.name: {p.slide_id: p for p in per_run}
+    named = {run.name: {s: q for p in per_run
+                        for s, q in p.per_slide().items()}
              for run, per_run in zip(runs, predictions)}
     written = []
     for slide_id in slide_ids:

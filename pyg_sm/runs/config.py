@@ -14,12 +14,14 @@ import dataclasses
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Union
 
+from ..datasets.cases import BAG_BY
 from ..datasets.layouts import LAYOUTS
-from ..datasets.slide_dataset import MISSING_SLIDES
+from ..datasets.slide_dataset import MISSING_SLIDES, TASKS
 from ..models.registry import MODELS
+from ..nn.survival import SURVIVAL_LOSSES
 from ..train.localization import MIN_COVERAGE
 from ..visualize.colors import OVERLAY_STYLES
-from ..train.loop import MONITORS, check_validation
+from ..train.loop import MONITORS, TASK_MONITORS, check_validation
 from ..transforms import METHODS, PatchGraph
 from ..utils.errors import PygSmError
 
@@ -185,6 +187,27 @@ class TrainConfig(GraphConfig, CohortConfig):
     :obj:`preset` (e.g. ``{'att_dim': 64}``); :meth:`from_recipe` starts
     from a named set of training settings (:data:`RECIPES`)."""
     out: Path = setting(Path('pyg_sm_run'), 'output folder (the run folder)')
+    task: str = setting(
+        'classification', 'classification (a label column) or survival (a '
+                          'time and an event column)', choices=TASKS)
+    time_column: str = setting(
+        'time', 'survival: the column of the labels file with each '
+                "slide's time (any unit)")
+    event_column: str = setting(
+        'event', 'survival: the column with 1 where the event was observed '
+                 'at that time, 0 where the slide was censored')
+    survival_loss: str = setting(
+        'nll', 'survival: nll (discrete-time hazards over --num-bins '
+               'intervals, as Patch-GCN) or cox (partial likelihood, Breslow '
+               'ties, over each batch: needs --batch-size 2 or more)',
+        choices=SURVIVAL_LOSSES)
+    num_bins: int = setting(
+        4, 'survival with nll: intervals, cut at the quantiles of the '
+           "training slides' event times")
+    bag_by: str = setting(
+        'slide', 'what a bag is: a slide, or a patient (case: the case_id '
+                 "column; the patient's slides as one graph without edges "
+                 'between slides)', choices=BAG_BY)
     model: str = setting('sm_abmil', 'the model', choices=tuple(MODELS))
     preset: Optional[str] = setting(
         None, 'named set of model options', unset="the model's first preset")
@@ -200,7 +223,7 @@ class TrainConfig(GraphConfig, CohortConfig):
                                  'torchrun)')
     val_fraction: float = setting(
         0.25, 'share of the slides held out for validation, by patient '
-              '(case_id) and stratified by label')
+              '(case_id) and stratified by label (survival: by event)')
     test_fraction: float = setting(
         0.0, 'share held out as a test set, evaluated once with the best '
              'checkpoint')
@@ -209,9 +232,10 @@ class TrainConfig(GraphConfig, CohortConfig):
     folds: Optional[int] = setting(
         None, 'K-fold cross-validation by patient: K runs in OUT/fold_<k>, '
               'reported with mean and sd')
-    monitor: str = setting(
-        'val_loss', 'validation metric that picks the best checkpoint '
-                    '(last: the final epoch)', choices=tuple(MONITORS))
+    monitor: Optional[str] = setting(
+        None, 'validation metric that picks the best checkpoint (last: the '
+              'final epoch)', choices=tuple(MONITORS),
+        unset='val_loss; val_c_index for survival')
     validate_every: int = setting(
         1, 'score the validation slides after every N-th epoch (0: only '
            'once, with the final model; needs --monitor last)')
@@ -234,8 +258,29 @@ class TrainConfig(GraphConfig, CohortConfig):
         self.out = _as_path(self.out)
         self.split_file = _as_path(self.split_file)
         self.classes = _as_list(self.classes)
+        _check_choice('task', self.task, TASKS)
+        _check_choice('survival_loss', self.survival_loss, SURVIVAL_LOSSES)
+        _check_choice('bag_by', self.bag_by, BAG_BY)
+        _check_count('num_bins', self.num_bins, 1)
+        if self.monitor is None:
+            self.monitor = 'val_c_index' if self.task == 'survival' \
+                else 'val_loss'
         _check_choice('model', self.model, tuple(MODELS))
         _check_choice('monitor', self.monitor, tuple(MONITORS))
+        foreign = {m for task, monitors in TASK_MONITORS.items()
+                   if task != self.task for m in monitors}
+        if self.monitor in foreign:
+            raise PygSmError(f"--monitor {self.monitor} does not apply to "
+                             f"--task {self.task} (its monitors: "
+                             f"{[m for m in MONITORS if m not in foreign]})")
+        if self.task == 'survival' and self.classes is not None:
+            raise PygSmError('--classes concerns classification, not '
+                             '--task survival')
+        if self.task == 'survival' and self.survival_loss == 'cox' and \
+                self.batch_size < 2:
+            raise PygSmError(f"--survival-loss cox compares the bags of a "
+                             f"batch: it needs --batch-size 2 or more (got "
+                             f"{self.batch_size})")
         _check_choice('graph', self.graph, tuple(METHODS))
         _check_count('epochs', self.epochs, 1)
         _check_count('batch_size', self.batch_size, 1)
@@ -327,6 +372,15 @@ class ScoreConfig(CohortConfig):
         None, 'micrometres per level-0 pixel for slides whose image does '
               'not say (the FROC dilates lesions by 75 um)',
         unset="each slide image's openslide.mpp-x")
+    bag_by: Optional[str] = setting(
+        None, TrainConfig.__dataclass_fields__['bag_by'].metadata['help'],
+        choices=BAG_BY, unset="the checkpoint's")
+    time_column: Optional[str] = setting(
+        None, TrainConfig.__dataclass_fields__['time_column'].metadata[
+            'help'], unset="the checkpoint's")
+    event_column: Optional[str] = setting(
+        None, TrainConfig.__dataclass_fields__['event_column'].metadata[
+            'help'], unset="the checkpoint's")
 
     def __post_init__(self):
         super().__post_init__()
@@ -337,6 +391,7 @@ class ScoreConfig(CohortConfig):
             self.slide_ids = Path(self.slide_ids)
         self.annotation_classes = _as_list(self.annotation_classes)
         _check_count('batch_size', self.batch_size, 1)
+        _check_choice('bag_by', self.bag_by, BAG_BY)
         if not 0 < self.min_coverage <= 1:
             raise PygSmError(f"'min_coverage' (--min-coverage) must lie in "
                              f"(0, 1] (got {self.min_coverage})")
@@ -460,9 +515,14 @@ class DemoConfig:
     signal: float = setting(
         DEMO_SIGNAL, 'shift of lesion patches, in standard deviations along '
                      'a few feature directions')
+    task: str = setting(
+        'classification', 'classification (lesion or not) or survival (a '
+                          'time that shortens with the lesion burden, about '
+                          '30% censored)', choices=TASKS)
 
     def __post_init__(self):
         self.out = _as_path(self.out)
+        _check_choice('task', self.task, TASKS)
         _check_count('num_slides', self.num_slides, 4)
         _check_count('epochs', self.epochs, 1)
         _check_count('heatmaps', self.heatmaps, 0)

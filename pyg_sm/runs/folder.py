@@ -9,7 +9,11 @@ A run folder is what ``pyg-sm train``, ``evaluate``, ``predict`` and
                                 versions, classes, metrics, predictions
       checkpoint.pt             train: the best model (by the monitor)
       last.pt                   train: the whole training state, each epoch
-      predictions.csv           evaluate / predict: one row per slide
+      predictions.csv           evaluate / predict: one row per bag (a
+                                slide, or a patient with --bag-by case)
+      km.png                    survival: Kaplan-Meier curves of the
+                                evaluated bags, split at the median
+                                training risk
       scores/<slide_id>.h5      coords, attention, attention_logits,
                                 patch_labels (when known; from the
                                 annotations with --annotations, and then
@@ -49,6 +53,7 @@ RESULTS_FILE = 'results.json'
 CHECKPOINT_FILE = 'checkpoint.pt'
 TRAINING_STATE_FILE = 'last.pt'
 FROC_CURVE_FILE = 'froc.png'
+KAPLAN_MEIER_FILE = 'km.png'
 PREDICTIONS_FILE = 'predictions.csv'
 SCORES_DIR = 'scores'
 GEOJSON_DIR = 'geojson'
@@ -61,43 +66,76 @@ RUNNING, INTERRUPTED, FINISHED = 'running', 'interrupted', 'finished'
 
 @dataclasses.dataclass(frozen=True)
 class SlidePrediction:
-    r"""What a run predicted for one slide.
+    r"""What a run predicted for one bag: a slide, or a patient's slides
+    (:obj:`slide_ids`) with ``--bag-by case``.
 
     Args:
-        slide_id (str): The slide.
-        label (str, optional): Its true class, :obj:`None` when unknown.
-        probabilities (dict): Class name to predicted probability.
-        predicted (str): The predicted class: for two classes the second
-            when its probability is at least 0.5, else the most probable.
+        slide_id (str): The slide (the patient for a patient's bag).
+        label (str, optional): Its true class, :obj:`None` when unknown
+            (and for survival).
+        probabilities (dict): Class name to predicted probability (empty
+            for survival).
+        predicted (str, optional): The predicted class: for two classes the
+            second when its probability is at least 0.5, else the most
+            probable (:obj:`None` for survival).
         logits (list of float, optional): The model's outputs.
+        risk (float, optional): Survival: the risk score (higher: shorter
+            expected survival).
+        time (float, optional): Survival: the observed time, when known.
+        event (int, optional): Survival: 1 observed, 0 censored, when
+            known.
+        survival (dict, optional): Survival with ``nll``: the cut point
+            (as text) to the probability of surviving past it.
+        slide_ids (list of str, optional): A patient's bag: its slides.
     """
     slide_id: str
     label: Optional[str]
     probabilities: Dict[str, float]
-    predicted: str
+    predicted: Optional[str]
     logits: Optional[List[float]] = None
+    risk: Optional[float] = None
+    time: Optional[float] = None
+    event: Optional[int] = None
+    survival: Optional[Dict[str, float]] = None
+    slide_ids: Optional[List[str]] = None
 
     @classmethod
-    def from_record(cls, record: Dict,
-                    classes: Sequence[str]) -> 'SlidePrediction':
+    def from_record(cls, record: Dict, classes: Optional[Sequence[str]],
+                    cut_points: Sequence[float] = ()) -> 'SlidePrediction':
         r"""From a record of :func:`~pyg_sm.train.predict_slides` (class
-        indices) and the class names."""
-        return cls(slide_id=record['slide_id'],
-                   label=None if record['label'] is None
+        indices) and the class names (:obj:`None` for survival, whose
+        survival probabilities are reported at :obj:`cut_points`)."""
+        common = dict(slide_id=record['slide_id'],
+                      logits=record.get('logits'),
+                      slide_ids=record.get('slide_ids'))
+        if 'risk' in record:
+            curve = record.get('survival')
+            return cls(label=None, probabilities={}, predicted=None,
+                       risk=record['risk'], time=record.get('time'),
+                       event=record.get('event'),
+                       survival=None if curve is None else {
+                           f'{c:g}': s for c, s in zip(cut_points, curve)},
+                       **common)
+        return cls(label=None if record['label'] is None
                    else classes[record['label']],
                    probabilities=dict(zip(classes, record['probabilities'])),
-                   predicted=classes[record['predicted']],
-                   logits=record.get('logits'))
+                   predicted=classes[record['predicted']], **common)
 
     @classmethod
     def from_json(cls, entry: Dict) -> 'SlidePrediction':
-        return cls(slide_id=entry['slide_id'], label=entry.get('label'),
-                   probabilities=dict(entry.get('probabilities') or {}),
-                   predicted=entry.get('predicted'),
-                   logits=entry.get('logits'))
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{'label': None, 'predicted': None,
+                      **{k: v for k, v in entry.items() if k in names},
+                      'probabilities': dict(entry.get('probabilities')
+                                            or {})})
 
     def to_json(self) -> Dict:
         return dataclasses.asdict(self)
+
+    def per_slide(self) -> Dict[str, 'SlidePrediction']:
+        r"""This prediction under each of its slides' ids (a patient's
+        prediction is each of its slides')."""
+        return {s: self for s in (self.slide_ids or [self.slide_id])}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,6 +160,26 @@ class SlideScores:
     attention_logits: Tensor
     patch_labels: Optional[Tensor]
     patch_size_level0: float
+
+
+def _prediction_of_row(row: Dict[str, str]) -> SlidePrediction:
+    r"""A row of ``predictions.csv`` (:meth:`RunFolder.write_predictions`)
+    read back."""
+    def number(key, kind=float):
+        return kind(float(row[key])) if row.get(key) else None
+    slide_ids = row['slide_ids'].split(';') if 'slide_ids' in row else None
+    return SlidePrediction(
+        slide_id=row.get('slide_id') or row.get('case_id'),
+        label=row.get('label') or None, predicted=row.get('predicted'),
+        probabilities={key[len('prob_'):]: float(value)
+                       for key, value in row.items()
+                       if key.startswith('prob_')},
+        risk=number('risk'), time=number('time'),
+        event=number('event', int),
+        survival={key[len('survival_'):]: float(value)
+                  for key, value in row.items()
+                  if key.startswith('survival_')} or None,
+        slide_ids=slide_ids)
 
 
 def _write_json(path: Path, content: Dict) -> None:
@@ -279,42 +337,57 @@ class RunFolder:
     # Slide predictions ----------------------------------------------------
 
     def write_predictions(self, predictions: Sequence[SlidePrediction],
-                          classes: Sequence[str]) -> Path:
-        r"""``predictions.csv``: ``slide_id``, the probability of each class
-        (``prob_<class>``), the predicted class and, when any is known, the
-        true one."""
-        labelled = any(p.label is not None for p in predictions)
+                          classes: Optional[Sequence[str]]) -> Path:
+        r"""``predictions.csv``, one row per bag: its id (``slide_id``, or
+        ``case_id`` and its ``slide_ids`` joined by ``;`` for patients'
+        bags), then for a classifier the probability of each class
+        (``prob_<class>``), the predicted class and, when any is known,
+        the true one; for a survival model the ``risk``, the ``time`` and
+        ``event`` when known and, with ``nll``, the probability of
+        surviving past each cut point (``survival_<cut point>``)."""
+        cases = any(p.slide_ids is not None for p in predictions)
+        survival = any(p.risk is not None for p in predictions)
+        known = any(p.label is not None or p.time is not None
+                    for p in predictions)
+        cuts = list(next((p.survival for p in predictions if p.survival),
+                         None) or {})
+        head = ['case_id', 'slide_ids'] if cases else ['slide_id']
+        if survival:
+            head += ['risk'] + (['time', 'event'] if known else []) + \
+                [f'survival_{c}' for c in cuts]
+        else:
+            head += [*[f'prob_{c}' for c in classes], 'predicted'] + (
+                ['label'] if known else [])
         self.path.mkdir(parents=True, exist_ok=True)
         with atomic_path(self.predictions_path) as temporary, \
                 open(temporary, 'w', newline='') as f:
             writer = csv.writer(f)
-            writer.writerow(['slide_id', *[f'prob_{c}' for c in classes],
-                             'predicted'] + (['label'] if labelled else []))
+            writer.writerow(head)
             for p in predictions:
-                row = [p.slide_id, *[f'{p.probabilities[c]:.6f}'
-                                     for c in classes], p.predicted]
-                if labelled:
-                    row.append('' if p.label is None else p.label)
+                row = [p.slide_id] + ([';'.join(p.slide_ids or [])]
+                                      if cases else [])
+                if survival:
+                    row.append(f'{p.risk:.6f}')
+                    if known:
+                        row += ['' if p.time is None else f'{p.time:g}',
+                                '' if p.event is None else p.event]
+                    row += [f'{p.survival[c]:.6f}' for c in cuts]
+                else:
+                    row += [f'{p.probabilities[c]:.6f}' for c in classes]
+                    row.append(p.predicted)
+                    if known:
+                        row.append('' if p.label is None else p.label)
                 writer.writerow(row)
         return self.predictions_path
 
     def predictions(self) -> List[SlidePrediction]:
-        r"""The slides' predictions: from ``predictions.csv`` (evaluate,
+        r"""The bags' predictions: from ``predictions.csv`` (evaluate,
         predict, the demo's models), else from ``results.json`` (its
         ``predictions``, or a training run's ``validation`` and ``test``
         predictions); empty when the folder has neither."""
         if self.predictions_path.is_file():
-            out = []
-            for _, row in read_table(self.predictions_path,
-                                     ('slide_id', 'predicted'),
-                                     'predictions table'):
-                out.append(SlidePrediction(
-                    slide_id=row['slide_id'], label=row.get('label') or None,
-                    predicted=row['predicted'],
-                    probabilities={key[len('prob_'):]: float(value)
-                                   for key, value in row.items()
-                                   if key.startswith('prob_')}))
-            return out
+            return [_prediction_of_row(row) for _, row in read_table(
+                self.predictions_path, (), 'predictions table')]
         if not self.holds_run():
             return []
         content = self.results()
@@ -442,6 +515,16 @@ class RunFolder:
                 self.write_geojson(record['slide_id'], pos,
                                    record['attention_logits'], side)
         return write
+
+    @property
+    def kaplan_meier_path(self) -> Path:
+        return self.path / KAPLAN_MEIER_FILE
+
+    def write_kaplan_meier(self, image: Any) -> Path:
+        r"""``km.png`` (Kaplan-Meier curves) from a PIL image."""
+        with atomic_path(self.kaplan_meier_path) as temporary:
+            image.save(temporary, format='png')
+        return self.kaplan_meier_path
 
     @property
     def froc_curve_path(self) -> Path:

@@ -71,7 +71,8 @@ def localize(run: Union[RunFolder, str, Path], annotations: Union[str, Path],
     if not 0 < min_coverage <= 1:
         raise PygSmError(f"'min_coverage' (--min-coverage) must lie in "
                          f"(0, 1] (got {min_coverage})")
-    predictions = {p.slide_id: p for p in run.predictions()}
+    predictions = {s: p for q in run.predictions()
+                   for s, p in q.per_slide().items()}
     classes = classes or run.results().get('classes') or ['0', '1']
     positive = positive_class or classes[-1]
     images = slide_images(slides_dir)
@@ -112,8 +113,11 @@ def localize(run: Union[RunFolder, str, Path], annotations: Union[str, Path],
         scores.append(logits)
         labels.append(patch_labels)
         per_slide.append(instance_metrics(logits, patch_labels)['auroc'])
-        probability = (prediction.probabilities.get(positive)
-                       if prediction is not None else None)
+        # A survival model predicts no class: its detections are scored by
+        # the attention alone.
+        probability = None if prediction is None else 1.0 \
+            if prediction.risk is not None else \
+            prediction.probabilities.get(positive)
         if probability is None:
             left_out[slide_id] = 'no predicted probability'
             continue

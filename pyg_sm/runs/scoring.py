@@ -17,6 +17,21 @@ from ._common import (check_progress, command_line, make_dataset,
 from .config import SCORE_OUT, ScoreConfig, as_dict
 from .folder import FINISHED, RunFolder, SlidePrediction
 from .localizing import localization_line, localize
+from .training import as_bags, survival_results, write_kaplan_meier
+
+
+def _target(config: ScoreConfig, saved: dict) -> dict:
+    r"""The checkpoint's task, with the bag kind and label columns given
+    here in place of its own."""
+    target = dict(saved['task'])
+    for name in ('bag_by', 'time_column', 'event_column'):
+        if getattr(config, name) is not None:
+            if name != 'bag_by' and target['task'] != 'survival':
+                raise PygSmError(f"--{name.replace('_', '-')} concerns "
+                                 f"survival checkpoints; "
+                                 f"{config.checkpoint} is a classifier")
+            target[name] = getattr(config, name)
+    return target
 
 
 def _score(config: ScoreConfig, kind: str) -> Optional[RunFolder]:
@@ -28,6 +43,8 @@ def _score(config: ScoreConfig, kind: str) -> Optional[RunFolder]:
         saved = read_checkpoint(config.checkpoint)
         graph = config.graph_config(saved['graph'])
         classes = saved['classes']
+        target = _target(config, saved)
+        survival = target['task'] == 'survival'
         labels = config.labels
         if labels is None and (config.data_dir / 'labels.csv').is_file():
             labels = 'labels.csv'
@@ -40,7 +57,7 @@ def _score(config: ScoreConfig, kind: str) -> Optional[RunFolder]:
         slide_ids = None if config.slide_ids is None else \
             slide_list(config.slide_ids)
         dataset = make_dataset(config, graph, labels, slide_ids, classes,
-                               out.graph_cache(config))
+                               out.graph_cache(config), target=target)
         if metrics and not dataset.has_labels:
             raise PygSmError(f"evaluate needs labels ({config.data_dir}); "
                              f"'pyg-sm predict' scores slides without them")
@@ -57,19 +74,26 @@ def _score(config: ScoreConfig, kind: str) -> Optional[RunFolder]:
         dataset.check(check_progress(sys.stderr.isatty() and rank == 0),
                       shard=distributed.world())
         model = build_from_checkpoint(saved)
-        records = score_slides(model.to(device), dataset, out.slide_writer(),
+        records = score_slides(model.to(device),
+                               as_bags(dataset, target['bag_by']),
+                               out.slide_writer(),
                                batch_size=config.batch_size,
                                workers=config.workers)
         if rank != 0:
             return None
-        predictions = [SlidePrediction.from_record(r, classes)
+        cuts = target.get('cut_points') or ()
+        predictions = [SlidePrediction.from_record(r, classes, cuts)
                        for r in records]
         out.write_predictions(predictions, classes)
         results = {'kind': kind, 'status': FINISHED,
                    'command': command_line(), 'config': as_dict(config),
                    'versions': versions(),
-                   'checkpoint': str(config.checkpoint), 'classes': classes,
-                   'class_map': {c: i for i, c in enumerate(classes)},
+                   'checkpoint': str(config.checkpoint),
+                   'task': {k: v for k, v in target.items()
+                            if not k.startswith('train_')},
+                   'classes': classes,
+                   'class_map': None if classes is None else
+                   {c: i for i, c in enumerate(classes)},
                    'model': saved['model'], 'graph': graph.graph_options(),
                    'predictions': [p.to_json() for p in predictions],
                    'world_size': world_size(),
@@ -79,7 +103,14 @@ def _score(config: ScoreConfig, kind: str) -> Optional[RunFolder]:
                 out, config.annotations, config.annotation_classes,
                 config.min_coverage, config.mpp, config.slides_dir,
                 classes=classes, write=True)
-        if metrics:
+        if metrics and survival:
+            results['metrics'] = survival_results(records, target, cuts)
+            print_table({saved['model']: results['metrics']})
+            if target.get('median_train_risk') is not None:
+                results['kaplan_meier'] = write_kaplan_meier(
+                    out, records, target['median_train_risk'],
+                    target['time_column'], 'evaluated')
+        elif metrics:
             results['metrics'] = evaluate_predictions(records, classes)
             froc = {}
             if 'localization' in results:

@@ -5,13 +5,18 @@ from typing import Dict, List, Optional
 import torch
 
 from ..datasets import SlideDataset
+from ..datasets.cases import CaseDataset
 from ..models import build_model
+from ..nn.survival import make_survival_loss, survival_cut_points
 from ..train import Interrupted, fit, save_checkpoint, score_slides
 from ..train import distributed
+from ..train.checkpoint import atomic_save, read_checkpoint
 from ..train.metrics import evaluate_predictions, mean_and_sd
-from ..train.splits import (check_split, fold_slides, read_split_file,
-                            split_slides)
+from ..train.splits import (check_split, check_survival_split, fold_slides,
+                            read_split_file, split_slides)
+from ..train.survival import evaluate_survival, kaplan_meier_groups
 from ..utils.errors import PygSmError
+from ..visualize import render_kaplan_meier
 from ._common import (check_progress, command_line, make_dataset,
                       most_lesioned, print_table, slide_images, versions,
                       world_size, write_heatmaps)
@@ -23,8 +28,10 @@ from .folder import (FINISHED, INTERRUPTED, RUNNING, RunFolder,
 #: (as ``evaluate`` does by default).
 SCORING_BATCH_SIZE = default_of(ScoreConfig, 'batch_size')
 #: The metrics summarized over folds (mean and sd).
-FOLD_SUMMARY = ('bag_auroc', 'balanced_accuracy', 'bag_accuracy',
-                'instance_auroc')
+FOLD_SUMMARY = {'classification': ('bag_auroc', 'balanced_accuracy',
+                                   'bag_accuracy', 'instance_auroc'),
+                'survival': ('c_index', 'c_index_uno', 'mean_time_auc',
+                             'integrated_brier_score', 'instance_auroc')}
 
 
 def _splits(config: TrainConfig,
@@ -48,8 +55,33 @@ def _splits(config: TrainConfig,
         splits = [split_slides(ids, labels, cases, config.val_fraction,
                                config.test_fraction, config.seed)]
     for split in splits:
-        check_split(split, ids, labels, dataset.classes, cases)
+        if dataset.task == 'survival':
+            check_survival_split(split, ids, dataset.events, cases)
+        else:
+            check_split(split, ids, labels, dataset.classes, cases)
     return splits
+
+
+def target_of(config: TrainConfig) -> Dict:
+    r"""What the run predicts, as checkpoints record it: the task, what a
+    bag is and, for survival, the label columns and the criterion."""
+    target = {'task': config.task, 'bag_by': config.bag_by}
+    if config.task == 'survival':
+        target.update(time_column=config.time_column,
+                      event_column=config.event_column,
+                      survival_loss=config.survival_loss)
+    return target
+
+
+def as_bags(dataset: SlideDataset, bag_by: str):
+    r"""The bags of :obj:`dataset`: its slides, or its patients
+    (:class:`~pyg_sm.datasets.cases.CaseDataset`)."""
+    return CaseDataset(dataset) if bag_by == 'case' else dataset
+
+
+def bag_outcomes(bags) -> Dict[str, List]:
+    r"""The bags' times and events (survival)."""
+    return {'times': list(bags.times), 'events': list(bags.events)}
 
 
 def _build(config: TrainConfig, feature_dim: int, options: Dict):
@@ -94,14 +126,21 @@ def _train(config: TrainConfig, out: RunFolder,
     try:
         graph = config.graph_options()
         options = config.resolved_model_options()
+        target = target_of(config)
         dataset = make_dataset(config, config, config.labels or 'labels.csv',
                                classes=config.classes,
-                               cache=out.graph_cache(config))
+                               cache=out.graph_cache(config), target=target)
         if not dataset.has_labels:
             raise PygSmError(f'{config.data_dir}: training needs labels')
+        if config.bag_by == 'case':
+            CaseDataset(dataset)  # checks the case ids and labels early
         splits = _splits(config, dataset)
-        options['num_classes'] = 1 if len(dataset.classes) == 2 \
-            else len(dataset.classes)
+        if config.task == 'survival':
+            options['num_classes'] = config.num_bins \
+                if config.survival_loss == 'nll' else 1
+        else:
+            options['num_classes'] = 1 if len(dataset.classes) == 2 \
+                else len(dataset.classes)
         if rank == 0:
             out.prepare(config.resume, config.overwrite)
             prepared = not config.resume
@@ -112,8 +151,9 @@ def _train(config: TrainConfig, out: RunFolder,
         results = {'kind': 'train', 'status': RUNNING,
                    'command': command_line(), 'config': as_dict(config),
                    'seed': config.seed, 'versions': versions(),
-                   'classes': dataset.classes,
-                   'class_map': {c: i for i, c in enumerate(dataset.classes)},
+                   'task': target, 'classes': dataset.classes,
+                   'class_map': None if dataset.classes is None else
+                   {c: i for i, c in enumerate(dataset.classes)},
                    'model': config.model, 'options': options, 'graph': graph,
                    'world_size': world_size(),
                    'skipped_slides': dataset.skipped_slides}
@@ -122,7 +162,8 @@ def _train(config: TrainConfig, out: RunFolder,
             folder = out.fold(k + 1) if len(splits) > 1 else out
             runs.append(_train_one(config, dataset, split, options, graph,
                                    out, folder, device, rank, results,
-                                   fold=k + 1 if len(splits) > 1 else None))
+                                   fold=k + 1 if len(splits) > 1 else None,
+                                   target=target))
         if rank != 0:
             return out
         if len(runs) > 1:
@@ -132,11 +173,11 @@ def _train(config: TrainConfig, out: RunFolder,
                                  'test': r.get('test')}
                                 for k, r in enumerate(runs)]
             results['summary'] = {
-                key: mean_and_sd([r['validation'][key] for r in runs])
-                for key in FOLD_SUMMARY}
+                key: mean_and_sd([r['validation'].get(key) for r in runs])
+                for key in FOLD_SUMMARY[config.task]}
             for key, value in results['summary'].items():
                 if value['mean'] is not None:
-                    print(f"{key}: {value['mean']:.3f} +- {value['sd']:.3f} "
+                    print(f"{key}: {value['mean']:.3f} ± {value['sd']:.3f} "
                           f"over {value['n']} folds")
         else:
             results.update(runs[0])
@@ -158,7 +199,8 @@ def _train(config: TrainConfig, out: RunFolder,
 def _train_one(config: TrainConfig, dataset: SlideDataset,
                split: Dict[str, List[str]], options: Dict, graph: Dict,
                out: RunFolder, folder: RunFolder, device: torch.device,
-               rank: int, results: Dict, fold: Optional[int]) -> Dict:
+               rank: int, results: Dict, fold: Optional[int],
+               target: Dict) -> Dict:
     r"""One training run (one fold) in :obj:`folder`, inside the run
     folder :obj:`out` (the same folder without folds): checkpoints every
     epoch, the best one by the monitor, the final evaluation of the best
@@ -167,11 +209,26 @@ def _train_one(config: TrainConfig, dataset: SlideDataset,
     cache = out.graph_cache(config)
 
     def subset(ids):
-        return make_dataset(config, config, config.labels or 'labels.csv',
-                            ids, dataset.classes, cache, config.in_memory,
-                            quiet=True)
+        return as_bags(make_dataset(
+            config, config, config.labels or 'labels.csv', ids,
+            dataset.classes, cache, config.in_memory, quiet=True,
+            target=target), config.bag_by)
 
     train_set, val_set = subset(split['train']), subset(split['val'])
+    survival = config.task == 'survival'
+    if survival:
+        # The cut points (nll) and the censoring distribution (Uno's
+        # c-index) come from the training bags of this split.
+        outcomes = bag_outcomes(train_set)
+        try:
+            cuts = survival_cut_points(outcomes['times'], outcomes['events'],
+                                       config.num_bins) \
+                if config.survival_loss == 'nll' else []
+        except ValueError as error:
+            raise PygSmError(f"--num-bins {config.num_bins}: {error}") \
+                from error
+        target = {**target, 'train_times': outcomes['times'],
+                  'train_events': outcomes['events']}
     run = {'split': split} if fold is None else {'fold': fold,
                                                  'split': split}
     if config.resume and fold is not None and folder.holds_run():
@@ -184,17 +241,23 @@ def _train_one(config: TrainConfig, dataset: SlideDataset,
                    'classes': dataset.classes, 'seed': config.seed,
                    'lr': config.lr, 'weight_decay': config.weight_decay,
                    'batch_size': config.batch_size, 'split': split,
-                   'monitor': config.monitor}
+                   'monitor': config.monitor,
+                   'task': {k: v for k, v in target.items()
+                            if not k.startswith('train_')}}
     resume = config.resume and folder.training_state_path.is_file()
     if rank == 0:
         folder.write_results({**results, **run, 'status': RUNNING})
     torch.manual_seed(config.seed)
-    model = _build(config, dataset.feature_dim, options).to(device)
+    model = _build(config, dataset.feature_dim, options)
+    if survival:
+        model.criterion = make_survival_loss(config.survival_loss, cuts)
+    model = model.to(device)
 
     def save_best(best_model, entry):
         save_checkpoint(folder.checkpoint_path, best_model,
                         dataset.feature_dim, options, graph, dataset.classes,
-                        epoch=entry['epoch'], monitor=config.monitor,
+                        task=target, epoch=entry['epoch'],
+                        monitor=config.monitor,
                         value=entry.get(config.monitor),
                         train_slides=split['train'])
 
@@ -227,6 +290,10 @@ def _train_one(config: TrainConfig, dataset: SlideDataset,
         torch.distributed.barrier()
     best = folder.load_model().to(device)
     run['checkpoint'] = str(folder.checkpoint_path)
+    if survival:
+        threshold = _record_median_risk(best, train_set, folder, config,
+                                        rank)
+    evaluated = None
     for name, ids in (('validation', split['val']), ('test', split['test'])):
         if not ids:
             continue
@@ -237,8 +304,13 @@ def _train_one(config: TrainConfig, dataset: SlideDataset,
                                workers=config.workers)
         if rank != 0:  # process 0 gathers the records and writes
             continue
-        metrics = evaluate_predictions(records, dataset.classes)
-        predictions = [SlidePrediction.from_record(r, dataset.classes)
+        if survival:
+            metrics = survival_results(records, target, cuts)
+            evaluated = records
+        else:
+            metrics = evaluate_predictions(records, dataset.classes)
+        predictions = [SlidePrediction.from_record(r, dataset.classes, cuts
+                                                   if survival else ())
                        for r in records]
         run[name] = {**metrics, 'predictions': [p.to_json()
                                                 for p in predictions]}
@@ -251,6 +323,59 @@ def _train_one(config: TrainConfig, dataset: SlideDataset,
                 overlay_style=config.overlay_style)
     if rank != 0:
         return run
+    if survival and evaluated is not None:
+        run['kaplan_meier'] = write_kaplan_meier(
+            folder, evaluated, threshold, target['time_column'],
+            'test' if split['test'] else 'validation')
     folder.write_results({**results, **run, 'status': FINISHED})
     print(f'checkpoint: {folder.checkpoint_path}', flush=True)
     return run
+
+
+def _record_median_risk(model, train_set, folder: RunFolder,
+                        config: TrainConfig, rank: int) -> Optional[float]:
+    r"""The median risk of the training bags under the best model, which
+    splits the Kaplan-Meier groups, recorded in the checkpoint (evaluate
+    splits new bags at it)."""
+    records = score_slides(model, train_set, batch_size=SCORING_BATCH_SIZE,
+                           workers=config.workers)
+    if rank != 0:
+        return None
+    threshold = float(torch.tensor([r['risk'] for r in records]).median())
+    checkpoint = read_checkpoint(folder.checkpoint_path)
+    checkpoint['task']['median_train_risk'] = threshold
+    atomic_save(checkpoint, folder.checkpoint_path)
+    return threshold
+
+
+def survival_results(records: List[Dict], target: Dict,
+                     cut_points: List[float]) -> Dict:
+    r"""The survival metrics of scored bags against the training bags of
+    :obj:`target` (a checkpoint's task entry), with ``mean_time_auc``."""
+    metrics = evaluate_survival(records, target['train_times'],
+                                target['train_events'], cut_points)
+    metrics['mean_time_auc'] = (metrics.get('time_auc') or {}).get('mean')
+    return metrics
+
+
+def write_kaplan_meier(folder: RunFolder, records: List[Dict],
+                       threshold: float, time_column: str,
+                       which: str) -> Optional[Dict]:
+    r"""``km.png`` of the bags of :obj:`records` with a known time, split
+    at :obj:`threshold`; returns the log-rank result (or :obj:`None`
+    without such bags)."""
+    known = [r for r in records if r.get('time') is not None]
+    if not known:
+        return None
+    split = kaplan_meier_groups([r['time'] for r in known],
+                                [r['event'] for r in known],
+                                [r['risk'] for r in known], threshold)
+    folder.write_kaplan_meier(render_kaplan_meier(
+        split['groups'], split['p_value'],
+        title=f'{which} bags by median training risk',
+        time_label=time_column))
+    return {'bags': which, 'threshold': threshold,
+            'logrank_p_value': split['p_value'],
+            'group_sizes': {name: int(fitter.event_observed.size)
+                            for name, fitter in split['groups'].items()},
+            'path': str(folder.kaplan_meier_path)}

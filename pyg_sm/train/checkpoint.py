@@ -7,6 +7,7 @@ from typing import Dict, Optional, Sequence, Tuple, Union
 import torch
 
 from ..models.registry import MODELS, model_spec
+from ..nn.survival import make_survival_loss
 from ..utils.errors import MissingFileError, PygSmError
 from ..utils.files import atomic_path
 from ..version import __version__
@@ -36,19 +37,26 @@ def atomic_save(obj, path: Union[str, Path]) -> None:
 def save_checkpoint(path: Union[str, Path], model: torch.nn.Module,
                     feature_dim: int, options: Dict, graph: Dict,
                     classes: Optional[Sequence[str]] = None,
-                    **info) -> None:
+                    task: Optional[Dict] = None, **info) -> None:
     r"""Writes :obj:`model` (its name, :obj:`options` as given to its
     constructor, its weights), the instance feature size, the patch-graph
     settings :obj:`graph`, the class names (in the order of the model's
-    outputs) and any further JSON-like :obj:`info` (e.g. the epoch) to
-    :obj:`path`, atomically."""
+    outputs), the :obj:`task` (``{'task': 'classification' or 'survival',
+    'bag_by': ...}``; for survival also the criterion's options, e.g. the
+    cut points, the label columns and the training bags' times and events,
+    which Uno's c-index needs) and any further JSON-like :obj:`info` (e.g.
+    the epoch) to :obj:`path`, atomically."""
     name = model_name(model)
     model_spec(name).check(options)
+    task = dict(task or {'task': 'classification', 'bag_by': 'slide'})
+    if task.get('task') == 'survival':
+        task.update(model.criterion.options())
     atomic_save({'format': CHECKPOINT_FORMAT, 'model': name,
                  'options': dict(options), 'feature_dim': feature_dim,
                  'graph': dict(graph), 'pyg_sm_version': __version__,
                  'classes': None if classes is None else list(classes),
-                 'info': info, 'state_dict': model.state_dict()}, path)
+                 'task': task, 'info': info,
+                 'state_dict': model.state_dict()}, path)
 
 
 def read_checkpoint(path: Union[str, Path]) -> Dict:
@@ -69,8 +77,12 @@ def read_checkpoint(path: Union[str, Path]) -> Dict:
     if checkpoint['format'] == 'pyg-sm/1':  # SmABMIL, before names
         checkpoint = {**checkpoint, 'model': 'sm_abmil',
                       'options': checkpoint['model_options']}
+    # Checkpoints before survival were classifiers of slides.
+    checkpoint.setdefault('task', {'task': 'classification',
+                                   'bag_by': 'slide'})
     checkpoint.setdefault('classes', None)
-    if checkpoint['classes'] is None:
+    if checkpoint['classes'] is None and \
+            checkpoint['task']['task'] == 'classification':
         checkpoint['classes'] = ['0', '1']
     return checkpoint
 
@@ -89,5 +101,9 @@ def build_from_checkpoint(checkpoint: Dict) -> torch.nn.Module:
     weights, in eval mode, on the CPU."""
     model = model_spec(checkpoint['model']).build(checkpoint['feature_dim'],
                                                   **checkpoint['options'])
+    task = checkpoint.get('task') or {}
+    if task.get('task') == 'survival':
+        model.criterion = make_survival_loss(task['survival_loss'],
+                                             task.get('cut_points') or ())
     model.load_state_dict(checkpoint['state_dict'])
     return model.eval()

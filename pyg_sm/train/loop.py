@@ -14,13 +14,15 @@ from torch.utils.data.distributed import DistributedSampler
 from torch_geometric.loader import DataLoader
 
 from ..models.base import MILModel, bag_loss
+from ..nn.survival import CoxPHLoss
 from ..utils.checks import check_choice, check_count
 from ..utils.errors import (MissingFileError, PygSmError,
                             TrainingDivergedError)
 from .checkpoint import atomic_save
 from .distributed import world
-from .metrics import evaluate_predictions
+from .metrics import evaluate_predictions, instance_auroc
 from .predict import score_slides
+from .survival import harrell_c_index
 
 
 def make_optimizer(model: torch.nn.Module, lr: float = 1e-3,
@@ -56,7 +58,11 @@ class Interrupted(Exception):
 #: does.
 MONITORS = {'val_loss': False, 'val_auroc': True,
             'val_balanced_accuracy': True, 'val_accuracy': True,
-            'last': None}
+            'val_c_index': True, 'last': None}
+#: The monitors that concern one task only.
+TASK_MONITORS = {'classification': ('val_auroc', 'val_balanced_accuracy',
+                                    'val_accuracy'),
+                 'survival': ('val_c_index', )}
 #: The training state format (``last.pt``).
 STATE_FORMAT = 'pyg-sm-train/1'
 
@@ -134,7 +140,10 @@ def _epoch_order(size: int, epoch: int, seed: int) -> List[int]:
 def validate(model: MILModel, dataset: Sequence, classes: Sequence[str],
              batch_size: int = 4, workers: int = 0) -> Optional[Dict]:
     r"""Loss and metrics of :obj:`model` on a labelled dataset, with the
-    per-slide records of :func:`~pyg_sm.train.predict_slides`.
+    per-slide records of :func:`~pyg_sm.train.predict_slides`: those of
+    :func:`~pyg_sm.train.evaluate_predictions` for a classifier, Harrell's
+    ``c_index`` and the ``instance_auroc`` for a survival model (the
+    criterion's loss over the whole dataset at once).
 
     Inside a :mod:`torch.distributed` process group every process scores
     its share (:func:`~pyg_sm.train.score_slides`) and process 0 gets the
@@ -149,6 +158,16 @@ def validate(model: MILModel, dataset: Sequence, classes: Sequence[str],
     logits = torch.tensor([r['logits'] for r in records], device=device)
     if model.num_classes == 1:
         logits = logits.reshape(-1)
+    if model.task == 'survival':
+        times = [r['time'] for r in records]
+        events = [r['event'] for r in records]
+        targets = torch.tensor(list(zip(times, events)), device=device,
+                               dtype=torch.float32)
+        loss = float(bag_loss(model.criterion, logits, targets))
+        metrics = {'c_index': harrell_c_index(
+            times, events, [r['risk'] for r in records]),
+            'instance_auroc': instance_auroc(records)}
+        return {'loss': loss, **metrics, 'records': records}
     labels = torch.tensor([r['label'] for r in records], device=device)
     loss = float(bag_loss(model.criterion, logits, labels))
     metrics = evaluate_predictions(records, classes)
@@ -184,6 +203,10 @@ def fit(model: MILModel, train_set: Sequence, *, epochs: int,
     :obj:`fingerprint`); the result equals that of an uninterrupted run. A
     SIGINT finishes the current step, saves the state (mid-epoch) and
     raises :class:`Interrupted`.
+
+    With :class:`~pyg_sm.nn.CoxPHLoss`, the batches without an event
+    (which contribute nothing) are counted in each epoch's
+    ``batches_without_events``.
 
     :obj:`val_set` is scored after every :obj:`validate_every`-th epoch
     (0: never, for :obj:`monitor` ``'last'``, which needs no validation).
@@ -225,12 +248,14 @@ def fit(model: MILModel, train_set: Sequence, *, epochs: int,
                      'best': best, 'fingerprint': fingerprint}, state_path)
 
     higher = MONITORS[monitor]
+    cox = isinstance(model.criterion, CoxPHLoss)
     with _StopRequest(log) as stop:
         for epoch in range(start_epoch, epochs):
             began = time.perf_counter()
             order = _epoch_order(len(train_set), epoch, seed)
             step = start_step if epoch == start_epoch else 0
             totals = list(running) if epoch == start_epoch else [0.0, 0.0]
+            eventless = 0
             loader = DataLoader(train_set, batch_size=batch_size,
                                 sampler=order[step * batch_size:],
                                 num_workers=workers,
@@ -243,6 +268,8 @@ def fit(model: MILModel, train_set: Sequence, *, epochs: int,
             for batch in bar:
                 batch = batch.to(device)
                 loss = train_step(network, model.criterion, optimizer, batch)
+                if cox and not bool(batch.y[:, 1].any()):
+                    eventless += 1
                 totals[0] += loss * batch.num_graphs
                 totals[1] += batch.num_graphs
                 step += 1
@@ -251,6 +278,10 @@ def fit(model: MILModel, train_set: Sequence, *, epochs: int,
                     raise Interrupted(state_path, epoch, step)
             loss_sum, count = _summed(totals, device)
             entry = {'epoch': epoch + 1, 'train_loss': loss_sum / count}
+            if cox:
+                # Counted since the epoch's start or its resumption.
+                entry['batches_without_events'] = int(
+                    _summed([float(eventless)], device)[0])
             if not math.isfinite(entry['train_loss']):
                 raise TrainingDivergedError(
                     f"epoch {epoch + 1}: the training loss is "
@@ -261,7 +292,11 @@ def fit(model: MILModel, train_set: Sequence, *, epochs: int,
                     (epoch + 1) % validate_every == 0:
                 result = validate(model, val_set, classes, batch_size,
                                   workers)
-            if result is not None:
+            if result is not None and model.task == 'survival':
+                entry.update(val_loss=result['loss'],
+                             val_c_index=result['c_index'],
+                             val_instance_auroc=result['instance_auroc'])
+            elif result is not None:
                 entry.update(val_loss=result['loss'],
                              val_auroc=result['bag_auroc'],
                              val_balanced_accuracy=result[
@@ -291,8 +326,12 @@ def _epoch_line(entry: Dict, epochs: int, monitor: str,
                 improved: bool) -> str:
     parts = [f"epoch {entry['epoch']}/{epochs}",
              f"train loss {entry['train_loss']:.4f}"]
+    if 'batches_without_events' in entry:
+        parts.append(f"{entry['batches_without_events']} batches without "
+                     f"an event")
     for key, name in (('val_loss', 'val loss'), ('val_auroc', 'val AUROC'),
-                      ('val_balanced_accuracy', 'val balanced acc')):
+                      ('val_balanced_accuracy', 'val balanced acc'),
+                      ('val_c_index', 'val c-index')):
         if key in entry:
             value = entry[key]
             parts.append(f'{name} ' + ('-' if value is None

@@ -11,6 +11,9 @@ from ..utils.tables import read_table
 
 #: The names a split file may use.
 SPLITS = ('train', 'val', 'test')
+#: What needs the events of each side of a survival split.
+NEEDS_EVENTS = {'train': 'the cut points and the loss need',
+                'val': 'its c-index needs', 'test': 'its c-index needs'}
 
 
 def _groups(slide_ids: Sequence[str], labels: Sequence[int],
@@ -134,18 +137,53 @@ def check_split(split: Dict[str, List[str]], slide_ids: Sequence[str],
     missing = [classes[c] for c in present if c not in in_train]
     if missing:
         raise PygSmError(f"class(es) {missing} have no training slide")
-    if case_ids is not None:
-        case_of = dict(zip(slide_ids, case_ids))
-        sides = {}
-        for name, ids in split.items():
-            for s in ids:
-                sides.setdefault(case_of[s], set()).add(name)
-        shared = sorted(c for c, s in sides.items() if len(s) > 1)
-        if shared:
-            raise PygSmError(f"patients {shared[:5]} have slides in more "
-                             f"than one split")
+    _check_patients(split, slide_ids, case_ids)
 
 
 def _counts(labels: Sequence[int], classes: Sequence[str]) -> str:
     counts = Counter(labels)
     return ', '.join(f'{classes[c]}: {counts[c]}' for c in sorted(counts))
+
+
+def check_survival_split(split: Dict[str, List[str]],
+                         slide_ids: Sequence[str], events: Sequence[int],
+                         case_ids: Optional[Sequence[str]] = None) -> None:
+    r"""Stops with a message saying what a survival split is missing: an
+    empty training or validation side, a training, validation or test side
+    without an observed event (the cut points, the c-index and the
+    Kaplan-Meier curves need events), or a patient on both sides."""
+    event_of = dict(zip(slide_ids, events))
+    if not any(events):
+        raise PygSmError(f"no slide of the cohort has an observed event "
+                         f"({len(slide_ids)} slides, all censored): survival "
+                         f"training needs events (event = 1)")
+    for name in ('train', 'val', 'test'):
+        ids = split[name]
+        if not ids:
+            if name == 'test':
+                continue
+            raise PygSmError(f"the {name} split is empty: {len(slide_ids)} "
+                             f"slides are too few for it, or give "
+                             f"--split-file")
+        if not any(event_of[s] for s in ids):
+            raise PygSmError(
+                f"the {name} split has no observed event ({len(ids)} "
+                f"slides, all censored, e.g. {', '.join(ids[:3])}): "
+                f"{NEEDS_EVENTS[name]} events; use another --seed, a larger --val-fraction / "
+                f"--test-fraction or a --split-file")
+    _check_patients(split, slide_ids, case_ids)
+
+
+def _check_patients(split: Dict[str, List[str]], slide_ids: Sequence[str],
+                    case_ids: Optional[Sequence[str]]) -> None:
+    if case_ids is None:
+        return
+    case_of = dict(zip(slide_ids, case_ids))
+    sides: Dict[str, set] = {}
+    for name, ids in split.items():
+        for s in ids:
+            sides.setdefault(case_of[s], set()).add(name)
+    shared = sorted(c for c, s in sides.items() if len(s) > 1)
+    if shared:
+        raise PygSmError(f"patients {shared[:5]} have slides in more than "
+                         f"one split")

@@ -268,7 +268,9 @@ class ViewerServer(ThreadingHTTPServer):
         # Read once: the folders do not change while they are shown.
         scored = [run.slide_ids for run in self.runs]
         self._scored = [set(ids) for ids in scored]
-        self._predictions = [{p.slide_id: p for p in run.predictions()}
+        self._predictions = [{s: p for p in run.predictions()
+                              for s in getattr(p, 'slide_ids', None)
+                              or [p.slide_id]}
                              for run in self.runs]
         ids = []
         for run_ids in scored:
@@ -304,6 +306,7 @@ class ViewerServer(ThreadingHTTPServer):
                     'predicted': p.predicted,
                     'probability': p.probabilities.get(p.predicted),
                     'probabilities': p.probabilities,
+                    'risk': getattr(p, 'risk', None),
                     'scored': slide_id in self._scored[run_index]})
             slides.append({'id': slide_id, 'label': label,
                            'image': self.slides is not None and

@@ -197,6 +197,7 @@
     if (key === 'id') return slide.id;
     if (key === 'label') return slide.label === null ? '' : String(slide.label);
     var p = slide.runs[Number(key.slice(4))];
+    if (p && p.risk !== undefined && p.risk !== null) return p.risk;
     if (!p || p.probability === undefined || p.probability === null) return -1;
     var positive = positiveClass(p);
     return positive === null ? p.probability : p.probabilities[positive];
@@ -210,7 +211,10 @@
       var example = null;
       state.slides.some(function (s) { example = s.runs[i]; return example; });
       var positive = example ? positiveClass(example) : null;
-      columns.push(['run:' + i, run.name + ': p(' + positive + ')']);
+      var survival = example && example.risk !== undefined &&
+        example.risk !== null;
+      columns.push(['run:' + i, run.name + (survival ? ': risk' :
+        ': p(' + positive + ')')]);
     });
     columns.forEach(function (column) {
       var th = document.createElement('th');
@@ -236,6 +240,10 @@
       var cells = [slide.id, slide.label === null ? '' : slide.label];
       slide.runs.forEach(function (p) {
         var positive = p ? positiveClass(p) : null;
+        if (p && p.risk !== undefined && p.risk !== null) {
+          cells.push(p.risk.toFixed(3));
+          return;
+        }
         cells.push(!p || positive === null ? '' :
           p.probabilities[positive].toFixed(3) + ' \u2192 ' + p.predicted);
       });
