@@ -329,8 +329,9 @@ class SlideDataset(torch.utils.data.Dataset):
                              "'features' hold NaN or inf values")
         data = Data(x=x, pos=arrays['coords'], slide_id=slide_id)
         if self.times is not None:
+            # float64: times in seconds lose whole minutes in float32.
             data.y = torch.tensor([[self.times[index], self.events[index]]],
-                                  dtype=torch.float32)
+                                  dtype=torch.float64)
         elif self.labels is not None:
             data.y = torch.tensor([self.labels[index]])
         if 'patch_labels' in arrays:

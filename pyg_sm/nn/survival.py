@@ -15,6 +15,12 @@ from torch import Tensor
 SURVIVAL_LOSSES = ('nll', 'cox')
 
 
+def _at_least_float32(logits: Tensor) -> Tensor:
+    # Half-precision logits (autocast) are computed in float32; float64
+    # stays float64.
+    return logits.to(torch.promote_types(logits.dtype, torch.float32))
+
+
 def check_survival_targets(Y, num_bags: int) -> None:
     r"""One :math:`(t, e)` row per bag: :math:`t` finite and
     non-negative, :math:`e` 0 or 1."""
@@ -82,8 +88,8 @@ class CoxPHLoss(SurvivalLoss):
         return 1
 
     def forward(self, logits: Tensor, Y: Tensor) -> Tensor:
-        r = logits.float().reshape(-1)
-        times, events = Y[:, 0], Y[:, 1].float()
+        r = _at_least_float32(logits).reshape(-1)
+        times, events = Y[:, 0], Y[:, 1].to(r.dtype)
         if not bool(events.any()):
             return (r * 0).sum()
         order = torch.argsort(times, descending=True, stable=True)
@@ -95,7 +101,7 @@ class CoxPHLoss(SurvivalLoss):
         return -((r - log_risk_set) * events).sum() / events.sum()
 
     def risk(self, logits: Tensor) -> Tensor:
-        return logits.float().reshape(-1)
+        return _at_least_float32(logits).reshape(-1)
 
     def __repr__(self) -> str:
         return f'{self.__class__.__name__}()'
@@ -131,7 +137,7 @@ class DiscreteTimeNLLLoss(SurvivalLoss):
 
     def __init__(self, cut_points: Union[Sequence[float], Tensor]):
         super().__init__()
-        cuts = torch.as_tensor(cut_points, dtype=torch.float32).reshape(-1)
+        cuts = torch.as_tensor(cut_points, dtype=torch.float64).reshape(-1)
         if not bool(torch.isfinite(cuts).all()) or \
                 bool((cuts.diff() <= 0).any()) or bool((cuts <= 0).any()):
             raise ValueError(f"'cut_points' must be positive, finite and "
@@ -151,9 +157,9 @@ class DiscreteTimeNLLLoss(SurvivalLoss):
                                   right=True)
 
     def forward(self, logits: Tensor, Y: Tensor) -> Tensor:
-        logits = logits.float().reshape(Y.size(0), -1)
+        logits = _at_least_float32(logits).reshape(Y.size(0), -1)
         y = self.interval(Y[:, 0]).unsqueeze(1)
-        events = Y[:, 1].float()
+        events = Y[:, 1]
         log_survive = F.logsigmoid(-logits)        # log(1 - h_k)
         log_s = log_survive.cumsum(dim=1).gather(1, y).squeeze(1)
         log_h = F.logsigmoid(logits).gather(1, y).squeeze(1)
@@ -166,7 +172,8 @@ class DiscreteTimeNLLLoss(SurvivalLoss):
         r"""The survival probabilities :math:`S_1, \dots, S_K`
         :math:`(B, K)`: :math:`S_k` is the probability of surviving past
         interval :math:`k` (past :math:`c_k`)."""
-        return torch.exp(F.logsigmoid(-logits.float()).cumsum(dim=-1))
+        return torch.exp(F.logsigmoid(-_at_least_float32(logits)).cumsum(
+            dim=-1))
 
     def risk(self, logits: Tensor) -> Tensor:
         return -self.survival(logits).sum(dim=-1)

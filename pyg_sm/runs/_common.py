@@ -160,7 +160,8 @@ def heatmap_title(slide_id: str,
     title = slide_id + ('' if label is None else f', label {label}')
     outcome = next((p for p in known if p.time is not None), None)
     if outcome is not None:
-        title += f", time {outcome.time:g} ({'event' if outcome.event else 'censored'})"
+        status = 'event' if outcome.event else 'censored'
+        title += f', time {outcome.time:g} ({status})'
     parts = []
     for name, per_slide in predictions.items():
         p = per_slide.get(slide_id)

@@ -162,7 +162,7 @@ def validate(model: MILModel, dataset: Sequence, classes: Sequence[str],
         times = [r['time'] for r in records]
         events = [r['event'] for r in records]
         targets = torch.tensor(list(zip(times, events)), device=device,
-                               dtype=torch.float32)
+                               dtype=torch.float64)
         loss = float(bag_loss(model.criterion, logits, targets))
         metrics = {'c_index': harrell_c_index(
             times, events, [r['risk'] for r in records]),

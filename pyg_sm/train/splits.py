@@ -169,8 +169,9 @@ def check_survival_split(split: Dict[str, List[str]],
             raise PygSmError(
                 f"the {name} split has no observed event ({len(ids)} "
                 f"slides, all censored, e.g. {', '.join(ids[:3])}): "
-                f"{NEEDS_EVENTS[name]} events; use another --seed, a larger --val-fraction / "
-                f"--test-fraction or a --split-file")
+                f"{NEEDS_EVENTS[name]} events; use another --seed, a "
+                f"larger --val-fraction / --test-fraction or a "
+                f"--split-file")
     _check_patients(split, slide_ids, case_ids)
 
 

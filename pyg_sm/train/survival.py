@@ -22,7 +22,9 @@ def harrell_c_index(times: Sequence[float], events: Sequence[int],
     t_j` and :math:`e_i = 1`, the share with :math:`r_i > r_j` (ties in
     risk count :math:`1/2`), by scikit-survival's
     ``concordance_index_censored``; :obj:`None` without a comparable
-    pair."""
+    pair. As in scikit-survival and lifelines, an event and a censoring
+    at the same time also make a pair (the censored bag outlived the
+    other)."""
     from sksurv.metrics import concordance_index_censored
 
     events = np.asarray(events, dtype=bool)
