@@ -6,11 +6,11 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 
-.PHONY: demo example test test-accel accel bench clean
+.PHONY: demo example test test-accel accel bench docs clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) install -q -c constraints.txt -e '.[slides,test,bench]'
+	$(PIP) install -q -c constraints.txt -e '.[slides,test,bench,docs]'
 	touch $@
 
 # The main job: SmABMIL vs ABMIL on the embedded synthetic slides.
@@ -33,7 +33,17 @@ $(TORCHMIL_STAMP): $(STAMP)
 		einops==0.8.2 pyvers==0.2.3 cloudpickle==3.1.3
 	touch $@
 
-test: $(STAMP) $(TORCHMIL_STAMP)
+# The documentation site: API pages from the docstrings, the guides, the
+# executed examples gallery (torchmil's example reads .torchmil/), warnings
+# as errors, then every internal link checked. The gallery keeps its
+# outputs in docs/auto_examples/ and reruns only changed examples.
+docs: $(STAMP) $(TORCHMIL_STAMP)
+	rm -rf docs/_build docs/api/generated
+	$(VENV)/bin/sphinx-build -q -W --keep-going -b html docs docs/_build/html
+	$(PY) docs/check_links.py docs/_build/html
+
+# The suite reads the built site (its API pages, the pages in Chromium).
+test: $(STAMP) $(TORCHMIL_STAMP) docs
 	$(PY) -m pytest -q
 
 # torch-scatter and torch-sparse have no wheels for this torch: they compile
@@ -50,7 +60,7 @@ $(ACCEL_VENV)/.accel: pyproject.toml constraints.txt
 
 accel: $(ACCEL_VENV)/.accel
 
-test-accel: $(ACCEL_VENV)/.accel $(TORCHMIL_STAMP)
+test-accel: $(ACCEL_VENV)/.accel $(TORCHMIL_STAMP) docs
 	$(ACCEL_PY) -c "import torch_scatter, torch_sparse; print('torch-scatter', torch_scatter.__version__, 'torch-sparse', torch_sparse.__version__)"
 	$(ACCEL_PY) -m pytest -q
 
@@ -58,4 +68,5 @@ bench: $(STAMP)
 	$(PY) benchmarks/sm_scaling.py
 
 clean:
-	rm -rf $(VENV) $(ACCEL_VENV) $(TORCHMIL) benchmarks/results pyg_sm_demo .pytest_cache
+	rm -rf $(VENV) $(ACCEL_VENV) $(TORCHMIL) benchmarks/results pyg_sm_demo .pytest_cache \
+		docs/_build docs/api/generated docs/auto_examples

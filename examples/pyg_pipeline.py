@@ -1,4 +1,6 @@
-"""SmABMIL dropped into a plain PyG pipeline.
+"""
+SmABMIL in a plain PyG pipeline
+===============================
 
 Bags are slide-like patch grids of different sizes, each a `Data` with a
 4-neighbour graph; positive bags hold one contiguous lesion whose patches are
@@ -6,6 +8,8 @@ only slightly shifted, so single patches are ambiguous and neighbours matter.
 A GCN layer runs in front of the Sm attention pool, the bags are batched by
 PyG's `DataLoader`, and after training the attention values are read back per
 bag and compared with the lesion masks.
+
+.. code-block:: bash
 
     python examples/pyg_pipeline.py [--epochs 15] [--bags 120]
 """
@@ -37,7 +41,7 @@ def make_bag(generator: torch.Generator, positive: bool, dim: int) -> Data:
     x = torch.randn(height * width, dim, generator=generator)
     x[lesion, :4] += 0.8  # weak per patch, strong over a neighbourhood
     return Data(x=x, edge_index=edge_index, y=torch.tensor([float(positive)]),
-                lesion=lesion)
+                lesion=lesion, grid_shape=torch.tensor([[height, width]]))
 
 
 class GraphSmMIL(torch.nn.Module):
@@ -54,7 +58,8 @@ class GraphSmMIL(torch.nn.Module):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description='SmABMIL in a plain PyG pipeline')
     parser.add_argument('--epochs', type=int, default=15)
     parser.add_argument('--bags', type=int, default=120)
     parser.add_argument('--seed', type=int, default=0)
@@ -83,15 +88,17 @@ def main(argv=None):
         print(f'epoch {epoch:2d}  train loss {total / split:.3f}')
 
     model.eval()
-    correct, inside, outside = 0, [], []
+    correct, inside, outside, shown = 0, [], [], None
     with torch.no_grad():
         for batch in test_loader:
             logits, att = model(batch)
             correct += int(((logits > 0).float() == batch.y).sum())
             # Attention per bag, aligned with each bag's own nodes.
-            for bag_att, lesion in zip(unbatch(att, batch.batch),
-                                       unbatch(batch.lesion, batch.batch)):
+            for bag_att, lesion, shape in zip(
+                    unbatch(att, batch.batch),
+                    unbatch(batch.lesion, batch.batch), batch.grid_shape):
                 if lesion.any():
+                    shown = shown or (bag_att, lesion, shape.tolist())
                     inside.append(float(bag_att[lesion].mean()))
                     outside.append(float(bag_att[~lesion].mean()))
     accuracy = correct / (len(bags) - split)
@@ -99,7 +106,22 @@ def main(argv=None):
     print(f'test bag accuracy {accuracy:.2f}; in {hits} of {len(inside)} '
           f'positive test bags the mean attention inside the lesion is '
           f'higher than outside it')
+    show(*shown)
     return accuracy, hits / max(len(inside), 1)
+
+
+def show(attention, lesion, shape):
+    """The attention of a positive test bag next to its lesion, on the
+    bag's grid (grid() numbers the nodes row by row)."""
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 2, figsize=(7, 3.2))
+    for ax, values, title in ((axes[0], lesion.float(), 'lesion'),
+                              (axes[1], attention, 'attention logits')):
+        ax.imshow(values.reshape(shape), cmap='turbo')
+        ax.set_title(title)
+        ax.axis('off')
+    figure.tight_layout()
 
 
 if __name__ == '__main__':

@@ -10,7 +10,8 @@ from .data import PADDING_ATTENTION, batch_to_dense, dense_to_batch
 from .datasets import SlideDataset, make_synthetic_slides
 from .models import (SmABMIL, SmTransformerABMIL, from_torchmil,
                      from_torchmil_state_dict)
-from .nn import (Sm, SmAttentionPool, SmConvergenceError, SmConvergenceWarning,
+from .nn import (CoxPHLoss, DiscreteTimeNLLLoss, Sm, SmAttentionPool,
+                 SmConvergenceError, SmConvergenceWarning,
                  SmMultiheadSelfAttention, SmTransformerEncoder,
                  SmTransformerLayer)
 from .transforms import PatchGraph, patch_grid_graph, patch_radius_graph
@@ -28,6 +29,8 @@ __all__ = [
     'SmTransformerEncoder',
     'SmTransformerLayer',
     'SmMultiheadSelfAttention',
+    'CoxPHLoss',
+    'DiscreteTimeNLLLoss',
     'dense_to_batch',
     'batch_to_dense',
     'PatchGraph',

@@ -1,3 +1,5 @@
+import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -31,3 +33,46 @@ def viewer(scored_cohort):
     data, runs = scored_cohort
     with RunningViewer(runs, data / 'slides') as server:
         yield server
+
+
+CHROMIUM = ('chromium', 'chromium-browser', 'google-chrome')
+
+
+def _browser_or_reason():
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        return None, None, 'selenium is not installed (pip install selenium)'
+    binary = next(filter(None, map(shutil.which, CHROMIUM)), None)
+    driver = shutil.which('chromedriver')
+    if binary is None or driver is None:
+        return None, None, ('Chromium and ChromeDriver are not installed '
+                            '(apt-get install chromium chromium-driver)')
+    return binary, driver, None
+
+
+@pytest.fixture(scope='module')
+def browser():
+    from_path = _browser_or_reason()
+    binary, driver_path, reason = from_path
+    if reason is not None:
+        if os.environ.get('CI') == 'true':
+            pytest.fail(f'browser tests cannot run under CI: {reason}')
+        pytest.skip(reason)
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = binary
+    for argument in ['--headless=new', '--no-sandbox', '--disable-gpu',
+                     '--disable-dev-shm-usage', '--disable-quic',
+                     '--no-first-run', '--disable-background-networking',
+                     '--disable-component-update', '--disable-sync',
+                     '--window-size=1400,900', '--force-device-scale-factor=1',
+                     '--hide-scrollbars']:
+        options.add_argument(argument)
+    # The page's console, for tests that check it has no errors.
+    options.set_capability('goog:loggingPrefs', {'browser': 'ALL'})
+    driver = webdriver.Chrome(service=Service(driver_path), options=options)
+    yield driver
+    driver.quit()

@@ -54,8 +54,8 @@ class Bags:
 
     def pad(self, node_values: Tensor,
             fill: float = PADDING_ATTENTION) -> Tensor:
-        """(num_nodes, *) -> (B, N, *) with :obj:`fill` at padding, in the
-        dense form; unchanged in the graph form."""
+        """``(num_nodes, *)`` to ``(B, N, *)`` with :obj:`fill` at padding,
+        in the dense form; unchanged in the graph form."""
         if self.mask is None:
             return node_values
         out = node_values.new_full(tuple(self.mask.shape) +

@@ -190,8 +190,8 @@ def from_torchmil(module: torch.nn.Module, normalize: bool = False,
 
     - **alpha.** torchmil stores ``coef`` (a float, or a parameter that
       starts at 1) and runs its approx mode with :math:`1 / (1 + coef)`
-      where SPEC.md's recursion has :math:`\alpha` (so its approx(0.3)
-      is pyg-sm's approx(0.7)), and its exact mode with
+      where the recursion of :doc:`/math` has :math:`\alpha` (so its
+      approx(0.3) is pyg-sm's approx(0.7)), and its exact mode with
       :math:`\gamma = coef`. The converted Sm gets :math:`\alpha =
       1 / (1 + coef)` (approx) or :math:`coef / (1 + coef)` (exact); a
       trainable ``coef`` becomes a trainable alpha at that value. A

@@ -15,7 +15,7 @@ from .base import DEFAULT_CRITERION, MILModel
 
 class SmTransformerABMIL(MILModel):
     r"""The Sm transformer followed by Sm attention pooling (torchmil's
-    :obj:`SmTransformerABMIL`; SPEC.md): the instances :math:`\mathbf{X}`
+    :obj:`SmTransformerABMIL`; :doc:`/math`): the instances :math:`\mathbf{X}`
     of each bag go through :class:`~pyg_sm.SmTransformerEncoder` (Sm after
     the self-attention of every layer, each layer with its own
     :math:`\alpha`), :class:`~pyg_sm.SmAttentionPool` (its own Sm) pools

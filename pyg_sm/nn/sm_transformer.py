@@ -164,7 +164,7 @@ class SmMultiheadSelfAttention(torch.nn.Module):
 
 
 class SmTransformerLayer(torch.nn.Module):
-    r"""One layer of the Sm transformer (SPEC.md, torchmil's
+    r"""One layer of the Sm transformer (:doc:`/math`, torchmil's
     ``SmTransformerLayer``), on input :math:`\mathbf{Y}` of width
     :math:`D_{in}`:
 
@@ -190,7 +190,7 @@ class SmTransformerLayer(torch.nn.Module):
         n_heads (int, optional): (default: :obj:`4`)
         use_mlp (bool, optional): (default: :obj:`True`)
         dropout (float, optional): (default: :obj:`0.0`)
-        sm_alpha, sm_mode, sm_steps, **sm_kwargs: the layer's own Sm.
+        sm_alpha, sm_mode, sm_steps, \*\*sm_kwargs: the layer's own Sm.
 
     Shapes:
         - **input:** :math:`(|\mathcal{V}|, D_{in})`, the prepared
@@ -258,7 +258,7 @@ class SmTransformerLayer(torch.nn.Module):
 
 
 class SmTransformerEncoder(torch.nn.Module):
-    r"""The Sm transformer encoder (SPEC.md, torchmil's
+    r"""The Sm transformer encoder (:doc:`/math`, torchmil's
     ``SmTransformerEncoder``) over the bags of a PyG batch: :math:`L`
     :class:`SmTransformerLayer` s, the first from :math:`D` to :math:`A`,
     the last from :math:`A` to :math:`D_{out}`, each with its own Sm; with

@@ -1,5 +1,5 @@
 r"""Survival criteria: time-to-event losses on bag outputs, with the risk
-score each one implies (see "What pyg-sm computes", survival heads).
+score each one implies (see :doc:`/math`, survival heads).
 
 A bag (a slide, or a patient's slides as one bag) has a time :math:`t
 \geq 0` and an event indicator :math:`e` (1: the event was observed at

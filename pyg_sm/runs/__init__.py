@@ -2,15 +2,27 @@ r"""The run layer: every command of ``pyg-sm`` as one Python call, and the
 run folder it writes, with one owner.
 
 Each command has a config dataclass (its flags, with underscores) and a
-function::
+function:
 
-    from pyg_sm.runs import ScoreConfig, TrainConfig, evaluate, train
-
-    run = train(TrainConfig(data_dir='cohort', out='run'))
-    scored = evaluate(ScoreConfig(data_dir='cohort',
-                                  checkpoint=run.checkpoint_path,
-                                  out='eval'))
-    scored.results()['metrics']
+>>> import tempfile
+>>> from pathlib import Path
+>>> from pyg_sm import make_synthetic_slides
+>>> from pyg_sm.runs import ScoreConfig, TrainConfig, evaluate, train
+>>> root = Path(tempfile.mkdtemp())
+>>> cohort = make_synthetic_slides(root / 'cohort', num_slides=8,
+...                                feature_dim=8, slide_images=False)
+>>> run = train(TrainConfig(data_dir=cohort, out=root / 'run', epochs=1,
+...                         heatmaps=0))  # doctest: +ELLIPSIS
+<BLANKLINE>
+...
+>>> scored = evaluate(ScoreConfig(data_dir=cohort,
+...                               checkpoint=run.checkpoint_path,
+...                               out=root / 'eval', heatmaps=0))
+... # doctest: +ELLIPSIS
+<BLANKLINE>
+...
+>>> sorted(scored.results()['metrics'])[:3]
+['auroc_kind', 'bag_accuracy', 'bag_auroc']
 
 :class:`RunFolder` reads any run folder back: the model, the results, the
 slides' predictions and their per-patch scores."""

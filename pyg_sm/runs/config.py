@@ -4,11 +4,18 @@ Each command of ``pyg-sm`` has a config dataclass whose field names are
 its flags with underscores; a field's default is the command's default and
 its ``help`` (in the field's metadata) is the flag's help text. The
 ``pyg-sm`` command builds its flags from these fields, and Python code
-builds the same configs::
+builds the same configs (checked when made):
 
-    from pyg_sm.runs import TrainConfig, train
+>>> config = TrainConfig(data_dir='cohort', out='run', epochs=30,
+...                      task='survival')
+>>> config.monitor, config.survival_loss, config.num_bins
+('val_c_index', 'nll', 4)
+>>> TrainConfig(data_dir='cohort', epochs=0)
+Traceback (most recent call last):
+...
+pyg_sm.utils.errors.PygSmError: 'epochs' (--epochs) must be an integer ...
 
-    run = train(TrainConfig(data_dir='cohort', out='run', epochs=30))
+``pyg_sm.runs.train(config)`` then runs it.
 """
 import dataclasses
 from pathlib import Path

@@ -1,9 +1,7 @@
 r"""A pickle module for :func:`torch.load` that reads whole models pickled
 before the library was grouped into subpackages (pyg-sm 0.1.0's flat
-modules, e.g. ``pyg_sm.abmil.SmABMIL``)::
-
-    from pyg_sm.train import legacy_pickle
-    model = torch.load(path, weights_only=False, pickle_module=legacy_pickle)
+modules, e.g. ``pyg_sm.abmil.SmABMIL``): ``torch.load(path,
+weights_only=False, pickle_module=pyg_sm.train.legacy_pickle)``.
 
 Only whole-object pickles need it: state dicts and ``pyg-sm`` checkpoints
 hold no module paths."""

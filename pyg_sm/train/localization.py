@@ -1,4 +1,4 @@
-r"""Localization against pathologists' annotations (SPEC.md): instance
+r"""Localization against pathologists' annotations (:doc:`/math`): instance
 metrics over patches, and CAMELYON16's lesion-level FROC.
 
 Instance metrics score each patch by its attention logit (the value before

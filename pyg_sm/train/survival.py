@@ -1,7 +1,7 @@
 r"""Survival metrics of risk scores, by the libraries made for them:
 scikit-survival for the concordance, the time-dependent AUC and the
 integrated Brier score, lifelines for Kaplan-Meier curves and the log-rank
-test (see "What pyg-sm computes", survival heads)."""
+test (see :doc:`/math`, survival heads)."""
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np

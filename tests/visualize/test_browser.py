@@ -2,59 +2,18 @@
 by Selenium, headless. Every wait is on the page's ready signal
 (``<body data-ready>``), never a sleep.
 
-Without Chromium these tests skip with the reason, except under CI=true,
-where a missing browser fails the run (``.ci/run`` installs it)."""
+The ``browser`` fixture (``tests/conftest.py``) skips without Chromium,
+except under CI=true, where a missing browser fails the run (``.ci/run``
+installs it)."""
 import io
-import os
-import shutil
 import urllib.request
 
 import numpy as np
-import pytest
 from PIL import Image
 
 from viewer_helpers import PATCH, read_slide
 
-CHROMIUM = ('chromium', 'chromium-browser', 'google-chrome')
 WAIT = 60
-
-
-def _browser_or_reason():
-    try:
-        import selenium  # noqa: F401
-    except ImportError:
-        return None, None, 'selenium is not installed (pip install selenium)'
-    binary = next(filter(None, map(shutil.which, CHROMIUM)), None)
-    driver = shutil.which('chromedriver')
-    if binary is None or driver is None:
-        return None, None, ('Chromium and ChromeDriver are not installed '
-                            '(apt-get install chromium chromium-driver)')
-    return binary, driver, None
-
-
-@pytest.fixture(scope='module')
-def browser():
-    from_path = _browser_or_reason()
-    binary, driver_path, reason = from_path
-    if reason is not None:
-        if os.environ.get('CI') == 'true':
-            pytest.fail(f'browser tests cannot run under CI: {reason}')
-        pytest.skip(reason)
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = binary
-    for argument in ['--headless=new', '--no-sandbox', '--disable-gpu',
-                     '--disable-dev-shm-usage', '--disable-quic',
-                     '--no-first-run', '--disable-background-networking',
-                     '--disable-component-update', '--disable-sync',
-                     '--window-size=1400,900', '--force-device-scale-factor=1',
-                     '--hide-scrollbars']:
-        options.add_argument(argument)
-    driver = webdriver.Chrome(service=Service(driver_path), options=options)
-    yield driver
-    driver.quit()
 
 
 def wait_ready(driver, key):
