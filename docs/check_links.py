@@ -1,6 +1,8 @@
 """Checks every internal link of the built site: each relative ``href`` and
 ``src`` of every page must name a file of the site and, with a fragment, an
-element id of that page. Prints the broken ones and exits 1 if any.
+element id of that page; and no page may load a script, a stylesheet or an
+image from the network (the site works offline). Prints what is wrong and
+exits 1 if anything is.
 
     python docs/check_links.py [docs/_build/html]
 """
@@ -13,7 +15,7 @@ from urllib.parse import unquote, urlsplit
 class _Page(HTMLParser):
     def __init__(self):
         super().__init__()
-        self.links, self.ids = [], set()
+        self.links, self.ids, self.remote = [], set(), []
 
     def handle_starttag(self, tag, attrs):
         for name, value in attrs:
@@ -21,6 +23,10 @@ class _Page(HTMLParser):
                 self.ids.add(value)
             if name in ('href', 'src') and value:
                 self.links.append(value)
+                # A link (<a>) may lead out; a resource must be local.
+                if tag != 'a' and urlsplit(value).scheme in ('http',
+                                                             'https'):
+                    self.remote.append(value)
 
 
 def _parse(path: Path) -> _Page:
@@ -30,10 +36,13 @@ def _parse(path: Path) -> _Page:
 
 
 def broken_links(site: Path):
-    r"""``(page, link, why)`` for every internal link that leads nowhere."""
+    r"""``(page, link, why)`` for every internal link that leads nowhere
+    and every resource loaded from the network."""
     pages = {path: _parse(path) for path in site.rglob('*.html')}
     broken = []
     for path, page in pages.items():
+        broken += [(path, link, 'loaded from the network')
+                   for link in page.remote]
         for link in page.links:
             parts = urlsplit(link)
             if parts.scheme or parts.netloc or link.startswith(

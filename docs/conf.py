@@ -74,6 +74,8 @@ sphinx_gallery_conf = {
     'matplotlib_animations': False,
     'image_scrapers': ('matplotlib', ),
     'abort_on_example_error': True,
+    # Its timing pages load their tables' scripts from CDNs.
+    'write_computation_times': False,
 }
 
 #: The packages whose ``__all__`` make the API reference, in its order.

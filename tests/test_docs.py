@@ -141,3 +141,13 @@ def test_docstring_examples_run():
                 runner.run(test)
     assert ran >= 2
     assert runner.failures == 0
+
+
+def test_version_is_the_packages_and_the_changelogs():
+    import tomllib
+
+    root = DOCS.parent
+    declared = tomllib.loads((root / 'pyproject.toml').read_text())[
+        'project']['version']
+    assert pyg_sm.__version__ == declared
+    assert f'## {declared} ' in (root / 'CHANGELOG.md').read_text()

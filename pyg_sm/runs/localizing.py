@@ -73,7 +73,9 @@ def localize(run: Union[RunFolder, str, Path], annotations: Union[str, Path],
                          f"(0, 1] (got {min_coverage})")
     predictions = {s: p for q in run.predictions()
                    for s, p in q.per_slide().items()}
-    classes = classes or run.results().get('classes') or ['0', '1']
+    if not classes and run.holds_run():
+        classes = run.results().get('classes')
+    classes = classes or ['0', '1']  # a survival run has none
     positive = positive_class or classes[-1]
     images = slide_images(slides_dir)
     scores, labels, per_slide, froc_slides = [], [], [], []

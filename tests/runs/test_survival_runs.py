@@ -211,6 +211,15 @@ def test_survival_training_evaluate_and_predict(cohort, tmp_path, loss):
     predicted = score_run('predict', cohort, tmp_path / 'run' /
                           'checkpoint.pt', tmp_path / 'pred', heatmaps=0)
     assert 'metrics' not in predicted
+    if loss == 'nll':
+        # Against annotations: a survival model's detections are scored by
+        # the attention alone (it predicts no class probability).
+        located = score_run('evaluate', cohort, tmp_path / 'run' /
+                            'checkpoint.pt', tmp_path / 'located',
+                            heatmaps=0, annotations=cohort / 'annotations',
+                            mpp=2.0)['localization']
+        assert located['slides_used'] and \
+            0 <= located['froc']['score'] <= 1
 
 
 def test_bags_by_case_train_and_export_each_slide(cohort, tmp_path):
