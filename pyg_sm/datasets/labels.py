@@ -37,6 +37,31 @@ class LabelTable:
                           rename(self.times), rename(self.events))
 
 
+def _slide_rows(path: Union[str, Path], required: Sequence[str],
+                cases: Dict[str, str]):
+    r"""``(line, slide_id, row)`` of a labels file with the columns
+    :obj:`required` (besides ``slide_id``): no empty or repeated slide id,
+    no empty ``case_id`` (collected into :obj:`cases`), at least one
+    slide."""
+    seen = set()
+    for line, row in read_table(path, ('slide_id', *required),
+                                'labels file'):
+        slide_id = row['slide_id']
+        if not slide_id:
+            raise PygSmError(f"{path}, line {line}: empty slide_id")
+        if slide_id in seen:
+            raise PygSmError(f"slide '{slide_id}' appears twice in {path}")
+        seen.add(slide_id)
+        if 'case_id' in row:
+            if not row['case_id']:
+                raise PygSmError(f"slide '{slide_id}': empty case_id in "
+                                 f"{path}, line {line}")
+            cases[slide_id] = row['case_id']
+        yield line, slide_id, row
+    if not seen:
+        raise PygSmError(f"{path} lists no slides")
+
+
 def read_labels(path: Union[str, Path]) -> LabelTable:
     r"""Reads a CSV with the columns ``slide_id`` and ``label`` (any
     others are ignored; ``case_id``, when present, names each slide's
@@ -44,23 +69,11 @@ def read_labels(path: Union[str, Path]) -> LabelTable:
     are stripped of surrounding spaces."""
     labels: Dict[str, str] = {}
     cases: Dict[str, str] = {}
-    for line, row in read_table(path, ('slide_id', 'label'), 'labels file'):
-        slide_id, label = row['slide_id'], row['label']
-        if not slide_id:
-            raise PygSmError(f"{path}, line {line}: empty slide_id")
-        if slide_id in labels:
-            raise PygSmError(f"slide '{slide_id}' appears twice in {path}")
-        if not label:
+    for line, slide_id, row in _slide_rows(path, ('label', ), cases):
+        if not row['label']:
             raise PygSmError(f"slide '{slide_id}': empty label in {path}, "
                              f"line {line}")
-        labels[slide_id] = label
-        if 'case_id' in row:
-            if not row['case_id']:
-                raise PygSmError(f"slide '{slide_id}': empty case_id in "
-                                 f"{path}, line {line}")
-            cases[slide_id] = row['case_id']
-    if not labels:
-        raise PygSmError(f"{path} lists no slides")
+        labels[slide_id] = row['label']
     return LabelTable(labels, cases or None)
 
 
@@ -88,18 +101,13 @@ def read_survival(path: Union[str, Path], time_column: str = 'time',
     times: Dict[str, float] = {}
     events: Dict[str, int] = {}
     cases: Dict[str, str] = {}
-    for line, row in read_table(path, ('slide_id', ), 'labels file'):
+    for line, slide_id, row in _slide_rows(path, (), cases):
         for column, flag in ((time_column, '--time-column'),
                              (event_column, '--event-column')):
             if column not in row:
                 raise PygSmError(
                     f"{path} has no column '{column}' ({flag}); its "
                     f"columns are {[c for c in row]}")
-        slide_id = row['slide_id']
-        if not slide_id:
-            raise PygSmError(f"{path}, line {line}: empty slide_id")
-        if slide_id in times:
-            raise PygSmError(f"slide '{slide_id}' appears twice in {path}")
         time = _column_value(path, line, slide_id, time_column,
                              row[time_column], '--time-column')
         if not math.isfinite(time) or time < 0:
@@ -115,13 +123,6 @@ def read_survival(path: Union[str, Path], time_column: str = 'time',
                              f"be 1 (event observed) or 0 (censored) (got "
                              f"{row[event_column]!r})")
         times[slide_id], events[slide_id] = time, int(event)
-        if 'case_id' in row:
-            if not row['case_id']:
-                raise PygSmError(f"slide '{slide_id}': empty case_id in "
-                                 f"{path}, line {line}")
-            cases[slide_id] = row['case_id']
-    if not times:
-        raise PygSmError(f"{path} lists no slides")
     first: Dict[str, str] = {}
     for slide_id, case in cases.items():
         other = first.setdefault(case, slide_id)

@@ -182,6 +182,13 @@ def _prediction_of_row(row: Dict[str, str]) -> SlidePrediction:
         slide_ids=slide_ids)
 
 
+def _write_png(path: Path, image: Any) -> Path:
+    r"""A PIL image as a PNG at :obj:`path`, atomically."""
+    with atomic_path(path) as temporary:
+        image.save(temporary, format='png')
+    return path
+
+
 def _write_json(path: Path, content: Dict) -> None:
     with atomic_path(path) as temporary:
         temporary.write_text(json.dumps(content, indent=2, default=str))
@@ -522,9 +529,7 @@ class RunFolder:
 
     def write_kaplan_meier(self, image: Any) -> Path:
         r"""``km.png`` (Kaplan-Meier curves) from a PIL image."""
-        with atomic_path(self.kaplan_meier_path) as temporary:
-            image.save(temporary, format='png')
-        return self.kaplan_meier_path
+        return _write_png(self.kaplan_meier_path, image)
 
     @property
     def froc_curve_path(self) -> Path:
@@ -533,17 +538,12 @@ class RunFolder:
     def write_froc_curve(self, image: Any) -> Path:
         r"""``froc.png`` (the FROC curve of ``results.json``'s
         ``localization``) from a PIL image."""
-        with atomic_path(self.froc_curve_path) as temporary:
-            image.save(temporary, format='png')
-        return self.froc_curve_path
+        return _write_png(self.froc_curve_path, image)
 
     def write_heatmap(self, slide_id: str, image: Any) -> Path:
         r"""``heatmaps/<slide_id>.png`` from a PIL image."""
         self.heatmaps_dir.mkdir(parents=True, exist_ok=True)
-        path = self.heatmap_path(slide_id)
-        with atomic_path(path) as temporary:
-            image.save(temporary, format='png')
-        return path
+        return _write_png(self.heatmap_path(slide_id), image)
 
 
 def scored_runs(folders: Sequence[Union[str, Path, RunFolder]]

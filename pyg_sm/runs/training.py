@@ -79,10 +79,6 @@ def as_bags(dataset: SlideDataset, bag_by: str):
     return CaseDataset(dataset) if bag_by == 'case' else dataset
 
 
-def bag_outcomes(bags) -> Dict[str, List]:
-    r"""The bags' times and events (survival)."""
-    return {'times': list(bags.times), 'events': list(bags.events)}
-
 
 def _build(config: TrainConfig, feature_dim: int, options: Dict):
     try:
@@ -219,16 +215,14 @@ def _train_one(config: TrainConfig, dataset: SlideDataset,
     if survival:
         # The cut points (nll) and the censoring distribution (Uno's
         # c-index) come from the training bags of this split.
-        outcomes = bag_outcomes(train_set)
+        times, events = list(train_set.times), list(train_set.events)
         try:
-            cuts = survival_cut_points(outcomes['times'], outcomes['events'],
-                                       config.num_bins) \
+            cuts = survival_cut_points(times, events, config.num_bins) \
                 if config.survival_loss == 'nll' else []
         except ValueError as error:
             raise PygSmError(f"--num-bins {config.num_bins}: {error}") \
                 from error
-        target = {**target, 'train_times': outcomes['times'],
-                  'train_events': outcomes['events']}
+        target = {**target, 'train_times': times, 'train_events': events}
     run = {'split': split} if fold is None else {'fold': fold,
                                                  'split': split}
     if config.resume and fold is not None and folder.holds_run():
