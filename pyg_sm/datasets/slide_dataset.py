@@ -14,7 +14,9 @@ from ..transforms import GridPatchGraph
 from ..utils.checks import check_choice
 from ..utils.errors import MissingFileError, PygSmError, SlideError
 from ..utils.files import atomic_path
-from .labels import LabelTable, class_names, read_labels, read_survival
+from ..utils.text import few
+from .labels import (LabelTable, OutcomeColumns, class_names, read_labels,
+                     read_survival)
 from .layouts import find_layout
 from .slide_images import SLIDE_EXTENSIONS
 
@@ -102,7 +104,16 @@ class SlideDataset(torch.utils.data.Dataset):
         time_column (str, optional): Survival: the time column.
             (default: :obj:`"time"`)
         event_column (str, optional): Survival: the event column (1:
-            observed, 0: censored). (default: :obj:`"event"`)
+            observed, 0: censored). (default: :obj:`"event"` without
+            :obj:`censorship_column`)
+        censorship_column (str, optional): Survival: the censorship column
+            (1: censored, 0: observed), as Patch-GCN, MCAT, SurvPath and
+            PORPOISE tables have it (``censorship``); excludes
+            :obj:`event_column`. (default: :obj:`None`)
+        missing_outcomes (str, optional): Survival: rows without a time or
+            an event are an error (:obj:`"error"`) or left out
+            (:obj:`"skip"`, listed in :attr:`skipped_outcomes`).
+            (default: :obj:`"error"`)
     """
     def __init__(
         self,
@@ -120,11 +131,15 @@ class SlideDataset(torch.utils.data.Dataset):
         missing_slides: str = 'error',
         task: str = 'classification',
         time_column: str = 'time',
-        event_column: str = 'event',
+        event_column: Optional[str] = None,
+        censorship_column: Optional[str] = None,
+        missing_outcomes: str = 'error',
     ):
         check_choice('task', task, TASKS)
         self.task = task
-        self.time_column, self.event_column = time_column, event_column
+        self.outcome_columns = OutcomeColumns(time_column, event_column,
+                                              censorship_column)
+        self.missing_outcomes = missing_outcomes
         self.root = Path(root)
         self.layout = find_layout(self.root, layout, features_dir)
         self.graph = graph or GridPatchGraph(connectivity=8)
@@ -140,11 +155,23 @@ class SlideDataset(torch.utils.data.Dataset):
         #: Slides left out because they have no feature file
         #: (:obj:`missing_slides='skip'`).
         self.skipped_slides: List[str] = []
+        #: Survival: slides left out because their row has no time or event
+        #: (:obj:`missing_outcomes='skip'`).
+        self.skipped_outcomes: List[str] = []
         # The slides with a feature file, listed once.
         present = self.layout.slide_ids()
         table = self._label_table(labels)
         if table is not None and labels is not None:
             table = self._strip_slide_extensions(table, labels, set(present))
+        #: The labels file as read (every slide it lists), :obj:`None`
+        #: without one.
+        self.label_table: Optional[LabelTable] = table
+        if table is not None and table.missing_outcomes:
+            self.skipped_outcomes = table.missing_outcomes
+            self.notes.append(
+                f"note: {len(table.missing_outcomes)} slide(s) of {labels} "
+                f"have no time or event and are left out: "
+                f"{few(table.missing_outcomes)}")
         known = table.labels if table is not None else None
         if slide_ids is not None:
             slide_ids = list(slide_ids)
@@ -189,8 +216,10 @@ class SlideDataset(torch.utils.data.Dataset):
 
     def _label_table(self, labels: Optional[str]) -> Optional[LabelTable]:
         if labels is not None and self.task == 'survival':
-            return read_survival(self.root / labels, self.time_column,
-                                 self.event_column)
+            columns = self.outcome_columns
+            return read_survival(self.root / labels, columns.time,
+                                 columns.event, columns.censorship,
+                                 self.missing_outcomes)
         if labels is not None:
             return read_labels(self.root / labels)
         if self.task == 'survival':
@@ -227,7 +256,8 @@ class SlideDataset(torch.utils.data.Dataset):
         (``skip``)."""
         folder = self.layout.path('x').parent
         if known is not None and labels is not None:
-            unlabelled = sorted(present - set(known))
+            unlabelled = sorted(present - set(known) -
+                                set(self.skipped_outcomes))
             if unlabelled:
                 self.notes.append(
                     f"note: {len(unlabelled)} feature file(s) in {folder} "
@@ -239,9 +269,7 @@ class SlideDataset(torch.utils.data.Dataset):
         listed = f'in {labels}' if known is not None and labels else \
             'listed'
         message = (f"{len(missing)} of {len(slide_ids)} slides {listed} have "
-                   f"no feature file in {folder}: "
-                   f"{', '.join(missing[:5])}"
-                   f"{', ...' if len(missing) > 5 else ''}")
+                   f"no feature file in {folder}: {few(missing)}")
         hints = self._missing_hints(missing, present, folder)
         if missing_slides == 'skip' and len(missing) < len(slide_ids):
             self.skipped_slides = missing

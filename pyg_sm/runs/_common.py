@@ -6,12 +6,11 @@ import os
 import platform
 import sys
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Sequence, Union
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
 
 import torch
 
 from ..datasets import SlideDataset, SlideImages
-from ..datasets.annotations import find_annotation_file, read_annotations
 from ..train.distributed import world
 from ..utils.errors import MissingFileError
 from ..utils.tables import read_table
@@ -71,7 +70,7 @@ def make_dataset(config: CohortConfig, graph: GraphConfig,
     ids read without their extension) go to stderr unless :obj:`quiet` (a
     subset of a cohort already described) or on a process other than
     the first. :obj:`target` holds the ``task`` and, for survival, the
-    ``time_column`` and ``event_column``."""
+    ``time_column`` and the ``event_column`` or ``censorship_column``."""
     target = target or {}
     dataset = SlideDataset(
         config.data_dir, labels=labels, features_dir=config.features_dir,
@@ -80,7 +79,9 @@ def make_dataset(config: CohortConfig, graph: GraphConfig,
         missing_slides=config.missing_slides,
         task=target.get('task', 'classification'),
         time_column=target.get('time_column', 'time'),
-        event_column=target.get('event_column', 'event'))
+        event_column=target.get('event_column'),
+        censorship_column=target.get('censorship_column'),
+        missing_outcomes=config.missing_outcomes)
     if not quiet and world()[1] == 0:
         for note in dataset.notes:
             print(note, file=sys.stderr, flush=True)
@@ -181,19 +182,6 @@ def heatmap_title(slide_id: str,
     return title
 
 
-def _outlines(folder: Optional[Path], slide_id: str,
-              lesion_classes: Optional[Sequence[str]], dimensions):
-    r"""The lesion outlines of a slide in :obj:`folder`, if it has a
-    file (:obj:`dimensions`, the slide's, scale a mask)."""
-    if folder is None:
-        return None
-    path = find_annotation_file(folder, slide_id)
-    if path is None:
-        return None
-    return read_annotations(path, slide_id, dimensions).lesion(
-        lesion_classes)
-
-
 def write_heatmaps(out: RunFolder, slide_ids: Sequence[str],
                    runs: Sequence[RunFolder],
                    slides: Optional[SlideImages] = None,
@@ -201,15 +189,16 @@ def write_heatmaps(out: RunFolder, slide_ids: Sequence[str],
                        SlidePrediction]]] = None,
                    top_k: int = 8, opacity: float = 0.5,
                    overlay_style: str = 'ramp',
-                   annotations: Optional[Path] = None,
-                   lesion_classes: Optional[Sequence[str]] = None
-                   ) -> List[str]:
+                   outlines: Optional[Any] = None) -> List[str]:
     r"""``heatmaps/<slide_id>.png`` of :obj:`out` per slide: each run's
     attention over the slide image (:func:`~pyg_sm.visualize.render_overlay`,
     with the top-k gallery) when :obj:`slides` has it, else on the patch
     grid (:func:`~pyg_sm.visualize.render_heatmap`), with the true lesions
-    when the scores hold patch labels and the outlines of
-    :obj:`annotations` (a folder of annotation files) on the slide image.
+    when the scores hold patch labels and the lesion outlines of
+    :obj:`outlines` (an
+    :class:`~pyg_sm.datasets.annotations.AnnotationFolder`, or checked
+    annotations that answer its ``lesion(slide_id, dimensions)``) on the
+    slide image.
     :obj:`predictions` (one list per run) give the titles; by default the
     runs' own."""
     if not slide_ids:
@@ -233,8 +222,8 @@ def write_heatmaps(out: RunFolder, slide_ids: Sequence[str],
                     slide, first.coords, attention, first.patch_size_level0,
                     first.patch_labels, title=title, top_k=top_k,
                     opacity=opacity, overlay_style=overlay_style,
-                    outlines=_outlines(annotations, slide_id,
-                                       lesion_classes, slide.dimensions))
+                    outlines=None if outlines is None else
+                    outlines.lesion(slide_id, slide.dimensions))
             finally:
                 slide.close()
         else:

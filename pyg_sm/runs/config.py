@@ -23,6 +23,8 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 
 from ..datasets.cases import BAG_BY
 from ..datasets.layouts import LAYOUTS
+from ..datasets.annotations import AnnotationClasses
+from ..datasets.labels import MISSING_OUTCOMES, check_event_columns
 from ..datasets.slide_dataset import MISSING_SLIDES, TASKS
 from ..models.registry import MODELS
 from ..nn.survival import SURVIVAL_LOSSES
@@ -153,6 +155,10 @@ class CohortConfig:
         'error', 'slides listed (in the labels or --slide-ids) without a '
                  'feature file: error (all reported at once) or skip (left '
                  'out; the results list them)', choices=MISSING_SLIDES)
+    missing_outcomes: str = setting(
+        'error', 'survival: rows without a time or an event (empty, NA): '
+                 'error (all reported at once) or skip (left out with a '
+                 'note; the results list them)', choices=MISSING_OUTCOMES)
     workers: int = setting(0, 'processes that read slides ahead (0: read in '
                               'the main process)')
     device: Optional[str] = setting(
@@ -181,6 +187,8 @@ class CohortConfig:
         self.slides_dir = _as_path(self.slides_dir)
         _check_choice('layout', self.layout, ('auto', *LAYOUTS))
         _check_choice('missing_slides', self.missing_slides, MISSING_SLIDES)
+        _check_choice('missing_outcomes', self.missing_outcomes,
+                      MISSING_OUTCOMES)
         _check_choice('overlay_style', self.overlay_style, OVERLAY_STYLES)
         _check_count('workers', self.workers, 0)
         _check_count('heatmaps', self.heatmaps, 0)
@@ -200,9 +208,15 @@ class TrainConfig(GraphConfig, CohortConfig):
     time_column: str = setting(
         'time', 'survival: the column of the labels file with each '
                 "slide's time (any unit)")
-    event_column: str = setting(
-        'event', 'survival: the column with 1 where the event was observed '
-                 'at that time, 0 where the slide was censored')
+    event_column: Optional[str] = setting(
+        None, 'survival: the column with 1 where the event was observed '
+              'at that time, 0 where the slide was censored',
+        unset='event, unless --censorship-column is given')
+    censorship_column: Optional[str] = setting(
+        None, 'survival: the column with 1 where the slide was censored, 0 '
+              'where the event was observed (censorship in Patch-GCN, MCAT, '
+              'SurvPath and PORPOISE tables); excludes --event-column',
+        unset='none: --event-column')
     survival_loss: str = setting(
         'nll', 'survival: nll (discrete-time hazards over --num-bins '
                'intervals, as Patch-GCN) or cox (partial likelihood, Breslow '
@@ -236,6 +250,12 @@ class TrainConfig(GraphConfig, CohortConfig):
              'checkpoint')
     split_file: Optional[Path] = setting(
         None, 'CSV slide_id,split (train/val/test) that fixes the split')
+    split_by: Optional[str] = setting(
+        None, 'a column of the labels file that groups the split (every '
+              'side and fold): no value on two sides, e.g. site for '
+              'site-held-out validation; tss without such a column takes '
+              "the tissue source site from the TCGA barcode (TCGA-XX-...)",
+        unset='patients (case_id), else slides')
     folds: Optional[int] = setting(
         None, 'K-fold cross-validation by patient: K runs in OUT/fold_<k>, '
               'reported with mean and sd')
@@ -267,6 +287,9 @@ class TrainConfig(GraphConfig, CohortConfig):
         self.classes = _as_list(self.classes)
         _check_choice('task', self.task, TASKS)
         _check_choice('survival_loss', self.survival_loss, SURVIVAL_LOSSES)
+        check_event_columns(self.event_column, self.censorship_column)
+        if self.event_column is None and self.censorship_column is None:
+            self.event_column = 'event'
         _check_choice('bag_by', self.bag_by, BAG_BY)
         _check_count('num_bins', self.num_bins, 1)
         if self.monitor is None:
@@ -304,6 +327,8 @@ class TrainConfig(GraphConfig, CohortConfig):
             raise PygSmError('--resume and --overwrite exclude each other')
         if self.split_file is not None and self.folds:
             raise PygSmError('--split-file and --folds exclude each other')
+        if self.split_file is not None and self.split_by is not None:
+            raise PygSmError('--split-file and --split-by exclude each other')
 
     @classmethod
     def from_recipe(cls, recipe: Optional[str] = None,
@@ -371,7 +396,11 @@ class ScoreConfig(CohortConfig):
     annotation_classes: Optional[List[str]] = setting(
         None, 'the annotation classes (or ASAP groups) that are lesions, '
               'comma-separated', unset='every class that is not an '
-                                       'exclusion (_2, Exclusion)')
+                                       'exclusion')
+    exclusion_classes: Optional[List[str]] = setting(
+        None, 'annotation classes subtracted from the lesions besides '
+              "_2, negative (CAMELYON16), Exclusion and QuPath's Ignore*, "
+              'comma-separated', unset='those')
     min_coverage: float = setting(
         MIN_COVERAGE, 'a patch is a lesion patch when the lesions cover at '
                       'least this share of it')
@@ -388,6 +417,16 @@ class ScoreConfig(CohortConfig):
     event_column: Optional[str] = setting(
         None, TrainConfig.__dataclass_fields__['event_column'].metadata[
             'help'], unset="the checkpoint's")
+    censorship_column: Optional[str] = setting(
+        None, TrainConfig.__dataclass_fields__['censorship_column'].metadata[
+            'help'], unset="the checkpoint's")
+    partial_cases: bool = setting(
+        False, '--bag-by case with --slide-ids: score a patient whose '
+               'slides are only partly listed (a note names them; by '
+               'default an error)')
+    overwrite: bool = setting(
+        False, 'replace the run in --out (the files it wrote are deleted '
+               'first)')
 
     def __post_init__(self):
         super().__post_init__()
@@ -397,8 +436,11 @@ class ScoreConfig(CohortConfig):
         if isinstance(self.slide_ids, str):
             self.slide_ids = Path(self.slide_ids)
         self.annotation_classes = _as_list(self.annotation_classes)
+        self.exclusion_classes = _as_list(self.exclusion_classes)
+        annotation_classes(self)
         _check_count('batch_size', self.batch_size, 1)
         _check_choice('bag_by', self.bag_by, BAG_BY)
+        check_event_columns(self.event_column, self.censorship_column)
         if not 0 < self.min_coverage <= 1:
             raise PygSmError(f"'min_coverage' (--min-coverage) must lie in "
                              f"(0, 1] (got {self.min_coverage})")
@@ -421,6 +463,13 @@ class ScoreConfig(CohortConfig):
                              f"out to use the checkpoint's")
         return GraphConfig(**{k: saved.get(k, default_of(GraphConfig, k))
                               for k in _GRAPH_FIELDS})
+
+
+def annotation_classes(config) -> AnnotationClasses:
+    r"""The lesion and exclusion classes a config names
+    (``--annotation-classes``, ``--exclusion-classes``)."""
+    return AnnotationClasses(config.annotation_classes,
+                             config.exclusion_classes or ())
 
 
 def _setting_of(config: type, name: str):
@@ -457,6 +506,8 @@ class HeatmapConfig:
               "drawn over the slide images", unset='none')
     annotation_classes: Optional[List[str]] = _setting_of(
         ScoreConfig, 'annotation_classes')
+    exclusion_classes: Optional[List[str]] = _setting_of(
+        ScoreConfig, 'exclusion_classes')
 
     def __post_init__(self):
         self.runs = [Path(r) for r in self.runs]
@@ -466,6 +517,8 @@ class HeatmapConfig:
         if isinstance(self.slide_ids, str):
             self.slide_ids = Path(self.slide_ids)
         self.annotation_classes = _as_list(self.annotation_classes)
+        self.exclusion_classes = _as_list(self.exclusion_classes)
+        annotation_classes(self)
         if not self.runs:
             raise PygSmError('heatmap needs at least one run folder')
         _check_count('top_k', self.top_k, 0)
@@ -496,12 +549,16 @@ class ViewConfig:
               "a layer the page turns on and off", unset='none')
     annotation_classes: Optional[List[str]] = _setting_of(
         ScoreConfig, 'annotation_classes')
+    exclusion_classes: Optional[List[str]] = _setting_of(
+        ScoreConfig, 'exclusion_classes')
 
     def __post_init__(self):
         self.runs = [Path(r) for r in self.runs]
         self.slides_dir = _as_path(self.slides_dir)
         self.annotations = _as_path(self.annotations)
         self.annotation_classes = _as_list(self.annotation_classes)
+        self.exclusion_classes = _as_list(self.exclusion_classes)
+        annotation_classes(self)
         if not self.runs:
             raise PygSmError('view needs at least one run folder')
         _check_count('port', self.port, 0)

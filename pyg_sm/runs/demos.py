@@ -5,6 +5,7 @@ import shlex
 
 from ..datasets import SlideImages, make_synthetic_slides
 from ..datasets.synthetic import SYNTHETIC_MPP
+from ..datasets.annotations import AnnotationFolder
 from ..visualize import render_froc_curve
 from ._common import (command_line, most_lesioned, print_table, versions,
                       write_heatmaps)
@@ -59,7 +60,7 @@ def demo(config: DemoConfig) -> RunFolder:
             out=out.path / name, slide_ids=held_out, heatmaps=0,
             graph_cache=cache,
             annotations=None if survival else data_dir / 'annotations',
-            mpp=SYNTHETIC_MPP))
+            mpp=SYNTHETIC_MPP, overwrite=True))
         scored.name = name
         evaluated.append(scored)
         seconds = sum(entry['seconds'] for entry in run['history'])
@@ -86,8 +87,8 @@ def demo(config: DemoConfig) -> RunFolder:
                for p in first.predictions()]
     heatmaps = write_heatmaps(out, most_lesioned(lesions, config.heatmaps),
                               evaluated, SlideImages(data_dir / 'slides'),
-                              annotations=None if survival
-                              else data_dir / 'annotations')
+                              outlines=None if survival else
+                              AnnotationFolder(data_dir / 'annotations'))
     out.write_results({'kind': 'demo', 'status': FINISHED,
                        'command': command_line(), 'config': as_dict(config),
                        'versions': versions(), 'runs': runs,

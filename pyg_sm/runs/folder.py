@@ -42,6 +42,7 @@ from torch import Tensor
 
 from ..transforms.grid_graph import patch_side
 from ..train.checkpoint import load_checkpoint
+from ..train.loop import Interrupted
 from ..utils.errors import MissingFileError, PygSmError
 from ..utils.files import atomic_path
 from ..utils.stats import percentiles
@@ -61,7 +62,8 @@ HEATMAPS_DIR = 'heatmaps'
 GRAPH_CACHE_DIR = 'graph_cache'
 FOLD_DIR = 'fold_{}'
 #: ``status`` of ``results.json``.
-RUNNING, INTERRUPTED, FINISHED = 'running', 'interrupted', 'finished'
+RUNNING, INTERRUPTED, FINISHED, FAILED = ('running', 'interrupted',
+                                          'finished', 'failed')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -277,10 +279,14 @@ class RunFolder:
         r"""Deletes the folder of a run that never trained."""
         shutil.rmtree(self.path, ignore_errors=True)
 
-    def prepare(self, resume: bool = False, overwrite: bool = False) -> None:
+    def prepare(self, resume: bool = False, overwrite: bool = False,
+                resumable: bool = True) -> None:
         r"""Makes the folder ready for a new run: it must be new or empty,
         or hold a run to continue (:obj:`resume`) or to replace
-        (:obj:`overwrite`, which deletes the old run's files first)."""
+        (:obj:`overwrite`, which first deletes everything the old run wrote
+        but the patch graphs of ``graph_cache/``, which are keyed by the
+        files and settings they were built from). :obj:`resumable` says
+        whether the command can continue a run (``train``)."""
         if resume and overwrite:
             raise PygSmError("'resume' and 'overwrite' exclude each other")
         holds = self.path.is_dir() and any(self.path.iterdir())
@@ -290,17 +296,48 @@ class RunFolder:
                     f"resume: {self.path} holds no run to continue (no "
                     f"{RESULTS_FILE})")
             return
+        if self.path.exists() and not self.path.is_dir():
+            raise PygSmError(f"{self.path} is a file, not a folder; choose "
+                             f"another --out")
         if holds and not overwrite:
-            raise PygSmError(f"{self.path} holds a previous run; pass "
-                             f"--resume to continue it or --overwrite to "
-                             f"replace it")
+            raise PygSmError(f"{self.path} holds a previous run; pass " + (
+                "--resume to continue it or " if resumable else '') +
+                "--overwrite to replace it")
         if holds:
             if not self.holds_run():
                 raise PygSmError(f"--overwrite: {self.path} is not a pyg-sm "
                                  f"run folder (no {RESULTS_FILE}); choose "
                                  f"another --out")
-            shutil.rmtree(self.path)
+            for entry in self.path.iterdir():
+                if entry.name == GRAPH_CACHE_DIR:
+                    continue
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry)
+                else:
+                    entry.unlink()
         self.path.mkdir(parents=True, exist_ok=True)
+
+    def fail(self, error: BaseException) -> None:
+        r"""Marks the run in ``results.json`` (and each fold's that is
+        still running) as :data:`FAILED` with the reason, or
+        :data:`INTERRUPTED` after Ctrl-C: a run never reads ``running``
+        after its process ended."""
+        interrupted = isinstance(error, (KeyboardInterrupt, Interrupted))
+        status = INTERRUPTED if interrupted else FAILED
+        reason = str(error) or type(error).__name__
+        for run in (self, *self.folds()):
+            if not run.holds_run():
+                continue
+            try:
+                content = run.results()
+            except ValueError:  # a results.json cut short: rewritten
+                content = {}
+            if content.get('status', RUNNING) != RUNNING:
+                continue
+            content.pop('schema', None)
+            run.write_results({**content, 'status': status,
+                               **({} if interrupted else
+                                  {'error': reason})})
 
     # results.json ---------------------------------------------------------
 

@@ -6,7 +6,8 @@ import sys
 from ..utils.errors import PygSmError
 from ..visualize import ViewerServer, open_viewer
 from ._common import slide_images, slide_list, write_heatmaps
-from .config import HeatmapConfig, ViewConfig
+from ..datasets.annotations import AnnotationFolder
+from .config import HeatmapConfig, ViewConfig, annotation_classes
 from .folder import RunFolder, scored_runs
 
 
@@ -26,12 +27,13 @@ def heatmap(config: HeatmapConfig) -> RunFolder:
             f"slide '{s}' in {name}" for name, s in missing[:5]) +
             (f' and {len(missing) - 5} more' if len(missing) > 5 else ''))
     slides = slide_images(config.slides_dir)
+    outlines = None if config.annotations is None else AnnotationFolder(
+        config.annotations, annotation_classes(config))
     out = RunFolder(config.out)
     written = write_heatmaps(out, slide_ids, runs, slides,
                              top_k=config.top_k, opacity=config.opacity,
                              overlay_style=config.overlay_style,
-                             annotations=config.annotations,
-                             lesion_classes=config.annotation_classes)
+                             outlines=outlines)
     on_image = 0 if slides is None else sum(s in slides for s in slide_ids)
     print(f'{len(written)} heatmaps in {out.heatmaps_dir} ({on_image} over '
           f'slide images, {len(written) - on_image} on the patch grid)')
@@ -45,7 +47,7 @@ def open_runs(config: ViewConfig) -> ViewerServer:
                        host=config.host, port=config.port,
                        overlay_style=config.overlay_style,
                        annotations=config.annotations,
-                       lesion_classes=config.annotation_classes)
+                       annotation_classes=annotation_classes(config))
 
 
 def view(config: ViewConfig) -> str:

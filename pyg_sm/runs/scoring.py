@@ -1,37 +1,167 @@
 r"""``evaluate`` and ``predict``: scoring slides with a trained model into
-a run folder."""
+a run folder.
+
+Every input is checked before the first slide is scored (the checkpoint,
+the labels, the slide files, the slide images, the annotations and the
+micrometres per pixel they need); the output folder then holds this run
+only (``--overwrite`` replaces an earlier one), and a run that fails marks
+``results.json`` as failed."""
+import dataclasses
 import sys
-from typing import Optional
+from typing import Dict, List, Optional
 
 import torch
 
+from ..datasets import SlideDataset, SlideImages
 from ..datasets.layouts import find_layout
 from ..train import distributed, read_checkpoint, score_slides
 from ..train.checkpoint import build_from_checkpoint
 from ..train.metrics import evaluate_predictions
 from ..utils.errors import PygSmError
+from ..utils.text import few, plural
 from ..visualize import render_froc_curve
 from ._common import (check_progress, command_line, make_dataset,
                       most_lesioned, print_table, slide_images, slide_list,
                       versions, world_size, write_heatmaps)
-from .config import SCORE_OUT, ScoreConfig, as_dict
-from .folder import FINISHED, RunFolder, SlidePrediction
-from .localizing import localization_line, localize
+from .config import SCORE_OUT, ScoreConfig, annotation_classes, as_dict
+from .folder import FINISHED, RUNNING, RunFolder, SlidePrediction
+from .localizing import (AnnotatedSlides, check_annotations,
+                         localization_line, measure, positive_probabilities)
 from .training import as_bags, survival_results, write_kaplan_meier
+
+#: The flags that override the checkpoint's task, and the keys of the
+#: task entry they replace.
+_TASK_OVERRIDES = {'bag_by': ('bag_by', ),
+                   'time_column': ('time_column', ),
+                   'event_column': ('event_column', 'censorship_column'),
+                   'censorship_column': ('censorship_column',
+                                         'event_column')}
 
 
 def _target(config: ScoreConfig, saved: dict) -> dict:
     r"""The checkpoint's task, with the bag kind and label columns given
-    here in place of its own."""
+    here in place of its own (an event column replaces a censorship column
+    and the other way round)."""
     target = dict(saved['task'])
-    for name in ('bag_by', 'time_column', 'event_column'):
-        if getattr(config, name) is not None:
-            if name != 'bag_by' and target['task'] != 'survival':
-                raise PygSmError(f"--{name.replace('_', '-')} concerns "
-                                 f"survival checkpoints; "
-                                 f"{config.checkpoint} is a classifier")
-            target[name] = getattr(config, name)
+    for name, (key, *replaced) in _TASK_OVERRIDES.items():
+        value = getattr(config, name)
+        if value is None:
+            continue
+        if name != 'bag_by' and target['task'] != 'survival':
+            raise PygSmError(f"--{name.replace('_', '-')} concerns survival "
+                             f"checkpoints; {config.checkpoint} is a "
+                             f"classifier")
+        target[key] = value
+        for other in replaced:
+            target[other] = None
     return target
+
+
+@dataclasses.dataclass
+class _Inputs:
+    r"""Everything a scoring run reads, checked before it scores."""
+    saved: Dict
+    target: Dict
+    graph: Dict
+    dataset: SlideDataset
+    images: Optional[SlideImages]
+    annotated: Optional[AnnotatedSlides]
+
+    @property
+    def bag_noun(self) -> str:
+        return 'patient' if self.target['bag_by'] == 'case' else 'slide'
+
+
+def _labels_file(config: ScoreConfig, metrics: bool) -> Optional[str]:
+    labels = config.labels
+    if labels is None and (config.data_dir / 'labels.csv').is_file():
+        labels = 'labels.csv'
+    if metrics and labels is None and find_layout(
+            config.data_dir, config.layout,
+            config.features_dir).bag_labels() is None:
+        raise PygSmError(f"evaluate needs labels: no labels file "
+                         f"{config.data_dir / 'labels.csv'}; 'pyg-sm "
+                         f"predict' scores slides without them")
+    return labels
+
+
+def check_whole_cases(dataset: SlideDataset, allow_partial: bool) -> None:
+    r"""With patients as bags, every slide that the labels file lists for
+    a chosen patient must be chosen too: a patient scored on part of its
+    slides is an error naming the patient and the missing slides (a note
+    with :obj:`allow_partial`)."""
+    table = dataset.label_table
+    if table is None or table.case_ids is None:
+        return
+    chosen = set(dataset.slide_ids)
+    patients = {table.case_ids[s] for s in chosen if s in table.case_ids}
+    missing: Dict[str, List[str]] = {}
+    for slide_id, case in table.case_ids.items():
+        if case in patients and slide_id not in chosen:
+            missing.setdefault(case, []).append(slide_id)
+    if not missing:
+        return
+    described = few(f"'{case}' (missing {', '.join(slides)})"
+                    for case, slides in sorted(missing.items()))
+    if not allow_partial:
+        raise PygSmError(f"{plural(len(missing), 'patient')} would be scored "
+                         f"on part of their slides (--bag-by case): "
+                         f"{described}; list every slide of a patient, or "
+                         f"pass --partial-cases")
+    print(f"note: {plural(len(missing), 'patient')} scored on part of their "
+          f"slides (--partial-cases): {described}", file=sys.stderr,
+          flush=True)
+
+
+def _check_inputs(config: ScoreConfig, metrics: bool, rank: int,
+                  graph_cache) -> _Inputs:
+    r"""Reads and checks every input of a scoring run, all before the first
+    slide is scored."""
+    saved = read_checkpoint(config.checkpoint)
+    graph = config.graph_config(saved['graph'])
+    target = _target(config, saved)
+    images = slide_images(config.slides_dir)
+    labels = _labels_file(config, metrics)
+    slide_ids = None if config.slide_ids is None else \
+        slide_list(config.slide_ids)
+    dataset = make_dataset(config, graph, labels, slide_ids,
+                           saved['classes'], graph_cache, target=target)
+    if metrics and not dataset.has_labels:
+        raise PygSmError(f"evaluate needs labels ({config.data_dir}); "
+                         f"'pyg-sm predict' scores slides without them")
+    if target['bag_by'] == 'case':
+        as_bags(dataset, 'case')  # the case ids and labels
+        if slide_ids is not None and rank == 0:
+            check_whole_cases(dataset, config.partial_cases)
+    annotated = None
+    if config.annotations is not None:
+        annotated = _check_annotations(config, dataset, saved['classes'])
+        if rank == 0:
+            annotated.report()
+    trained_on = set((saved.get('info') or {}).get('train_slides') or
+                     ()) & set(dataset.slide_ids)
+    if metrics and trained_on and rank == 0:
+        print(f"warning: {len(trained_on)} of "
+              f"{plural(len(dataset.slide_ids), 'slide')} were in the "
+              f"checkpoint's training split (e.g. "
+              f"{few(sorted(trained_on), 3)}): their metrics are not "
+              f"held-out ones", file=sys.stderr, flush=True)
+    dataset.check(check_progress(sys.stderr.isatty() and rank == 0),
+                  shard=distributed.world())
+    return _Inputs(saved, target, graph.graph_options(), dataset, images,
+                   annotated)
+
+
+def _check_annotations(config: ScoreConfig, dataset: SlideDataset,
+                       classes) -> AnnotatedSlides:
+    survival = dataset.task == 'survival'
+    labels = {s: None if survival or dataset.labels is None
+              else classes[dataset.labels[i]]
+              for i, s in enumerate(dataset.slide_ids)}
+    return check_annotations(config.annotations, dataset.slide_ids, labels,
+                             None if survival else classes[-1],
+                             annotation_classes(config), config.slides_dir,
+                             config.mpp)
 
 
 def _score(config: ScoreConfig, kind: str) -> Optional[RunFolder]:
@@ -39,108 +169,98 @@ def _score(config: ScoreConfig, kind: str) -> Optional[RunFolder]:
     out = RunFolder(config.out or SCORE_OUT[kind])
     device = distributed.resolve_device(config.device)
     rank = distributed.start(device)
+    started = False
     try:
-        saved = read_checkpoint(config.checkpoint)
-        graph = config.graph_config(saved['graph'])
-        classes = saved['classes']
-        target = _target(config, saved)
-        survival = target['task'] == 'survival'
-        labels = config.labels
-        if labels is None and (config.data_dir / 'labels.csv').is_file():
-            labels = 'labels.csv'
-        if metrics and labels is None and find_layout(
-                config.data_dir, config.layout,
-                config.features_dir).bag_labels() is None:
-            raise PygSmError(f"evaluate needs labels: no labels file "
-                             f"{config.data_dir / 'labels.csv'}; 'pyg-sm "
-                             f"predict' scores slides without them")
-        slide_ids = None if config.slide_ids is None else \
-            slide_list(config.slide_ids)
-        dataset = make_dataset(config, graph, labels, slide_ids, classes,
-                               out.graph_cache(config), target=target)
-        if metrics and not dataset.has_labels:
-            raise PygSmError(f"evaluate needs labels ({config.data_dir}); "
-                             f"'pyg-sm predict' scores slides without them")
-        trained_on = set((saved.get('info') or {}).get('train_slides') or
-                         ()) & set(
-            dataset.slide_ids)
-        if metrics and trained_on and rank == 0:
-            print(f"warning: {len(trained_on)} of {len(dataset.slide_ids)} "
-                  f"slides were in the checkpoint's training split (e.g. "
-                  f"{', '.join(sorted(trained_on)[:3])}): their metrics are "
-                  f"not held-out ones", file=sys.stderr, flush=True)
+        inputs = _check_inputs(config, metrics, rank, out.graph_cache(config))
+        results = {'kind': kind, 'status': RUNNING,
+                   'command': command_line(), 'config': as_dict(config),
+                   'versions': versions(),
+                   'checkpoint': str(config.checkpoint)}
         if rank == 0:
-            out.path.mkdir(parents=True, exist_ok=True)
-        dataset.check(check_progress(sys.stderr.isatty() and rank == 0),
-                      shard=distributed.world())
-        model = build_from_checkpoint(saved)
+            out.prepare(overwrite=config.overwrite, resumable=False)
+            out.write_results(results)
+            started = True
+        if torch.distributed.is_initialized():
+            torch.distributed.barrier()
+        model = build_from_checkpoint(inputs.saved)
         records = score_slides(model.to(device),
-                               as_bags(dataset, target['bag_by']),
+                               as_bags(inputs.dataset,
+                                       inputs.target['bag_by']),
                                out.slide_writer(),
                                batch_size=config.batch_size,
                                workers=config.workers)
         if rank != 0:
             return None
-        cuts = target.get('cut_points') or ()
-        predictions = [SlidePrediction.from_record(r, classes, cuts)
-                       for r in records]
-        out.write_predictions(predictions, classes)
-        results = {'kind': kind, 'status': FINISHED,
-                   'command': command_line(), 'config': as_dict(config),
-                   'versions': versions(),
-                   'checkpoint': str(config.checkpoint),
-                   'task': {k: v for k, v in target.items()
-                            if not k.startswith('train_')},
-                   'classes': classes,
-                   'class_map': None if classes is None else
-                   {c: i for i, c in enumerate(classes)},
-                   'model': saved['model'], 'graph': graph.graph_options(),
-                   'predictions': [p.to_json() for p in predictions],
-                   'world_size': world_size(),
-                   'skipped_slides': dataset.skipped_slides}
-        if config.annotations is not None:
-            results['localization'] = localize(
-                out, config.annotations, config.annotation_classes,
-                config.min_coverage, config.mpp, config.slides_dir,
-                classes=classes, write=True)
-        if metrics and survival:
-            results['metrics'] = survival_results(records, target, cuts)
-            print_table({saved['model']: results['metrics']})
-            if target.get('median_train_risk') is not None:
-                results['kaplan_meier'] = write_kaplan_meier(
-                    out, records, target['median_train_risk'],
-                    target['time_column'], 'evaluated')
-        elif metrics:
-            results['metrics'] = evaluate_predictions(records, classes)
-            froc = {}
-            if 'localization' in results:
-                # The annotations take precedence over stored labels.
-                located = results['localization']
-                results['metrics']['instance_auroc'] = \
-                    located['instance_auroc']
-                froc = {'froc': located['froc']['score']}
-            results['metrics']['instance_labels'] = (
-                'annotations' if 'localization' in results
-                else 'patch_labels')
-            print_table({saved['model']: {**results['metrics'], **froc}})
-        if 'localization' in results:
-            print(localization_line(results['localization']))
-            out.write_froc_curve(render_froc_curve(
-                {saved['model']: results['localization']['froc']}))
-        results['heatmaps'] = write_heatmaps(
-            out, most_lesioned(records, config.heatmaps),
-            [RunFolder(out.path, type(model).__name__)],
-            slide_images(config.slides_dir), [predictions],
-            overlay_style=config.overlay_style,
-            annotations=config.annotations,
-            lesion_classes=config.annotation_classes)
-        out.write_results(results)
-        print(f"\n{len(records)} slides: {out.predictions_path}, "
-              f"{out.scores_dir}, {out.geojson_dir}, {out.results_path}")
+        _report(config, kind, out, inputs, records, results)
         return out
+    except BaseException as error:
+        if started:
+            out.fail(error)
+        raise
     finally:
         if torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
+
+
+def _report(config: ScoreConfig, kind: str, out: RunFolder,
+            inputs: _Inputs, records: List[Dict], results: Dict) -> None:
+    r"""The files of a scored run: predictions, metrics, localization,
+    pictures and ``results.json``."""
+    saved, target, dataset = inputs.saved, inputs.target, inputs.dataset
+    classes = saved['classes']
+    name = saved['model']
+    cuts = target.get('cut_points') or ()
+    predictions = [SlidePrediction.from_record(r, classes, cuts)
+                   for r in records]
+    out.write_predictions(predictions, classes)
+    results.update({
+        'task': {k: v for k, v in target.items()
+                 if not k.startswith('train_')},
+        'classes': classes,
+        'class_map': None if classes is None else
+        {c: i for i, c in enumerate(classes)},
+        'model': name, 'graph': inputs.graph,
+        'predictions': [p.to_json() for p in predictions],
+        'world_size': world_size(),
+        'skipped_slides': dataset.skipped_slides,
+        'skipped_outcomes': dataset.skipped_outcomes})
+    if inputs.annotated is not None:
+        positive = None if classes is None else classes[-1]
+        results['localization'] = measure(
+            out, inputs.annotated,
+            positive_probabilities(predictions, positive),
+            config.min_coverage, write=True)
+    located = results.get('localization')
+    if kind == 'evaluate' and target['task'] == 'survival':
+        results['metrics'] = survival_results(records, target, cuts)
+        print_table({name: results['metrics']})
+        if target.get('median_train_risk') is not None:
+            results['kaplan_meier'] = write_kaplan_meier(
+                out, records, target['median_train_risk'],
+                target['time_column'], 'evaluated')
+    elif kind == 'evaluate':
+        results['metrics'] = evaluate_predictions(records, classes)
+        if located is not None:
+            # The annotations take precedence over stored labels.
+            results['metrics']['instance_auroc'] = located['instance_auroc']
+        results['metrics']['instance_labels'] = (
+            'annotations' if located is not None else 'patch_labels')
+        print_table({name: {**results['metrics'], **(
+            {'froc': located['froc']['score']} if located else {})}})
+    if located is not None:
+        print(localization_line(located))
+        out.write_froc_curve(render_froc_curve({name: located['froc']}))
+    results['heatmaps'] = write_heatmaps(
+        out, most_lesioned(records, config.heatmaps),
+        [RunFolder(out.path, name)], inputs.images, [predictions],
+        overlay_style=config.overlay_style,
+        outlines=None if inputs.annotated is None
+        else inputs.annotated.areas)
+    results['status'] = FINISHED
+    out.write_results(results)
+    print(f"\n{plural(len(records), inputs.bag_noun)}: "
+          f"{out.predictions_path}, {out.scores_dir}, {out.geojson_dir}, "
+          f"{out.results_path}")
 
 
 def evaluate(config: ScoreConfig) -> Optional[RunFolder]:
@@ -149,9 +269,11 @@ def evaluate(config: ScoreConfig) -> Optional[RunFolder]:
     ``scores/<slide_id>.h5`` and ``geojson/<slide_id>.geojson``,
     ``predictions.csv``, heatmaps, and ``results.json`` with the metrics
     (bag AUROC, accuracy, balanced accuracy, the confusion matrix and,
-    with patch labels, the instance AUROC of the attention). Returns the
-    run folder (:obj:`None` in processes other than 0 under ``torchrun``,
-    which each score their share)."""
+    with patch labels, the instance AUROC of the attention). Every input
+    is checked first; a folder holding another run needs
+    :obj:`config.overwrite`. Returns the run folder (:obj:`None` in
+    processes other than 0 under ``torchrun``, which each score their
+    share)."""
     return _score(config, 'evaluate')
 
 

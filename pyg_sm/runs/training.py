@@ -6,6 +6,7 @@ import torch
 
 from ..datasets import SlideDataset
 from ..datasets.cases import CaseDataset
+from ..datasets.labels import read_groups
 from ..models import build_model
 from ..nn.survival import make_survival_loss, survival_cut_points
 from ..train import Interrupted, fit, save_checkpoint, score_slides
@@ -16,6 +17,7 @@ from ..train.splits import (check_split, check_survival_split, fold_slides,
                             read_split_file, split_slides)
 from ..train.survival import evaluate_survival, kaplan_meier_groups
 from ..utils.errors import PygSmError
+from ..utils.text import plural
 from ..visualize import render_kaplan_meier
 from ._common import (check_progress, command_line, make_dataset,
                       most_lesioned, print_table, slide_images, versions,
@@ -34,32 +36,65 @@ FOLD_SUMMARY = {'classification': ('bag_auroc', 'balanced_accuracy',
                              'integrated_brier_score', 'instance_auroc')}
 
 
-def _splits(config: TrainConfig,
-            dataset: SlideDataset) -> List[Dict[str, List[str]]]:
-    r"""The run's splits: one, or one per fold."""
-    ids, labels, cases = dataset.slide_ids, dataset.labels, dataset.case_ids
+def split_units(config: TrainConfig,
+                dataset: SlideDataset) -> Optional[List[str]]:
+    r"""What a split keeps on one side, per slide: the
+    :obj:`config.split_by` group (each patient within one), else the
+    patient (case id), else :obj:`None` (each slide alone)."""
+    cases = dataset.case_ids
+    if config.split_by is None:
+        return cases
+    groups = read_groups(dataset.root / (config.labels or 'labels.csv'),
+                         config.split_by, dataset.slide_ids, cases)
+    if cases is not None:
+        seen: Dict[str, str] = {}
+        for slide_id, case, group in zip(dataset.slide_ids, cases, groups):
+            if seen.setdefault(case, group) != group:
+                raise PygSmError(
+                    f"patient '{case}' has slides in two --split-by "
+                    f"{config.split_by} groups ('{seen[case]}' and "
+                    f"'{group}', slide '{slide_id}'): a patient must lie in "
+                    f"one group")
+    return groups
+
+
+def _splits(config: TrainConfig, dataset: SlideDataset,
+            units: Optional[List[str]]) -> List[Dict[str, List[str]]]:
+    r"""The run's splits: one, or one per fold, each keeping every unit
+    (:func:`split_units`) on one side."""
+    ids, labels = dataset.slide_ids, dataset.labels
     if config.split_file is not None:
         splits = [read_split_file(config.split_file, ids)]
     elif config.folds:
-        held = split_slides(ids, labels, cases, 0.0, config.test_fraction,
+        held = split_slides(ids, labels, units, 0.0, config.test_fraction,
                             config.seed)['test']
         rest = [i for i, s in enumerate(ids) if s not in set(held)]
         folds = fold_slides([ids[i] for i in rest], [labels[i] for i in rest],
-                            None if cases is None else
-                            [cases[i] for i in rest], config.folds,
+                            None if units is None else
+                            [units[i] for i in rest], config.folds,
                             config.seed)
         splits = [{'train': [s for j, f in enumerate(folds) if j != k
                              for s in f], 'val': folds[k], 'test': held}
                   for k in range(config.folds)]
     else:
-        splits = [split_slides(ids, labels, cases, config.val_fraction,
+        splits = [split_slides(ids, labels, units, config.val_fraction,
                                config.test_fraction, config.seed)]
     for split in splits:
         if dataset.task == 'survival':
-            check_survival_split(split, ids, dataset.events, cases)
+            check_survival_split(split, ids, dataset.events, units)
         else:
-            check_split(split, ids, labels, dataset.classes, cases)
+            check_split(split, ids, labels, dataset.classes, units,
+                        both_classes_held_out=config.split_file is None)
     return splits
+
+
+def split_groups(splits: List[Dict[str, List[str]]], slide_ids: List[str],
+                 units: List[str]) -> List[Dict[str, List[str]]]:
+    r"""The groups on each side of each split, as ``results.json``
+    records them."""
+    group_of = dict(zip(slide_ids, units))
+    return [{side: sorted({group_of[s] for s in ids})
+             for side, ids in split.items()} for split in splits]
 
 
 def target_of(config: TrainConfig) -> Dict:
@@ -69,6 +104,7 @@ def target_of(config: TrainConfig) -> Dict:
     if config.task == 'survival':
         target.update(time_column=config.time_column,
                       event_column=config.event_column,
+                      censorship_column=config.censorship_column,
                       survival_loss=config.survival_loss)
     return target
 
@@ -123,6 +159,7 @@ def _train(config: TrainConfig, out: RunFolder,
         graph = config.graph_options()
         options = config.resolved_model_options()
         target = target_of(config)
+        images = slide_images(config.slides_dir)  # checked before training
         dataset = make_dataset(config, config, config.labels or 'labels.csv',
                                classes=config.classes,
                                cache=out.graph_cache(config), target=target)
@@ -130,7 +167,8 @@ def _train(config: TrainConfig, out: RunFolder,
             raise PygSmError(f'{config.data_dir}: training needs labels')
         if config.bag_by == 'case':
             CaseDataset(dataset)  # checks the case ids and labels early
-        splits = _splits(config, dataset)
+        units = split_units(config, dataset)
+        splits = _splits(config, dataset, units)
         if config.task == 'survival':
             options['num_classes'] = config.num_bins \
                 if config.survival_loss == 'nll' else 1
@@ -152,14 +190,19 @@ def _train(config: TrainConfig, out: RunFolder,
                    {c: i for i, c in enumerate(dataset.classes)},
                    'model': config.model, 'options': options, 'graph': graph,
                    'world_size': world_size(),
-                   'skipped_slides': dataset.skipped_slides}
+                   'skipped_slides': dataset.skipped_slides,
+                   'skipped_outcomes': dataset.skipped_outcomes}
+        if config.split_by is not None:
+            results['split_by'] = config.split_by
+            results['split_groups'] = split_groups(
+                splits, dataset.slide_ids, units)
         runs = []
         for k, split in enumerate(splits):
             folder = out.fold(k + 1) if len(splits) > 1 else out
             runs.append(_train_one(config, dataset, split, options, graph,
                                    out, folder, device, rank, results,
                                    fold=k + 1 if len(splits) > 1 else None,
-                                   target=target))
+                                   target=target, images=images))
         if rank != 0:
             return out
         if len(runs) > 1:
@@ -181,11 +224,13 @@ def _train(config: TrainConfig, out: RunFolder,
         out.write_results(results)
         print(f'\nresults: {out.results_path}')
         return out
-    except Exception:
+    except BaseException as error:
         if prepared and not out.trained_before():
             # Nothing trained, nothing to keep: a folder left behind would
             # only make the next run ask for --resume or --overwrite.
             out.discard()
+        elif rank == 0 and not isinstance(error, Interrupted):
+            out.fail(error)  # an interrupted run has said so already
         raise
     finally:
         if torch.distributed.is_initialized():
@@ -196,7 +241,7 @@ def _train_one(config: TrainConfig, dataset: SlideDataset,
                split: Dict[str, List[str]], options: Dict, graph: Dict,
                out: RunFolder, folder: RunFolder, device: torch.device,
                rank: int, results: Dict, fold: Optional[int],
-               target: Dict) -> Dict:
+               target: Dict, images=None) -> Dict:
     r"""One training run (one fold) in :obj:`folder`, inside the run
     folder :obj:`out` (the same folder without folds): checkpoints every
     epoch, the best one by the monitor, the final evaluation of the best
@@ -255,9 +300,14 @@ def _train_one(config: TrainConfig, dataset: SlideDataset,
                         value=entry.get(config.monitor),
                         train_slides=split['train'])
 
-    print(f"training on {len(split['train'])} slides, validating on "
-          f"{len(split['val'])}" + (f", testing on {len(split['test'])}"
-                                    if split['test'] else '') +
+    noun = 'patient' if config.bag_by == 'case' else 'slide'
+    case_of = dict(zip(dataset.slide_ids, dataset.case_ids or
+                       dataset.slide_ids))
+    sizes = {name: len({case_of[s] for s in ids}) if noun == 'patient'
+             else len(ids) for name, ids in split.items()}
+    print(f"training on {plural(sizes['train'], noun)}, validating on "
+          f"{sizes['val']}" + (f", testing on {sizes['test']}"
+                               if split['test'] else '') +
           f' ({folder.path})', file=sys.stderr, flush=True)
     try:
         history = fit(model, train_set, epochs=config.epochs, lr=config.lr,
@@ -313,8 +363,7 @@ def _train_one(config: TrainConfig, dataset: SlideDataset,
             run['heatmaps'] = write_heatmaps(
                 folder, most_lesioned(records, config.heatmaps),
                 [RunFolder(folder.path, type(best).__name__)],
-                slide_images(config.slides_dir), [predictions],
-                overlay_style=config.overlay_style)
+                images, [predictions], overlay_style=config.overlay_style)
     if rank != 0:
         return run
     if survival and evaluated is not None:

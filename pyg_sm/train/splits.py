@@ -82,8 +82,8 @@ def fold_slides(slide_ids: Sequence[str], labels: Sequence[int],
     for stratum in _groups(slide_ids, labels, case_ids).values():
         if len(stratum) < folds:
             raise PygSmError(f"{folds}-fold cross-validation needs at least "
-                             f"{folds} patients of every class; one class "
-                             f"has {len(stratum)}")
+                             f"{folds} patients (or --split-by groups) of "
+                             f"every class; one class has {len(stratum)}")
         counts = [0] * folds
         for i in torch.randperm(len(stratum), generator=generator).tolist():
             fold = min(range(folds), key=lambda k: (counts[k], k))
@@ -116,10 +116,13 @@ def read_split_file(path: Union[str, Path],
 
 def check_split(split: Dict[str, List[str]], slide_ids: Sequence[str],
                 labels: Sequence[int], classes: Sequence[str],
-                case_ids: Optional[Sequence[str]] = None) -> None:
+                case_ids: Optional[Sequence[str]] = None,
+                both_classes_held_out: bool = True) -> None:
     r"""Stops with a message saying what is missing: a single class, an
     empty training or validation split, a class without training slides,
-    or a patient on both sides."""
+    a validation or test side of one class (with
+    :obj:`both_classes_held_out`; a split file is the user's to make), or
+    a patient (a group) on both sides."""
     label_of = dict(zip(slide_ids, labels))
     present = sorted(set(labels))
     if len(present) < 2:
@@ -137,6 +140,16 @@ def check_split(split: Dict[str, List[str]], slide_ids: Sequence[str],
     missing = [classes[c] for c in present if c not in in_train]
     if missing:
         raise PygSmError(f"class(es) {missing} have no training slide")
+    for name in ('val', 'test') if both_classes_held_out else ():
+        held = {label_of[s] for s in split[name]}
+        if len(held) == 1:
+            raise PygSmError(
+                f"the {name} split holds one class only "
+                f"({classes[held.pop()]!r}, {len(split[name])} slides, e.g. "
+                f"{', '.join(split[name][:3])}): its AUROC needs both; use "
+                f"another --seed, a larger --val-fraction / "
+                f"--test-fraction, coarser --split-by groups or a "
+                f"--split-file")
     _check_patients(split, slide_ids, case_ids)
 
 
@@ -186,5 +199,5 @@ def _check_patients(split: Dict[str, List[str]], slide_ids: Sequence[str],
             sides.setdefault(case_of[s], set()).add(name)
     shared = sorted(c for c, s in sides.items() if len(s) > 1)
     if shared:
-        raise PygSmError(f"patients {shared[:5]} have slides in more than "
-                         f"one split")
+        raise PygSmError(f"patients (or --split-by groups) {shared[:5]} "
+                         f"have slides in more than one split")

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..datasets.annotations import find_annotation_file, read_annotations
+from ..datasets.annotations import AnnotationClasses, AnnotationFolder
 from ..datasets.slide_images import SlideImages
 from ..utils.checks import check_choice
 from ..utils.stats import percentiles
@@ -248,21 +248,21 @@ class ViewerServer(ThreadingHTTPServer):
             (:mod:`pyg_sm.datasets.annotations`): the slides that have one
             get an outline layer (:class:`OutlineTiles`) the page can turn
             on and off. (default: :obj:`None`)
-        lesion_classes (sequence of str, optional): the annotation classes
-            that are lesions. (default: every class but the exclusions)
+        annotation_classes (AnnotationClasses, optional): the lesion and
+            exclusion classes. (default: every class but the exclusions)
     """
     daemon_threads = True
 
     def __init__(self, runs: Sequence, slides: Optional[SlideImages] = None,
                  host: str = '127.0.0.1', port: int = 0,
                  overlay_style: str = 'ramp', annotations=None,
-                 lesion_classes: Optional[Sequence[str]] = None):
+                 annotation_classes: Optional[AnnotationClasses] = None):
         if not runs:
             raise ValueError('the viewer needs at least one run folder')
         check_choice('overlay_style', overlay_style, OVERLAY_STYLES)
         self.overlay_style = overlay_style
-        self.annotations = None if annotations is None else Path(annotations)
-        self.lesion_classes = lesion_classes
+        self.annotations = None if annotations is None else \
+            AnnotationFolder(annotations, annotation_classes)
         self.runs = list(runs)
         self.slides = slides
         # Read once: the folders do not change while they are shown.
@@ -368,7 +368,7 @@ class ViewerServer(ThreadingHTTPServer):
     def annotation_file(self, slide_id: str) -> Optional[Path]:
         if self.annotations is None:
             return None
-        return find_annotation_file(self.annotations, slide_id)
+        return self.annotations.file(slide_id)
 
     def outline_tiles(self, slide_id: str) -> OutlineTiles:
         path = self.annotation_file(slide_id)
@@ -377,9 +377,8 @@ class ViewerServer(ThreadingHTTPServer):
 
         def build():
             zoom = self.deep_zoom(slide_id)
-            area = read_annotations(
-                path, slide_id, None if zoom is None else
-                zoom[0].dimensions).lesion(self.lesion_classes)
+            area = self.annotations.lesion(
+                slide_id, None if zoom is None else zoom[0].dimensions)
             return OutlineTiles(area, self.dimensions(slide_id))
         return self._tiles.get(('outlines', slide_id), build)
 
@@ -583,7 +582,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 def open_viewer(runs: Sequence, slides_dir=None, host: str = '127.0.0.1',
                 port: int = 0, overlay_style: str = 'ramp', annotations=None,
-                lesion_classes: Optional[Sequence[str]] = None
+                annotation_classes: Optional[AnnotationClasses] = None
                 ) -> ViewerServer:
     r"""A :class:`ViewerServer` over opened run folders
     (:func:`pyg_sm.runs.scored_runs`; :func:`pyg_sm.runs.view` opens them
@@ -592,4 +591,4 @@ def open_viewer(runs: Sequence, slides_dir=None, host: str = '127.0.0.1',
     slides = None if slides_dir is None else SlideImages(slides_dir)
     return ViewerServer(runs, slides, host=host, port=port,
                         overlay_style=overlay_style, annotations=annotations,
-                        lesion_classes=lesion_classes)
+                        annotation_classes=annotation_classes)

@@ -7,9 +7,12 @@ import pytest
 import shapely
 
 from pyg_sm import SlideError
-from pyg_sm.datasets.annotations import (check_lesion_classes,
+from pyg_sm.datasets.annotations import (AnnotationClasses,
+                                         AnnotationFolder,
                                          find_annotation_file,
                                          patch_coverage, read_annotations)
+from pyg_sm.train.localization import froc
+from tests.field_files import blob, camelyon16_outlines, write_asap_xml
 
 SQUARE = [[0, 0], [100, 0], [100, 100], [0, 100], [0, 0]]
 HOLE = [[40, 40], [60, 40], [60, 60], [40, 60], [40, 40]]
@@ -107,8 +110,13 @@ def test_self_intersecting_polygons_are_repaired_with_a_warning(tmp_path):
 
 
 def test_unknown_lesion_class():
+    found = {'Tumor': ['s1'], 'Stroma': ['s1']}
     with pytest.raises(ValueError, match=r"names \['Tumour'\]"):
-        check_lesion_classes(['Tumour'], ['Tumor', 'Stroma'])
+        AnnotationClasses(['Tumour']).check(found)
+    with pytest.raises(ValueError, match="did you mean 'Tumor' for "
+                                         "'tumor'"):
+        AnnotationClasses(['tumor']).check(found)
+    assert AnnotationClasses(['Tumor']).check(found) == []
 
 
 def test_binary_masks_at_their_downsample(tmp_path):
@@ -164,3 +172,186 @@ def test_synthetic_outlines_trace_the_patch_labels_holes_included(tmp_path):
     assert holes >= 1
     negatives = {f'slide_{i:03d}' for i in range(0, 14, 2)}
     assert not negatives & {p.stem for p in (root / 'annotations').iterdir()}
+
+
+# CAMELYON16's re-annotated release: metastasis and negative groups --------
+
+def _reference_area(path):
+    """An independent parse of an ASAP XML (ElementTree): the union of the
+    metastasis outlines minus the union of the negative ones."""
+    import xml.etree.ElementTree as ElementTree
+
+    groups = {}
+    for annotation in ElementTree.parse(path).getroot().iter('Annotation'):
+        rows = sorted((int(c.get('Order')), float(c.get('X')),
+                       float(c.get('Y')))
+                      for c in annotation.iter('Coordinate'))
+        groups.setdefault(annotation.get('PartOfGroup'), []).append(
+            shapely.Polygon([r[1:] for r in rows]))
+    return shapely.union_all(groups['metastasis']).difference(
+        shapely.union_all(groups['negative']))
+
+
+def _grid(area, side):
+    low, high = np.floor(np.asarray(area.bounds[:2]) / side) - 1, \
+        np.ceil(np.asarray(area.bounds[2:]) / side) + 1
+    xs, ys = np.meshgrid(np.arange(low[0], high[0]) * side,
+                         np.arange(low[1], high[1]) * side)
+    return np.stack([xs.ravel(), ys.ravel()], 1)
+
+
+@pytest.fixture(scope='module')
+def camelyon16_slide(tmp_path_factory):
+    """tumor_XXX.xml with 4 metastasis and 144 negative outlines (all inside
+    the metastases, about 5% of their area), Polygon and Spline mixed."""
+    rng = np.random.default_rng(16)
+    outlines = camelyon16_outlines(rng)
+    path = write_asap_xml(tmp_path_factory.mktemp('c16') / 'tumor_016.xml',
+                          outlines)
+    return path, outlines
+
+
+def test_camelyon16_negative_groups_are_subtracted(camelyon16_slide):
+    """Coverage of 128-px patches against an independent reference (shapely
+    union and difference of an ElementTree parse, exact areas) within
+    1e-3; counting the negatives as lesion, as pyg-sm did, is off by up to
+    1.0."""
+    path, outlines = camelyon16_slide
+    assert sum(g == 'negative' for g, _, _ in outlines) == 144
+    read = read_annotations(path, 'tumor_016')
+    assert read.classes == ['metastasis', 'negative']
+    area = read.lesion()
+    reference = _reference_area(path)
+    metastases = shapely.union_all([shapely.Polygon(p) for g, _, p in
+                                    outlines if g == 'metastasis'])
+    share = 1 - reference.area / metastases.area
+    assert 0.04 < share < 0.06
+    assert area.symmetric_difference(reference).area < 1e-6 * area.area
+    side = 128.0
+    coords = _grid(metastases, side)
+    boxes = shapely.box(coords[:, 0], coords[:, 1], coords[:, 0] + side,
+                        coords[:, 1] + side)
+    expected = shapely.area(shapely.intersection(boxes, reference)) / side**2
+    coverage = patch_coverage(coords, side, area)
+    assert np.abs(coverage - expected).max() < 1e-3
+    filled = patch_coverage(coords, side, metastases)  # negatives as lesion
+    assert np.abs(filled - expected).max() > 0.99
+    assert ((filled >= 0.5) != (coverage >= 0.5)).sum() > 50
+
+
+def test_camelyon16_froc_counts_detections_in_negative_regions_as_false_positives(  # noqa: E501
+        tmp_path):
+    """A negative region wider than the 75 um dilation: the detection at its
+    centre is a false positive (a hit when the region is read as
+    lesion)."""
+    rng = np.random.default_rng(5)
+    centre = np.array([8000.0, 8000.0])
+    path = write_asap_xml(tmp_path / 'tumor_002.xml', [
+        ('metastasis', 'Polygon', blob(centre, 3000, rng, wobble=0.05)),
+        ('negative', 'Spline', blob(centre, 1200, rng, wobble=0.05))])
+    side, mpp = 256.0, 0.243
+    area = read_annotations(path, 'tumor_002').lesion()
+    coords = _grid(area, side)
+    attention = np.zeros(len(coords))
+    top = np.argmin(((coords + side / 2 - centre)**2).sum(1))
+    attention[top] = 10.0
+
+    def result(lesion_area):
+        return froc([{'coords': coords, 'attention': attention,
+                      'probability': 1.0, 'patch_size': side,
+                      'lesion_area': lesion_area, 'mpp': mpp}], mpp=mpp)
+    right = result(area)
+    filled = result(read_annotations(path, 'tumor_002').lesion(
+        ['metastasis', 'negative']))  # the negative region read as lesion
+    # The top detection: a false positive at the highest threshold, not a
+    # hit.
+    assert right['curve']['fps_per_slide'][0] == 1
+    assert right['curve']['sensitivity'][0] == 0
+    assert filled['curve']['fps_per_slide'][0] == 0
+    assert filled['curve']['sensitivity'][0] == 1
+
+
+@pytest.mark.parametrize('attribute', ['PartofGroup', 'partOfGroup'])
+def test_an_asap_attribute_in_another_case_is_an_error(tmp_path, attribute):
+    rng = np.random.default_rng(0)
+    path = write_asap_xml(tmp_path / 'tumor_001.xml',
+                          camelyon16_outlines(rng, 1, 2),
+                          group_attribute=attribute)
+    with pytest.raises(SlideError, match=f"line 4: <Annotation> has the "
+                                         f"attribute '{attribute}'; ASAP "
+                                         f"writes 'PartOfGroup'"):
+        read_annotations(path, 'tumor_001')
+
+
+def test_an_annotation_without_a_group_is_an_error(tmp_path):
+    path = tmp_path / 'a.xml'
+    path.write_text('<?xml version="1.0"?>\n<ASAP_Annotations>\n'
+                    '<Annotations>\n<Annotation Name="A" Type="Polygon">\n'
+                    '<Coordinates><Coordinate Order="0" X="0" Y="0"/>'
+                    '<Coordinate Order="1" X="9" Y="0"/><Coordinate '
+                    'Order="2" X="9" Y="9"/></Coordinates></Annotation>\n'
+                    '</Annotations></ASAP_Annotations>\n')
+    with pytest.raises(SlideError, match='line 4: <Annotation Name="A"> has '
+                                         'no PartOfGroup attribute'):
+        read_annotations(path, 'a')
+
+
+def test_ungrouped_outlines_need_a_class_and_dots_are_left_out(tmp_path):
+    """ASAP writes PartOfGroup="None" for an outline in no group: read as
+    lesion only when named. A Dot marks no area: left out, with a
+    warning."""
+    rng = np.random.default_rng(1)
+    outlines = [('None', 'Polygon', blob) for _, _, blob in
+                camelyon16_outlines(rng, 1, 0)]
+    outlines.append(('None', 'Dot', np.array([[5.0, 5.0]])))
+    path = write_asap_xml(tmp_path / 'b.xml', outlines, groups='')
+    with pytest.warns(UserWarning, match="'Annotation 1' .Dot. marks "
+                                         "points"):
+        read = read_annotations(path, 'b')
+    with pytest.raises(ValueError, match='no group .PartOfGroup="None"'):
+        AnnotationClasses().check({c: ['b'] for c in read.classes})
+    AnnotationClasses(['None']).check({c: ['b'] for c in read.classes})
+    assert read.lesion(['None']).area > 0
+
+
+def test_exclusions_by_default_and_by_name(tmp_path):
+    """_2, Exclusion, negative and QuPath's Ignore* are subtracted; others
+    with --exclusion-classes; a file of several lesion classes warns,
+    naming them."""
+    big = [[0, 0], [100, 0], [100, 100], [0, 100], [0, 0]]
+
+    def square(x, y, s):
+        return [[x, y], [x + s, y], [x + s, y + s], [x, y + s], [x, y]]
+    content = {'type': 'FeatureCollection', 'features': [
+        feature([big], name='Tumor'),
+        feature([square(10, 10, 10)], name='Ignore*'),
+        feature([square(30, 30, 10)], name='Necrosis'),
+        feature([square(50, 50, 10)], name='negative')]}
+    (tmp_path / 's.geojson').write_text(json.dumps(content))
+    folder = AnnotationFolder(tmp_path)
+    found = {c: ['s'] for c in folder.read('s').classes}
+    assert folder.lesion('s').area == pytest.approx(10000 - 200)
+    notes = folder.classes.check(found)
+    assert len(notes) == 1 and "['Necrosis', 'Tumor']" in notes[0]
+    named = AnnotationFolder(tmp_path, AnnotationClasses(
+        exclusion=['necrosis']))
+    assert named.lesion('s').area == pytest.approx(10000 - 300)
+    assert named.classes.check(found) == []
+    assert named.classes.split(found) == (['Tumor'], ['Ignore*', 'Necrosis',
+                                                      'negative'])
+    with pytest.raises(ValueError, match='both lesion'):
+        AnnotationClasses(['Tumor'], ['Tumor'])
+
+
+def test_unmatched_annotation_files_and_their_likely_slides(tmp_path):
+    for name in ('Slide_025.geojson', 'slide_026.tif.geojson',
+                 'c16_slide_027.xml', 'other.xml', 'notes.txt'):
+        (tmp_path / name).write_text('{}')
+    folder = AnnotationFolder(tmp_path)
+    ids = ['slide_025', 'slide_026', 'slide_027']
+    assert [p.name for p in folder.unmatched(ids)] == [
+        'Slide_025.geojson', 'c16_slide_027.xml', 'other.xml',
+        'slide_026.tif.geojson']
+    assert folder.hints(ids) == ["'Slide_025.geojson' for 'slide_025'",
+                                 "'c16_slide_027.xml' for 'slide_027'",
+                                 "'slide_026.tif.geojson' for 'slide_026'"]

@@ -69,8 +69,10 @@ def test_synthetic_survival_cohort(cohort):
     (lambda r: r.pop('time'), "no column 'time' (--time-column)"),
     (lambda r: r.pop('event'), "no column 'event' (--event-column)"),
     (lambda r: r.update(time='-3'), "slide 'slide_002': column 'time'"),
-    (lambda r: r.update(time=''), "slide 'slide_002': column 'time'"),
-    (lambda r: r.update(time='nan'), 'finite time'),
+    (lambda r: r.update(time=''), "have no time or event: slide_002 (line "
+                                  "4); --missing-outcomes skip"),
+    (lambda r: r.update(time='nan'), "have no time or event: slide_002"),
+    (lambda r: r.update(event='NA'), "have no time or event: slide_002"),
     (lambda r: r.update(time='inf'), 'finite time'),
     (lambda r: r.update(time='soon'), 'not a number'),
     (lambda r: r.update(event='2'), "column 'event' (--event-column)"),
