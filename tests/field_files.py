@@ -11,7 +11,8 @@ import numpy as np
 _ANNOTATION = ('\t\t<Annotation Name="Annotation {number}" Type="{kind}" '
                'PartOfGroup="{group}" Color="{color}">\n\t\t\t<Coordinates>\n'
                '{rows}\t\t\t</Coordinates>\n\t\t</Annotation>\n')
-_COORDINATE = '\t\t\t\t<Coordinate Order="{order}" X="{x:.4f}" Y="{y:.4f}" />\n'
+_COORDINATE = ('\t\t\t\t<Coordinate Order="{order}" X="{x:.4f}" '
+               'Y="{y:.4f}" />\n')
 #: The groups section of CAMELYON16's re-annotated XMLs: the Group
 #: elements carry a PartOfGroup="None" of their own.
 _GROUPS = ('\t<AnnotationGroups>\n'
@@ -130,3 +131,159 @@ def tcga_slide_ids(path: Path):
     with open(path, newline='') as f:
         rows = list(csv.DictReader(f))
     return [(row['slide_id'][:-len('.svs')], row['case_id']) for row in rows]
+
+
+def tcga_outcomes(rng, patients=359, censored=0.56, horizon=160.0):
+    """Times (months) and events with a real TCGA table's shape: heavy
+    censoring, long-tailed times up to :obj:`horizon`, the censored ones
+    mostly longer (follow-up ends) than the events."""
+    events = (rng.random(patients) >= censored).astype(int)
+    times = np.where(events == 1, rng.gamma(1.4, 20.0, patients),
+                     rng.uniform(3.0, horizon, patients))
+    return np.clip(times, 0.1, horizon).round(2), events
+
+
+def tcga_cohort(root: Path, rng, patients=359, two_slides=64,
+                patches=(24, 48), dim=16, offset=3.0, shift=3.0) -> Path:
+    """A TCGA cohort in the h5 layout with :func:`tcga_table`'s labels:
+    features far from zero on average (as encoders' are), a quarter of
+    each slide's patches shifted along one direction in proportion to the
+    patient's hazard rank (shorter times rank higher), so that the
+    features carry the outcome."""
+    import h5py
+
+    root = Path(root)
+    (root / 'features').mkdir(parents=True, exist_ok=True)
+    times, events = tcga_outcomes(rng, patients)
+    counts = [2 if i < two_slides else 1 for i in range(patients)]
+    tcga_table(root / 'labels.csv', times, events, counts, rng)
+    rank = (-times).argsort().argsort() / (patients - 1)
+    direction = rng.standard_normal(dim)
+    direction /= np.linalg.norm(direction)
+    case_index = {f'TCGA-{TCGA_SITES[i % len(TCGA_SITES)]}-{1000 + i:04d}': i
+                  for i in range(patients)}
+    for slide_id, case_id in tcga_slide_ids(root / 'labels.csv'):
+        side = int(rng.integers(*patches) ** 0.5) + 1
+        n = side * side
+        features = rng.standard_normal((n, dim)) + offset
+        features[rng.permutation(n)[:n // 4]] += \
+            shift * rank[case_index[case_id]] * direction
+        ys, xs = np.divmod(np.arange(n), side)
+        with h5py.File(root / 'features' / f'{slide_id}.h5', 'w') as f:
+            f['features'] = features.astype(np.float32)
+            coords = f.create_dataset(
+                'coords', data=np.stack([xs, ys], 1).astype(np.int64) * 512)
+            coords.attrs['patch_size_level0'] = 512
+    return root
+
+
+def exponential_outcomes(root: Path, rng, strength=2.0, censored=0.3,
+                         offset=3.0) -> Path:
+    """A synthetic cohort (``make_synthetic_slides``) turned into the
+    second kind of real-looking survival data: exponential times with
+    hazard ``exp(strength * z)``, z the standardized lesion burden (lesion
+    patches), random censoring of about :obj:`censored`, and features moved
+    :obj:`offset` away from zero (an encoder's are not centred)."""
+    import h5py
+
+    root = Path(root)
+    with open(root / 'labels.csv', newline='') as f:
+        rows = list(csv.DictReader(f))
+    burden = []
+    for row in rows:
+        with h5py.File(root / 'features' / f"{row['slide_id']}.h5",
+                       'r+') as f:
+            burden.append(float(f['patch_labels'][()].sum()))
+            f['features'][...] = f['features'][()] + offset
+    burden = np.asarray(burden)
+    z = (burden - burden.mean()) / burden.std()
+    times = rng.exponential(24.0 / np.exp(strength * z))
+    cut = rng.exponential(24.0 * (1 - censored) / censored, len(rows))
+    events = (times <= cut).astype(int)
+    with open(root / 'labels.csv', 'w', newline='') as f:
+        writer = csv.writer(f)
+        writer.writerow(['slide_id', 'time', 'event'])
+        for row, time, end, event in zip(rows, times, cut, events):
+            writer.writerow([row['slide_id'], f'{min(time, end):.3f}',
+                             event])
+    return root
+
+
+# CLAM's output ---------------------------------------------------------------
+
+def clam_contours(rng, side, pieces=4, extent=12):
+    """The level-0 top-left corners of a slide's patches as CLAM's
+    create_patches_fp.py lays them: each tissue contour tiled from its own
+    bounding box's corner (an arbitrary pixel), so that one slide's patches
+    lie on several grids whose origins differ by less than a patch (22 to
+    126 px here). Odd pieces touch the piece before them (right below it);
+    even ones lie apart."""
+    import shapely
+
+    corners = []
+    for k in range(pieces):
+        width, height = rng.integers(extent // 2, extent + 1, 2) * side
+        if k % 2 == 1:
+            x, y = below
+        else:
+            x, y = 1000 + k * (extent + 3) * side, 2000
+        origin = np.array([x, y]) + rng.integers(22, 127, 2)
+        centre = origin + np.array([width, height]) / 2
+        region = shapely.Polygon(blob(centre, min(width, height) / 2, rng,
+                                      points=24, wobble=0.1))
+        region = region.union(shapely.box(
+            centre[0] - width / 3, origin[1], centre[0] + width / 3,
+            origin[1] + height))  # flat top and bottom: pieces touch
+        xs = origin[0] + side * np.arange(width // side + 1)
+        ys = origin[1] + side * np.arange(height // side + 1)
+        grid = np.stack(np.meshgrid(xs, ys), -1).reshape(-1, 2)
+        inside = shapely.contains_xy(region, grid[:, 0] + side / 2,
+                                     grid[:, 1] + side / 2)
+        corners.append(grid[inside])
+        below = (origin[0], origin[1] + height)
+    return np.concatenate(corners).astype(np.int64)
+
+
+def reference_grid_edges(corners, side, tolerance=0.05):
+    """Every pair of distinct patches whose corners lie within one side
+    (with the tolerance) on each axis: an independent O(N^2) reference."""
+    corners = np.asarray(corners, np.float64)
+    delta = np.abs(corners[:, None, :] - corners[None, :, :]).max(-1)
+    close = delta <= side * (1 + tolerance)
+    np.fill_diagonal(close, False)
+    return {(int(i), int(j)) for i, j in zip(*np.nonzero(close))}
+
+
+def write_clam_slide(root: Path, slide_id: str, corners, features,
+                     patch_size=512, patch_level=0, downsample=(1.0, 1.0),
+                     with_patches=True) -> None:
+    """A slide as CLAM writes it: ``pt_files/<id>.pt`` (features),
+    ``h5_files/<id>.h5`` (``features`` and ``coords``, no attributes:
+    extract_features_fp.py saves with attr_dict=None) and, from
+    create_patches_fp.py, ``patches/<id>.h5`` whose ``coords`` carry
+    ``patch_size``, ``patch_level``, ``downsample``,
+    ``downsampled_level_dim``, ``level_dim``, ``name`` and ``save_path``."""
+    import h5py
+    import torch
+
+    root = Path(root)
+    for name in ('pt_files', 'h5_files', 'patches'):
+        (root / name).mkdir(parents=True, exist_ok=True)
+    torch.save(torch.as_tensor(features, dtype=torch.float32),
+               root / 'pt_files' / f'{slide_id}.pt')
+    with h5py.File(root / 'h5_files' / f'{slide_id}.h5', 'w') as f:
+        f['features'] = np.asarray(features, np.float32)
+        f['coords'] = corners
+    if not with_patches:
+        return
+    with h5py.File(root / 'patches' / f'{slide_id}.h5', 'w') as f:
+        coords = f.create_dataset('coords', data=corners)
+        level_dim = np.array([120000, 90000], np.int64)
+        coords.attrs['patch_size'] = patch_size
+        coords.attrs['patch_level'] = patch_level
+        coords.attrs['downsample'] = np.asarray(downsample, np.float64)
+        coords.attrs['downsampled_level_dim'] = (
+            level_dim / np.asarray(downsample)).astype(np.int64)
+        coords.attrs['level_dim'] = level_dim
+        coords.attrs['name'] = slide_id
+        coords.attrs['save_path'] = str(root / 'patches')

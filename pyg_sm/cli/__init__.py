@@ -10,7 +10,7 @@ import shlex
 import sys
 from typing import List, Optional
 
-from ..runs import Interrupted, PygSmError, invoked_as
+from ..runs import Interrupted, PygSmError, __version__, invoked_as
 from . import demo, evaluate, heatmap, predict, train, view
 from ._flags import HelpFormatter
 
@@ -27,6 +27,8 @@ def parser(argv: Optional[List[str]] = None) -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(
         prog='pyg-sm', description='Sm attention MIL on slide graphs.',
         formatter_class=HelpFormatter)
+    root.add_argument('--version', action='version',
+                      version=f'pyg-sm {__version__}')
     commands = root.add_subparsers(dest='command', required=True)
     for name, module in COMMANDS.items():
         sub = commands.add_parser(name, formatter_class=HelpFormatter,

@@ -100,9 +100,13 @@ def add_config_flags(parser: argparse.ArgumentParser, config: type,
             continue
         if _is_list(hints[field.name]):  # one flag, comma-separated values
             kind = _comma_list
+        required = field.default is dataclasses.MISSING and \
+            field.default_factory is dataclasses.MISSING
+        if required:
+            help = f'{help} (required)'
         target.add_argument(flag(field.name), dest=field.name, type=kind,
                             choices=meta.get('choices'),
-                            default=argparse.SUPPRESS,
+                            default=argparse.SUPPRESS, required=required,
                             metavar=None if meta.get('choices') else
                             field.name.upper(), help=help)
 

@@ -14,7 +14,7 @@ from ..transforms import GridPatchGraph
 from ..utils.checks import check_choice
 from ..utils.errors import MissingFileError, PygSmError, SlideError
 from ..utils.files import atomic_path
-from ..utils.text import few
+from ..utils.text import few, plural
 from .labels import (LabelTable, OutcomeColumns, class_names, read_labels,
                      read_survival)
 from .layouts import find_layout
@@ -233,7 +233,7 @@ class SlideDataset(torch.utils.data.Dataset):
         name the feature file of their stem (``a.h5``, in :obj:`present`):
         read as the stem, with a note."""
         renamed = {}
-        for slide_id in table.labels:
+        for slide_id in [*table.labels, *table.missing_outcomes]:
             stem, extension = os.path.splitext(slide_id)
             if extension.lower() in SLIDE_EXTENSIONS and \
                     slide_id not in present and stem in present and \
@@ -268,7 +268,8 @@ class SlideDataset(torch.utils.data.Dataset):
             return slide_ids
         listed = f'in {labels}' if known is not None and labels else \
             'listed'
-        message = (f"{len(missing)} of {len(slide_ids)} slides {listed} have "
+        total = plural(len(slide_ids), 'slide')
+        message = (f"{len(missing)} of {total} {listed} have "
                    f"no feature file in {folder}: {few(missing)}")
         hints = self._missing_hints(missing, present, folder)
         if missing_slides == 'skip' and len(missing) < len(slide_ids):
@@ -407,6 +408,6 @@ class SlideDataset(torch.utils.data.Dataset):
         return data
 
     def __repr__(self) -> str:
-        return (f'{self.__class__.__name__}({len(self)} slides, '
+        return (f'{self.__class__.__name__}({plural(len(self), "slide")}, '
                 f'root={str(self.root)!r}, layout={self.layout.name!r}, '
                 f'graph={self.graph})')

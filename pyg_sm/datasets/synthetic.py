@@ -17,8 +17,6 @@ SIDE_MULTIPLE = 64
 TIFF_TILE = 256
 #: Pyramid levels are halved until the longer side is at most this.
 SMALLEST_LEVEL = 512
-#: Nominal resolution written to the TIFFs (micrometres per pixel).
-MICRONS_PER_PIXEL = 0.5
 
 # H&E-like colours (RGB): glass, eosin-stained stroma, tumour-like lesions
 # and the haematoxylin of their nuclei.
@@ -35,6 +33,9 @@ RING_EVERY, RING_HOLE = 6, 0.4
 #: Micrometres per level-0 pixel the synthetic slides stand for: a 64-pixel
 #: patch is 128 um, as a 256-pixel patch at 0.5 um per pixel (20x).
 SYNTHETIC_MPP = 2.0
+#: The resolution written to the TIFFs (micrometres per pixel): the one the
+#: slides stand for, so that OpenSlide's ``openslide.mpp-x`` says it.
+MICRONS_PER_PIXEL = SYNTHETIC_MPP
 #: Synthetic survival (months): a Weibull time of this shape and scale whose
 #: log-hazard is LOG_HAZARD_PER_BURDEN * log(1 + lesion patches / 10);
 #: CENSORED of the slides are censored at a uniform share of their time.

@@ -7,7 +7,7 @@ import torch
 from torch import Tensor
 
 from ..data.bags import Bags, as_bags
-from ..nn.survival import SurvivalLoss, check_survival_targets
+from ..nn.survival import SurvivalHead, SurvivalLoss, check_survival_targets
 from ..utils.checks import check_dim
 
 #: The reference's default criterion (one logit per bag). A model given it
@@ -122,7 +122,11 @@ class MILModel(torch.nn.Module):
         self.criterion = criterion
 
     def bag_head(self) -> torch.nn.Linear:
-        r"""The layer from :math:`\mathbf{z}` to the bag logit(s)."""
+        r"""The layer from :math:`\mathbf{z}` to the bag logit(s): linear,
+        centred on the training bags (:class:`~pyg_sm.nn.SurvivalHead`)
+        with a survival criterion."""
+        if isinstance(self.criterion, SurvivalLoss):
+            return SurvivalHead(self.feature_dim, self._head_size)
         return torch.nn.Linear(self.feature_dim, self._head_size)
 
     @property
@@ -145,6 +149,19 @@ class MILModel(torch.nn.Module):
             raise ValueError(f"{type(self).__name__}.risk needs a survival "
                              f"criterion (got {self.criterion!r})")
         return self.criterion.risk(logits)
+
+    def start_at_baseline(self, times, events) -> None:
+        r"""Starts the biases of a survival model's head at its
+        criterion's baseline of the training bags' :obj:`times` and
+        :obj:`events` (:meth:`~pyg_sm.nn.SurvivalLoss.baseline`): the
+        discrete-time NLL then learns to rank the bags from its first
+        steps instead of first moving every bag towards the baseline."""
+        if not isinstance(self.classifier, SurvivalHead):
+            raise ValueError(f"{type(self).__name__}.start_at_baseline needs "
+                             f"a survival criterion (got {self.criterion!r})")
+        with torch.no_grad():
+            self.classifier.bias.copy_(self.criterion.baseline(
+                times, events).to(self.classifier.bias))
 
     def pool_bags(self, bags: Bags) -> Tuple[Tensor, Tensor]:
         r"""Pools bags of extracted features: returns :math:`\mathbf{z}`

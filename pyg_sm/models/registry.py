@@ -126,8 +126,14 @@ class ModelSpec:
         return {**self.defaults(), **self.presets[preset].values,
                 **overrides}
 
-    def build(self, feature_dim: int, **options) -> torch.nn.Module:
+    def build(self, feature_dim: int, criterion=None,
+              **options) -> torch.nn.Module:
+        r"""The model for instances of :obj:`feature_dim` features with
+        :obj:`options` and, when given, :obj:`criterion` (a survival
+        criterion gives the model its survival head)."""
         self.check(options)
+        if criterion is not None:
+            options = {**options, 'criterion': criterion}
         return self.model_class(in_shape=(feature_dim, ), **options)
 
 
@@ -224,7 +230,8 @@ def model_spec(name: str) -> ModelSpec:
 
 
 def build_model(feature_dim: int, model: str = 'sm_abmil',
-                **options) -> torch.nn.Module:
+                criterion=None, **options) -> torch.nn.Module:
     r"""Builds the model :obj:`model` for instances of :obj:`feature_dim`
-    features with :obj:`options` (the constructor's defaults elsewhere)."""
-    return model_spec(model).build(feature_dim, **options)
+    features with :obj:`options` (the constructor's defaults elsewhere)
+    and :obj:`criterion` (the model's default when :obj:`None`)."""
+    return model_spec(model).build(feature_dim, criterion, **options)

@@ -2,12 +2,14 @@ r"""Layers: the :class:`Sm` operator (a PyG ``MessagePassing`` layer, with
 its private engine: autograd functions and the conjugate-gradient solver),
 :class:`SmAttentionPool` and the Sm transformer (:class:`SmTransformerEncoder`,
 its layer and its self-attention), and the survival criteria
-(:class:`CoxPHLoss`, :class:`DiscreteTimeNLLLoss`)."""
+(:class:`CoxPHLoss`, :class:`DiscreteTimeNLLLoss`) and their bag head
+(:class:`SurvivalHead`)."""
 from ._solver import SmConvergenceError, SmConvergenceWarning
 from .attention_pool import ACTIVATIONS, SM_WHERE, SmAttentionPool
 from .sm import MODES, NONCONVERGENCE, Sm
 from .survival import (SURVIVAL_LOSSES, CoxPHLoss, DiscreteTimeNLLLoss,
-                       SurvivalLoss, make_survival_loss, survival_cut_points)
+                       SurvivalHead, SurvivalLoss, make_survival_loss,
+                       survival_cut_points)
 from .sm_transformer import (SmMultiheadSelfAttention, SmTransformerEncoder,
                              SmTransformerLayer, per_bag_attention)
 
@@ -16,4 +18,4 @@ __all__ = ['Sm', 'SmAttentionPool', 'SmConvergenceError',
            'SM_WHERE', 'SmMultiheadSelfAttention', 'SmTransformerLayer',
            'SmTransformerEncoder', 'per_bag_attention', 'SurvivalLoss',
            'CoxPHLoss', 'DiscreteTimeNLLLoss', 'survival_cut_points',
-           'make_survival_loss', 'SURVIVAL_LOSSES']
+           'make_survival_loss', 'SURVIVAL_LOSSES', 'SurvivalHead']

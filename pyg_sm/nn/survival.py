@@ -55,6 +55,13 @@ class SurvivalLoss(torch.nn.Module):
         r"""The risk of each bag :math:`(B,)`."""
         raise NotImplementedError
 
+    def baseline(self, times: Sequence[float],
+                 events: Sequence[int]) -> Tensor:
+        r"""The outputs :math:`(K,)` of a bag of average risk among bags
+        with outcomes :obj:`times` and :obj:`events` (the training bags):
+        where a :class:`SurvivalHead`'s biases start."""
+        return torch.zeros(self.num_outputs)
+
     def options(self) -> dict:
         r"""What rebuilds the criterion (checkpoints record it)."""
         return {'survival_loss': self.name}
@@ -168,6 +175,21 @@ class DiscreteTimeNLLLoss(SurvivalLoss):
         loss = torch.where(events > 0, -(log_before + log_h), -log_s)
         return loss.mean()
 
+    def baseline(self, times: Sequence[float],
+                 events: Sequence[int]) -> Tensor:
+        r"""The logits of the discrete hazards of :obj:`times` and
+        :obj:`events`: in each interval, the events in it over the bags at
+        risk at its start (smoothed by :math:`\frac{1}{2}` and 1, so that
+        an interval without events or bags stays finite)."""
+        times = torch.as_tensor(times, dtype=torch.float64)
+        events = torch.as_tensor(events, dtype=torch.float64)
+        y = self.interval(times)
+        bins = torch.arange(self.num_outputs)
+        at_risk = (y.unsqueeze(0) >= bins.unsqueeze(1)).sum(1)
+        died = ((y.unsqueeze(0) == bins.unsqueeze(1)) *
+                events.unsqueeze(0)).sum(1)
+        return torch.logit((died + 0.5) / (at_risk + 1.0)).float()
+
     def survival(self, logits: Tensor) -> Tensor:
         r"""The survival probabilities :math:`S_1, \dots, S_K`
         :math:`(B, K)`: :math:`S_k` is the probability of surviving past
@@ -185,6 +207,82 @@ class DiscreteTimeNLLLoss(SurvivalLoss):
     def __repr__(self) -> str:
         cuts = ', '.join(f'{c:g}' for c in self.cut_points.tolist())
         return f'{self.__class__.__name__}(cut_points=[{cuts}])'
+
+
+class SurvivalHead(torch.nn.Linear):
+    r"""The bag head of a survival model: a linear layer on the bag
+    representation centred by the running mean of the training bags'
+    representations,
+
+    .. math::
+        \mathbf{o} = \mathbf{W} (\mathbf{z} - \bar{\mathbf{z}}) +
+        \mathbf{b},
+
+    where :math:`\bar{\mathbf{z}}` follows the batches in training
+    (:math:`\bar{\mathbf{z}} \leftarrow (1 - m) \bar{\mathbf{z}} + m
+    \, \mathrm{mean}_B(\mathbf{z})`, the first batch's mean to start, no
+    gradient) and is fixed in evaluation.
+
+    The centring is a reparametrization (the same functions of
+    :math:`\mathbf{z}`), but it is what lets the discrete-time NLL learn:
+    an encoder's features are far from zero on average, and without it the
+    gradient that should rank the bags is swamped by the one that moves
+    every bag's hazards towards the baseline, along the mean
+    representation (a Cox loss is blind to that shift and does not
+    suffer). Batches of one bag are centred as well as larger ones. Its
+    biases start at the training bags' baseline
+    (:meth:`MILModel.start_at_baseline
+    <pyg_sm.models.MILModel.start_at_baseline>`, the criterion's
+    :meth:`SurvivalLoss.baseline`): on centred representations, a bag of
+    average risk then starts with the baseline hazards, and the gradient
+    goes to ranking the bags from the first step.
+
+    Args:
+        in_features (int): :math:`D`.
+        out_features (int): The outputs the criterion needs.
+        momentum (float, optional): :math:`m`. (default: :obj:`0.1`)
+
+    Shapes:
+        - **input:** :math:`(B, D)`
+        - **output:** :math:`(B, K)`
+    """
+    def __init__(self, in_features: int, out_features: int,
+                 momentum: float = 0.1):
+        super().__init__(in_features, out_features)
+        if not 0 < momentum <= 1:
+            raise ValueError(f"'momentum' must lie in (0, 1] (got "
+                             f"{momentum})")
+        self.momentum = momentum
+        self.register_buffer('running_mean', torch.zeros(in_features))
+        self.register_buffer('num_batches_tracked',
+                             torch.zeros((), dtype=torch.long))
+
+    def reset_parameters(self) -> None:
+        super().reset_parameters()
+        if hasattr(self, 'running_mean'):
+            self.running_mean.zero_()
+            self.num_batches_tracked.zero_()
+
+    def forward(self, z: Tensor) -> Tensor:
+        if self.training and z.size(0) > 0:
+            with torch.no_grad():
+                mean = z.detach().mean(0).to(self.running_mean.dtype)
+                weight = torch.where(self.num_batches_tracked > 0,
+                                     self.momentum, 1.0)
+                self.running_mean.lerp_(mean, weight)
+                self.num_batches_tracked += 1
+        return super().forward(z - self.running_mean.to(z.dtype))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # A survival head saved before the centring (pyg-sm 0.2) is a plain
+        # linear layer: it loads uncentred, computing what it computed.
+        for name in ('running_mean', 'num_batches_tracked'):
+            state_dict.setdefault(prefix + name, getattr(self, name).new_zeros(
+                getattr(self, name).shape))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def extra_repr(self) -> str:
+        return f'{super().extra_repr()}, momentum={self.momentum}'
 
 
 def survival_cut_points(times: Sequence[float], events: Sequence[int],

@@ -28,6 +28,7 @@ function:
 slides' predictions and their per-patch scores."""
 from ..train import Interrupted
 from ..utils.errors import PygSmError
+from ..version import __version__  # noqa: F401 (the CLI's --version)
 from ._common import invoked_as
 from .config import (DEMO_SIGNAL, RECIPES, CohortConfig, DemoConfig,
                      GraphConfig, HeatmapConfig, Recipe, ScoreConfig,

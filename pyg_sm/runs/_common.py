@@ -112,11 +112,12 @@ def print_survival_table(results: Dict[str, Dict]) -> None:
     r"""Survival metrics, one row per model: Harrell's and Uno's c-index,
     the mean time-dependent AUC, the integrated Brier score (nll) and the
     instance AUROC of the attention."""
-    print(f"\n{'model':<10} {'c-index':>8} {'Uno':>6} {'td-AUC':>7} "
+    width = max(10, *map(len, results))
+    print(f"\n{'model':<{width}} {'c-index':>8} {'Uno':>6} {'td-AUC':>7} "
           f"{'IBS':>6} {'instance AUROC':>15}")
     for name, r in results.items():
         auc = (r.get('time_auc') or {}).get('mean')
-        print(f"{name:<10} {_fmt(r.get('c_index')):>8} "
+        print(f"{name:<{width}} {_fmt(r.get('c_index')):>8} "
               f"{_fmt(r.get('c_index_uno')):>6} {_fmt(auc):>7} "
               f"{_fmt(r.get('integrated_brier_score')):>6} "
               f"{_fmt(r.get('instance_auroc')):>15}", flush=True)
@@ -129,11 +130,12 @@ def print_table(results: Dict[str, Dict]) -> None:
     if any('c_index' in r for r in results.values()):
         return print_survival_table(results)
     froc = any('froc' in r for r in results.values())
-    print(f"\n{'model':<10} {'bag AUROC':>10} {'instance AUROC':>15} "
+    width = max(10, *map(len, results))
+    print(f"\n{'model':<{width}} {'bag AUROC':>10} {'instance AUROC':>15} "
           f"{'bag acc':>8} {'bal acc':>8}" + (f" {'FROC':>6}" if froc
                                                else ''))
     for name, r in results.items():
-        print(f"{name:<10} {_fmt(r['bag_auroc']):>10} "
+        print(f"{name:<{width}} {_fmt(r['bag_auroc']):>10} "
               f"{_fmt(r['instance_auroc']):>15} {_fmt(r['bag_accuracy']):>8} "
               f"{_fmt(r['balanced_accuracy']):>8}" +
               (f" {_fmt(r.get('froc')):>6}" if froc else ''), flush=True)

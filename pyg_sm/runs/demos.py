@@ -93,8 +93,9 @@ def demo(config: DemoConfig) -> RunFolder:
                        'command': command_line(), 'config': as_dict(config),
                        'versions': versions(), 'runs': runs,
                        'heatmaps': heatmaps})
-    print(f'\nresults: {out.results_path}; attention over the slides: '
-          f'{out.heatmaps_dir}\nexplore them: ' + shlex.join(
-              ['pyg-sm', 'view', *(str(run.path) for run in evaluated),
-               '--slides-dir', str(data_dir / 'slides')]))
+    print(f'\nresults: {out.results_path}' + (
+        f'; attention over the slides: {out.heatmaps_dir}' if heatmaps
+        else '') + '\nexplore them: ' + shlex.join(
+            ['pyg-sm', 'view', *(str(run.path) for run in evaluated),
+             '--slides-dir', str(data_dir / 'slides')]))
     return out

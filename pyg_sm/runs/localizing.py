@@ -20,7 +20,7 @@ from ..datasets.annotations import (AnnotationClasses, AnnotationFolder,
 from ..train.localization import (MIN_COVERAGE, froc, instance_metrics,
                                   mean_sd)
 from ..utils.errors import PygSmError
-from ..utils.text import few
+from ..utils.text import few, plural
 from ._common import slide_images
 from .folder import RunFolder
 
@@ -120,7 +120,7 @@ def check_annotations(annotations: Union[str, Path], slide_ids: Sequence[str],
         hints = folder.hints(slide_ids)
         raise PygSmError(
             f"no annotation file in {folder.folder} matches any of the "
-            f"{len(slide_ids)} slides"
+            f"{plural(len(slide_ids), 'slide')}"
             + (f" ({len(positives)} positive)" if positives else '')
             + ": files are named <slide_id>.geojson, .json, .xml or "
               "<slide_id>_mask.tif/.png"
@@ -243,6 +243,7 @@ def measure(run: RunFolder, annotated: AnnotatedSlides,
         'instance_best_f1': pooled['best_f1'],
         'per_slide_instance_auroc': mean_sd(per_slide),
         'froc': froc(froc_slides, mpp=1.0),
+        'mpp': {s: annotated.mpp[s] for s in used},
         'slides_used': used, 'slides_left_out': left_out}
 
 
@@ -284,7 +285,8 @@ def localize(run: Union[RunFolder, str, Path], annotations: Union[str, Path],
     ``per_slide_instance_auroc`` (mean, sd, n over the slides with both
     kinds of patches), ``froc`` (``score``, ``sensitivities`` by average
     false positives per slide, ``lesions``, ``false_positives``,
-    ``curve``), ``slides_used`` and ``slides_left_out`` (slide to why)."""
+    ``curve``), ``mpp`` (each slide's micrometres per pixel),
+    ``slides_used`` and ``slides_left_out`` (slide to why)."""
     run = run if isinstance(run, RunFolder) else RunFolder(run)
     if not 0 < min_coverage <= 1:
         raise PygSmError(f"'min_coverage' (--min-coverage) must lie in "
@@ -314,7 +316,7 @@ def localization_line(result: Dict) -> str:
     froc_result = result['froc']
     count = len(result['slides_used'])
     return (f"localization ({count} slide{'' if count == 1 else 's'}, "
-            f"{froc_result['lesions']} lesions): instance AUROC "
+            f"{plural(froc_result['lesions'], 'lesion')}): instance AUROC "
             f"{fmt(result['instance_auroc'])}, AP "
             f"{fmt(result['instance_average_precision'])}, best F1 "
             f"{fmt(result['instance_best_f1'])}, FROC "

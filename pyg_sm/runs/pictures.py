@@ -4,6 +4,7 @@ import logging
 import sys
 
 from ..utils.errors import PygSmError
+from ..utils.text import plural
 from ..visualize import ViewerServer, open_viewer
 from ._common import slide_images, slide_list, write_heatmaps
 from ..datasets.annotations import AnnotationFolder
@@ -35,7 +36,8 @@ def heatmap(config: HeatmapConfig) -> RunFolder:
                              overlay_style=config.overlay_style,
                              outlines=outlines)
     on_image = 0 if slides is None else sum(s in slides for s in slide_ids)
-    print(f'{len(written)} heatmaps in {out.heatmaps_dir} ({on_image} over '
+    count = plural(len(written), 'heatmap')
+    print(f'{count} in {out.heatmaps_dir} ({on_image} over '
           f'slide images, {len(written) - on_image} on the patch grid)')
     return out
 
@@ -58,7 +60,8 @@ def view(config: ViewConfig) -> str:
     server = open_runs(config)
     images = 0 if server.slides is None else sum(
         s in server.slides for s in server.slide_ids)
-    print(f'pyg-sm viewer: {len(server.slide_ids)} slides ({images} with '
+    count = plural(len(server.slide_ids), 'slide')
+    print(f'pyg-sm viewer: {count} ({images} with '
           f'images), {len(server.runs)} run(s)\nopen {server.url} in a '
           f'browser; Ctrl-C stops it', flush=True)
     try:

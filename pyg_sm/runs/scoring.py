@@ -208,7 +208,9 @@ def _report(config: ScoreConfig, kind: str, out: RunFolder,
     pictures and ``results.json``."""
     saved, target, dataset = inputs.saved, inputs.target, inputs.dataset
     classes = saved['classes']
-    name = saved['model']
+    preset = (saved.get('info') or {}).get('preset')
+    # The table's row: the model and its preset (sm_abmil:abmil is ABMIL).
+    name = saved['model'] + ('' if preset is None else f':{preset}')
     cuts = target.get('cut_points') or ()
     predictions = [SlidePrediction.from_record(r, classes, cuts)
                    for r in records]

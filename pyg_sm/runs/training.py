@@ -7,7 +7,7 @@ import torch
 from ..datasets import SlideDataset
 from ..datasets.cases import CaseDataset
 from ..datasets.labels import read_groups
-from ..models import build_model
+from ..models import MODELS, build_model
 from ..nn.survival import make_survival_loss, survival_cut_points
 from ..train import Interrupted, fit, save_checkpoint, score_slides
 from ..train import distributed
@@ -34,6 +34,19 @@ FOLD_SUMMARY = {'classification': ('bag_auroc', 'balanced_accuracy',
                                    'bag_accuracy', 'instance_auroc'),
                 'survival': ('c_index', 'c_index_uno', 'mean_time_auc',
                              'integrated_brier_score', 'instance_auroc')}
+#: Why a fold may lack a metric of :data:`FOLD_SUMMARY`.
+WHY_MISSING = {
+    'bag_auroc': 'its validation slides are of one class',
+    'balanced_accuracy': 'it has no labelled validation slide',
+    'bag_accuracy': 'it has no labelled validation slide',
+    'instance_auroc': 'its validation slides have no patch labels of both '
+                      'kinds',
+    'c_index': 'its validation bags have no comparable pair',
+    'c_index_uno': 'its validation bags have no comparable pair within the '
+                   'training times',
+    'mean_time_auc': 'its validation times fall outside the training times',
+    'integrated_brier_score': 'only --survival-loss nll gives survival '
+                              'curves'}
 
 
 def split_units(config: TrainConfig,
@@ -97,6 +110,28 @@ def split_groups(splits: List[Dict[str, List[str]]], slide_ids: List[str],
              for side, ids in split.items()} for split in splits]
 
 
+def _fold_summary(runs: List[Dict], task: str) -> Dict:
+    r"""The mean and sd of each metric over the folds that have it, printed
+    with the folds that lack it and why."""
+    summary = {}
+    for key in FOLD_SUMMARY[task]:
+        values = [r['validation'].get(key) for r in runs]
+        summary[key] = mean_and_sd(values)
+        lacking = [k + 1 for k, v in enumerate(values) if v is None]
+        if lacking:
+            summary[key]['missing'] = {str(k): WHY_MISSING[key]
+                                       for k in lacking}
+        folds = f"{plural(summary[key]['n'], 'fold')}" + (
+            f" (fold {', '.join(map(str, lacking))}: {WHY_MISSING[key]})"
+            if lacking else '')
+        if summary[key]['mean'] is None:
+            print(f"{key}: - over {folds}")
+        else:
+            print(f"{key}: {summary[key]['mean']:.3f} ± "
+                  f"{summary[key]['sd']:.3f} over {folds}")
+    return summary
+
+
 def target_of(config: TrainConfig) -> Dict:
     r"""What the run predicts, as checkpoints record it: the task, what a
     bag is and, for survival, the label columns and the criterion."""
@@ -116,9 +151,10 @@ def as_bags(dataset: SlideDataset, bag_by: str):
 
 
 
-def _build(config: TrainConfig, feature_dim: int, options: Dict):
+def _build(config: TrainConfig, feature_dim: int, options: Dict,
+           criterion=None):
     try:
-        return build_model(feature_dim, config.model, **options)
+        return build_model(feature_dim, config.model, criterion, **options)
     except PygSmError:
         raise
     except (TypeError, ValueError) as error:
@@ -211,13 +247,7 @@ def _train(config: TrainConfig, out: RunFolder,
                                  'validation': r['validation'],
                                  'test': r.get('test')}
                                 for k, r in enumerate(runs)]
-            results['summary'] = {
-                key: mean_and_sd([r['validation'].get(key) for r in runs])
-                for key in FOLD_SUMMARY[config.task]}
-            for key, value in results['summary'].items():
-                if value['mean'] is not None:
-                    print(f"{key}: {value['mean']:.3f} ± {value['sd']:.3f} "
-                          f"over {value['n']} folds")
+            results['summary'] = _fold_summary(runs, config.task)
         else:
             results.update(runs[0])
         results['status'] = FINISHED
@@ -287,9 +317,10 @@ def _train_one(config: TrainConfig, dataset: SlideDataset,
     if rank == 0:
         folder.write_results({**results, **run, 'status': RUNNING})
     torch.manual_seed(config.seed)
-    model = _build(config, dataset.feature_dim, options)
+    model = _build(config, dataset.feature_dim, options, make_survival_loss(
+        config.survival_loss, cuts) if survival else None)
     if survival:
-        model.criterion = make_survival_loss(config.survival_loss, cuts)
+        model.start_at_baseline(times, events)
     model = model.to(device)
 
     def save_best(best_model, entry):
@@ -298,7 +329,9 @@ def _train_one(config: TrainConfig, dataset: SlideDataset,
                         task=target, epoch=entry['epoch'],
                         monitor=config.monitor,
                         value=entry.get(config.monitor),
-                        train_slides=split['train'])
+                        train_slides=split['train'],
+                        preset=config.preset or
+                        MODELS[config.model].default_preset)
 
     noun = 'patient' if config.bag_by == 'case' else 'slide'
     case_of = dict(zip(dataset.slide_ids, dataset.case_ids or

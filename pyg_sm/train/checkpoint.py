@@ -99,11 +99,11 @@ def load_checkpoint(
 def build_from_checkpoint(checkpoint: Dict) -> torch.nn.Module:
     r"""The model of a checkpoint :func:`read_checkpoint` returned, with its
     weights, in eval mode, on the CPU."""
-    model = model_spec(checkpoint['model']).build(checkpoint['feature_dim'],
-                                                  **checkpoint['options'])
     task = checkpoint.get('task') or {}
-    if task.get('task') == 'survival':
-        model.criterion = make_survival_loss(task['survival_loss'],
-                                             task.get('cut_points') or ())
+    criterion = make_survival_loss(task['survival_loss'],
+                                   task.get('cut_points') or ()) \
+        if task.get('task') == 'survival' else None
+    model = model_spec(checkpoint['model']).build(
+        checkpoint['feature_dim'], criterion, **checkpoint['options'])
     model.load_state_dict(checkpoint['state_dict'])
     return model.eval()

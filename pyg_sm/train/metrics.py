@@ -25,8 +25,7 @@ def classification_metrics(labels: Sequence[int],
         probabilities: :math:`(n, K)` class probabilities.
         classes: The class names, :math:`K` of them.
     """
-    from sklearn.metrics import (accuracy_score, balanced_accuracy_score,
-                                 confusion_matrix, roc_auc_score)
+    from sklearn.metrics import confusion_matrix, roc_auc_score
 
     labels = np.asarray(labels, dtype=np.int64)
     probabilities = np.asarray(probabilities, dtype=np.float64)
@@ -42,16 +41,22 @@ def classification_metrics(labels: Sequence[int],
                                          multi_class='ovr', average='macro',
                                          labels=list(range(num_classes))))
     counts = np.bincount(labels, minlength=num_classes)
+    matrix = confusion_matrix(labels, predicted,
+                              labels=list(range(num_classes)))
+    # Balanced accuracy as scikit-learn defines it (the mean recall of the
+    # classes present), from the full matrix: a set of one class gives a
+    # number, not scikit-learn's "single label" warning.
+    recalls = [matrix[k, k] / counts[k] for k in range(num_classes)
+               if counts[k]]
     return {
         'bag_auroc': auroc,
         'auroc_kind': 'binary' if binary else 'macro one-vs-rest',
-        'bag_accuracy': float(accuracy_score(labels, predicted))
+        'bag_accuracy': float(np.trace(matrix) / len(labels))
         if len(labels) else None,
-        'balanced_accuracy': float(balanced_accuracy_score(labels, predicted))
-        if len(labels) else None,
+        'balanced_accuracy': float(np.mean(recalls)) if len(labels)
+        else None,
         'decision': DECISION['binary' if binary else 'multiclass'],
-        'confusion_matrix': confusion_matrix(
-            labels, predicted, labels=list(range(num_classes))).tolist(),
+        'confusion_matrix': matrix.tolist(),
         'class_counts': {name: int(counts[i])
                          for i, name in enumerate(classes)},
         'num_slides': int(len(labels)),

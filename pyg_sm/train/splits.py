@@ -8,6 +8,7 @@ import torch
 
 from ..utils.errors import PygSmError
 from ..utils.tables import read_table
+from ..utils.text import plural
 
 #: The names a split file may use.
 SPLITS = ('train', 'val', 'test')
@@ -127,12 +128,14 @@ def check_split(split: Dict[str, List[str]], slide_ids: Sequence[str],
     present = sorted(set(labels))
     if len(present) < 2:
         raise PygSmError(f"the cohort holds one class only "
-                         f"({classes[present[0]]!r}, {len(labels)} slides): "
+                         f"({classes[present[0]]!r}, "
+                         f"{plural(len(labels), 'slide')}): "
                          f"training needs slides of at least two classes")
     for name in ('train', 'val'):
         if not split[name]:
             raise PygSmError(
-                f"the {name} split is empty: {len(slide_ids)} slides "
+                f"the {name} split is empty: "
+                f"{plural(len(slide_ids), 'slide')} "
                 f"({_counts(labels, classes)}) are too few for it; every "
                 f"class needs at least two slides (two patients with "
                 f"case_id), or give --split-file")
@@ -145,7 +148,8 @@ def check_split(split: Dict[str, List[str]], slide_ids: Sequence[str],
         if len(held) == 1:
             raise PygSmError(
                 f"the {name} split holds one class only "
-                f"({classes[held.pop()]!r}, {len(split[name])} slides, e.g. "
+                f"({classes[held.pop()]!r}, "
+                f"{plural(len(split[name]), 'slide')}, e.g. "
                 f"{', '.join(split[name][:3])}): its AUROC needs both; use "
                 f"another --seed, a larger --val-fraction / "
                 f"--test-fraction, coarser --split-by groups or a "
@@ -168,7 +172,8 @@ def check_survival_split(split: Dict[str, List[str]],
     event_of = dict(zip(slide_ids, events))
     if not any(events):
         raise PygSmError(f"no slide of the cohort has an observed event "
-                         f"({len(slide_ids)} slides, all censored): survival "
+                         f"({plural(len(slide_ids), 'slide')}, all censored): "
+                         f"survival "
                          f"training needs events (event = 1)")
     for name in ('train', 'val', 'test'):
         ids = split[name]
