@@ -11,12 +11,12 @@ import sys
 from typing import List, Optional
 
 from ..runs import Interrupted, PygSmError, __version__, invoked_as
-from . import demo, evaluate, heatmap, predict, train, view
+from . import demo, evaluate, heatmap, inspect, predict, train, view
 from ._flags import HelpFormatter
 
 #: The commands, in the order --help lists them.
 COMMANDS = {'demo': demo, 'train': train, 'heatmap': heatmap, 'view': view,
-            'evaluate': evaluate, 'predict': predict}
+            'evaluate': evaluate, 'predict': predict, 'inspect': inspect}
 #: Exit statuses.
 USER_ERROR, INTERRUPTED = 2, 130
 

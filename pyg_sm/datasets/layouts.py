@@ -72,8 +72,14 @@ class SlideLayout:
         raise NotImplementedError
 
     def read(self, slide_id: str) -> Dict:
-        r"""``features`` (N, D) float32, ``coords`` (N, 2), and, when
-        present, ``patch_labels`` (N,) and ``patch_size_level0``."""
+        r"""``features`` (N, D) float32, and what :meth:`positions` gives;
+        ``patch_labels`` (N,) when present."""
+        raise NotImplementedError
+
+    def positions(self, slide_id: str) -> Dict:
+        r"""``coords`` (N, 2) and, when the files say it, the level-0
+        ``patch_size_level0`` with its ``patch_size_source`` (which file
+        and attributes), without reading the features."""
         raise NotImplementedError
 
     def bag_labels(self) -> Optional[Dict[str, str]]:
@@ -118,13 +124,32 @@ def _h5_array(path: Path, dataset) -> torch.Tensor:
     return torch.from_numpy(dataset[()])
 
 
-def _h5_step(dataset) -> Optional[float]:
-    # TRIDENT writes the patch size at level 0 as an attribute of coords.
-    value = dataset.attrs.get('patch_size_level0')
+def _attribute(attrs, name: str) -> Optional[np.ndarray]:
+    value = attrs.get(name)
+    return None if value is None else np.asarray(value, np.float64).reshape(-1)
+
+
+def side_of(attrs, where: str = 'coords') -> Tuple[Optional[float],
+                                                   Optional[str]]:
+    r"""The level-0 patch side that a ``coords`` dataset's attributes
+    give, and its source: TRIDENT's ``patch_size_level0``, else CLAM's
+    ``patch_size`` x the ``downsample`` of its ``patch_level`` (1 at level
+    0). :obj:`where` names the kind of file in the source (``coords of
+    patches/``), the same for every slide of a cohort."""
+    value = _attribute(attrs, 'patch_size_level0')
+    source = f'patch_size_level0 of the coords of {where}'
     if value is None:
-        return None
-    value = float(np.asarray(value).reshape(-1)[0])
-    return value if value > 0 and math.isfinite(value) else None
+        size = _attribute(attrs, 'patch_size')
+        level = _attribute(attrs, 'patch_level')
+        downsample = _attribute(attrs, 'downsample')
+        if size is None or (downsample is None and
+                            (level is None or level[0] != 0)):
+            return None, None
+        value = size * (1.0 if downsample is None else downsample[0])
+        source = f'patch_size x downsample of the coords of {where}'
+    value = float(value[0])
+    return (value, source) if value > 0 and math.isfinite(value) \
+        else (None, None)
 
 
 class H5Layout(SlideLayout):
@@ -174,11 +199,19 @@ class H5Layout(SlideLayout):
             return f['features'].shape
         return self._open(slide_id, body)
 
+    @staticmethod
+    def _positions(f, path) -> Dict:
+        side, source = side_of(f['coords'].attrs, 'the features file')
+        return dict(coords=torch.from_numpy(f['coords'][()]),
+                    patch_size_level0=side, patch_size_source=source)
+
+    def positions(self, slide_id: str) -> Dict:
+        return self._open(slide_id, self._positions)
+
     def read(self, slide_id: str) -> Dict:
         def body(f, path):
             out = dict(features=_h5_array(path, f['features']).float(),
-                       coords=torch.from_numpy(f['coords'][()]),
-                       patch_size_level0=_h5_step(f['coords']))
+                       **self._positions(f, path))
             if 'patch_labels' in f:
                 out['patch_labels'] = torch.from_numpy(
                     f['patch_labels'][()]).long()
@@ -189,8 +222,39 @@ class H5Layout(SlideLayout):
 class ClamLayout(SlideLayout):
     r"""CLAM's output: ``pt_files/<slide_id>.pt`` (the features, a tensor
     (N, D)) and ``h5_files/<slide_id>.h5`` (``coords`` (N, 2) in level-0
-    pixels, and the features again, which are not read)."""
+    pixels, and the features again, which are not read).
+
+    CLAM's feature files carry no attributes; the patch side is on the
+    ``coords`` of ``patches/<slide_id>.h5`` (create_patches_fp.py's
+    ``patch_size`` at ``patch_level``, times its ``downsample``), looked for
+    in :obj:`patches_dir` (by default ``patches/`` beside ``h5_files/``)
+    when the feature file's ``coords`` do not say it."""
     name = 'clam'
+
+    def __init__(self, root: Path, patches_dir: Optional[Path] = None):
+        super().__init__(root)
+        self.patches_dir = Path(patches_dir) if patches_dir is not None \
+            else self.root / 'patches'
+
+    def patches_file(self, slide_id: str) -> Path:
+        return self.patches_dir / f'{slide_id}.h5'
+
+    def _side(self, slide_id: str, attrs) -> Tuple[Optional[float],
+                                                   Optional[str]]:
+        side, source = side_of(attrs, 'h5_files/')
+        path = self.patches_file(slide_id)
+        if side is not None or not path.is_file():
+            return side, source
+        import h5py
+
+        def read():
+            with h5py.File(path, 'r') as f:
+                if 'coords' not in f:
+                    raise SlideError(slide_id, path, "the HDF5 file has no "
+                                     "'coords' dataset")
+                return side_of(f['coords'].attrs,
+                               f'{self.patches_dir.name}/')
+        return self._guard(slide_id, path, read)
 
     def slide_ids(self) -> List[str]:
         return sorted(p.stem for p in (self.root / 'pt_files').glob('*.pt'))
@@ -246,13 +310,18 @@ class ClamLayout(SlideLayout):
             slide_id, path, 'coords', c, shape[0]))
         return shape
 
-    def read(self, slide_id: str) -> Dict:
+    def positions(self, slide_id: str) -> Dict:
         self.shapes(slide_id)
-        features = self._features(slide_id).float().clone()
-        coords = self._coords(slide_id, lambda c, _: (
-            torch.from_numpy(c[()]), _h5_step(c)))
-        return dict(features=features, coords=coords[0],
-                    patch_size_level0=coords[1])
+        coords, attrs = self._coords(slide_id, lambda c, _: (
+            torch.from_numpy(c[()]), dict(c.attrs)))
+        side, source = self._side(slide_id, attrs)
+        return dict(coords=coords, patch_size_level0=side,
+                    patch_size_source=source)
+
+    def read(self, slide_id: str) -> Dict:
+        positions = self.positions(slide_id)
+        return dict(features=self._features(slide_id).float().clone(),
+                    **positions)
 
 
 class TorchmilLayout(SlideLayout):
@@ -300,6 +369,10 @@ class TorchmilLayout(SlideLayout):
                 slide_id, path, name, arrays[name], rows))
         return arrays['features'].shape
 
+    def positions(self, slide_id: str) -> Dict:
+        return dict(coords=torch.from_numpy(np.array(
+            self._arrays(slide_id)['coords'])))
+
     def read(self, slide_id: str) -> Dict:
         arrays = self._arrays(slide_id)
         out = dict(features=torch.from_numpy(
@@ -331,20 +404,27 @@ LAYOUTS = {'h5': H5Layout, 'clam': ClamLayout, 'torchmil': TorchmilLayout}
 
 
 def find_layout(root: Path, layout: str = 'auto',
-                features_dir: str = 'features') -> SlideLayout:
+                features_dir: str = 'features',
+                patches_dir: Optional[Path] = None) -> SlideLayout:
     r"""The layout of :obj:`root`: the one named, or (``'auto'``) the one
-    whose files are there: ``pt_files/`` (CLAM), ``<features_dir>/*.h5``
-    (HDF5), ``features/*.npy`` (torchmil)."""
+    whose files are there: ``pt_files/`` (CLAM, with its ``patches/``
+    folder :obj:`patches_dir`), ``<features_dir>/*.h5`` (HDF5),
+    ``features/*.npy`` (torchmil)."""
     root = Path(root)
+    if patches_dir is not None and not Path(patches_dir).is_dir():
+        raise MissingFileError(f"no patches folder {patches_dir} "
+                               f"(--patches-dir)")
     if layout == 'h5':
         return H5Layout(root, features_dir)
+    if layout == 'clam':
+        return ClamLayout(root, patches_dir)
     if layout in LAYOUTS:
         return LAYOUTS[layout](root)
     if layout != 'auto':
         raise PygSmError(f"'layout' must be one of "
                          f"{['auto', *LAYOUTS]} (got {layout!r})")
     if (root / 'pt_files').is_dir():
-        return ClamLayout(root)
+        return ClamLayout(root, patches_dir)
     if (root / features_dir).is_dir() and any(
             (root / features_dir).glob('*.h5')):
         return H5Layout(root, features_dir)

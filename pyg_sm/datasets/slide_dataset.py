@@ -1,4 +1,5 @@
 r"""Slide feature bags in the layouts slide-processing pipelines write."""
+import dataclasses
 import hashlib
 import json
 import os
@@ -10,7 +11,7 @@ import torch
 from torch_geometric.data import Data
 from torch_geometric.transforms import BaseTransform
 
-from ..transforms import GridPatchGraph
+from ..transforms import GridPatchGraph, resolve_side
 from ..utils.checks import check_choice
 from ..utils.errors import MissingFileError, PygSmError, SlideError
 from ..utils.files import atomic_path
@@ -24,6 +25,31 @@ from .slide_images import SLIDE_EXTENSIONS
 MISSING_SLIDES = ('error', 'skip')
 #: ``task`` choices of :class:`SlideDataset` (and of training runs).
 TASKS = ('classification', 'survival')
+
+
+@dataclasses.dataclass(frozen=True)
+class SlideGraph:
+    r"""A slide's patch graph, as :meth:`SlideDataset.graphs` reports it.
+
+    Args:
+        slide_id (str): The slide.
+        patches (int): Its nodes.
+        edges (int): Its directed edges (twice the linked pairs).
+        side (float, optional): Grid graphs: the patch side in level-0
+            pixels.
+        source (str, optional): Where :attr:`side` came from: the file and
+            attributes that say it, ``patch_size`` (given) or ``inferred``
+            (:func:`~pyg_sm.transforms.resolve_side`).
+    """
+    slide_id: str
+    patches: int
+    edges: int
+    side: Optional[float] = None
+    source: Optional[str] = None
+
+    @property
+    def mean_degree(self) -> float:
+        return self.edges / self.patches if self.patches else 0.0
 
 
 class SlideDataset(torch.utils.data.Dataset):
@@ -64,7 +90,9 @@ class SlideDataset(torch.utils.data.Dataset):
             :obj:`None`: those of the labels file, or every slide found)
         graph (BaseTransform, optional): How to link patches, e.g. a
             :class:`~pyg_sm.transforms.GridPatchGraph` (which reads each
-            slide's grid step from ``patch_size_level0`` or its coordinates
+            slide's grid step from its files (TRIDENT's
+            ``patch_size_level0``, CLAM's ``patch_size`` x ``downsample``)
+            or its coordinates
             unless given a :obj:`patch_size`), a
             :class:`~pyg_sm.transforms.RadiusPatchGraph` or a
             :class:`~pyg_sm.PatchGraph`.
@@ -114,6 +142,10 @@ class SlideDataset(torch.utils.data.Dataset):
             an event are an error (:obj:`"error"`) or left out
             (:obj:`"skip"`, listed in :attr:`skipped_outcomes`).
             (default: :obj:`"error"`)
+        patches_dir (str or Path, optional): CLAM layout: the folder of
+            create_patches_fp.py's ``<slide_id>.h5``, whose ``coords``
+            attributes give the patch side when the feature files do not.
+            (default: :obj:`None`: ``patches/`` beside ``h5_files/``)
     """
     def __init__(
         self,
@@ -134,6 +166,7 @@ class SlideDataset(torch.utils.data.Dataset):
         event_column: Optional[str] = None,
         censorship_column: Optional[str] = None,
         missing_outcomes: str = 'error',
+        patches_dir: Optional[Union[str, Path]] = None,
     ):
         check_choice('task', task, TASKS)
         self.task = task
@@ -141,13 +174,15 @@ class SlideDataset(torch.utils.data.Dataset):
                                               censorship_column)
         self.missing_outcomes = missing_outcomes
         self.root = Path(root)
-        self.layout = find_layout(self.root, layout, features_dir)
+        self.layout = find_layout(self.root, layout, features_dir,
+                                  patches_dir)
         self.graph = graph or GridPatchGraph(connectivity=8)
         self.in_memory = in_memory
         self.transform = transform
         self.pre_transform = pre_transform
         self.graph_cache = None if graph_cache is None else Path(graph_cache)
         self._cache: Dict[int, Data] = {}
+        self._warned_unlinked = False
 
         check_choice('missing_slides', missing_slides, MISSING_SLIDES)
         #: Lines worth telling the user (the ``pyg-sm`` commands print them).
@@ -365,36 +400,68 @@ class SlideDataset(torch.utils.data.Dataset):
             data.y = torch.tensor([self.labels[index]])
         if 'patch_labels' in arrays:
             data.patch_labels = arrays['patch_labels']
-        if arrays.get('patch_size_level0') is not None:
-            data.patch_size_level0 = float(arrays['patch_size_level0'])
+        data = self._graph_of(slide_id, data, arrays)
+        if data.num_nodes > 1 and data.edge_index.size(1) == 0 and \
+                not self._warned_unlinked:
+            self._warned_unlinked = True
+            warnings.warn(f"slide '{slide_id}': its patch graph links no "
+                          f"patches ({self.graph}); graphs() reports every "
+                          f"slide's, with its patch side and where it came "
+                          f"from", stacklevel=2)
+        if self.pre_transform is not None:
+            data = self.pre_transform(data)
+        return data
+
+    def _graph_of(self, slide_id: str, data: Data, positions: Dict) -> Data:
+        r""":obj:`data` with its patch graph, and the patch side its files
+        give (``patch_size_level0``, ``patch_size_source``)."""
+        if positions.get('patch_size_level0') is not None:
+            data.patch_size_level0 = float(positions['patch_size_level0'])
+            data.patch_size_source = positions['patch_size_source']
         try:
-            data = self._with_graph(slide_id, data)
+            return self._with_graph(slide_id, data)
         except SlideError:
             raise
         except ValueError as error:
             raise SlideError(slide_id, self.path(slide_id),
                              str(error)) from error
-        if data.num_nodes > 1 and data.edge_index.size(1) == 0:
-            warnings.warn(f"slide '{slide_id}': its patch graph links no "
-                          f"patches ({self.graph}); check --patch-size or "
-                          f"--radius", stacklevel=2)
-        if self.pre_transform is not None:
-            data = self.pre_transform(data)
-        return data
 
-    def _graph_key(self, slide_id: str) -> str:
+    def graphs(self, progress: Optional[Callable] = None,
+               shard: Tuple[int, int] = (1, 0)) -> List[SlideGraph]:
+        r"""Every slide's patch graph, built from its coordinates alone
+        (kept in :obj:`graph_cache`, so that the slides' loads reuse it),
+        as :class:`SlideGraph` records: patches, edges, mean degree, and
+        for grid graphs the patch side and where it came from.
+        :obj:`progress` and :obj:`shard` as in :meth:`check`."""
+        count, index = shard
+        ids = self.slide_ids[index::count]
+        records = []
+        for slide_id in ids if progress is None else progress(ids):
+            positions = self.layout.positions(slide_id)
+            data = self._graph_of(slide_id, Data(
+                pos=positions['coords'], slide_id=slide_id), positions)
+            transform = getattr(self.graph, 'transform', self.graph)
+            side, source = resolve_side(data, transform.patch_size) \
+                if isinstance(transform, GridPatchGraph) else (None, None)
+            records.append(SlideGraph(slide_id, data.num_nodes,
+                                      int(data.edge_index.size(1)), side,
+                                      source))
+        return records
+
+    def _graph_key(self, slide_id: str, data: Data) -> str:
         stat = os.stat(self.path(slide_id))
         settings = self.graph.options() if hasattr(self.graph, 'options') \
             else repr(self.graph)
         text = json.dumps([str(self.path(slide_id).resolve()), stat.st_size,
                            stat.st_mtime_ns, type(self.graph).__name__,
-                           settings], sort_keys=True, default=str)
+                           settings, data.get('patch_size_level0')],
+                          sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:32]
 
     def _with_graph(self, slide_id: str, data: Data) -> Data:
         if self.graph_cache is None:
             return self.graph(data)
-        path = self.graph_cache / f'{self._graph_key(slide_id)}.pt'
+        path = self.graph_cache / f'{self._graph_key(slide_id, data)}.pt'
         if path.is_file():
             try:
                 data.edge_index = torch.load(path, weights_only=True)

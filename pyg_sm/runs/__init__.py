@@ -31,17 +31,18 @@ from ..utils.errors import PygSmError
 from ..version import __version__  # noqa: F401 (the CLI's --version)
 from ._common import invoked_as
 from .config import (DEMO_SIGNAL, RECIPES, CohortConfig, DemoConfig,
-                     GraphConfig, HeatmapConfig, Recipe, ScoreConfig,
-                     TrainConfig, ViewConfig)
+                     GraphConfig, HeatmapConfig, InspectConfig, Recipe,
+                     ScoreConfig, TrainConfig, ViewConfig)
 from .demos import demo
 from .folder import (SCHEMA, RunFolder, SlidePrediction, SlideScores,
                      scored_runs)
+from .inspecting import inspect
 from .pictures import heatmap, open_runs, view
 from .scoring import evaluate, predict
 from .training import train
 
 __all__ = ['train', 'evaluate', 'predict', 'demo', 'heatmap', 'view',
-           'open_runs', 'TrainConfig', 'ScoreConfig', 'GraphConfig',
+           'inspect', 'open_runs', 'InspectConfig', 'TrainConfig', 'ScoreConfig', 'GraphConfig',
            'CohortConfig', 'DemoConfig', 'HeatmapConfig', 'ViewConfig',
            'RECIPES', 'Recipe', 'DEMO_SIGNAL', 'RunFolder', 'SlidePrediction',
            'SlideScores', 'scored_runs', 'SCHEMA', 'Interrupted', 'PygSmError',

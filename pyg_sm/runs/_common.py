@@ -2,6 +2,7 @@ r"""What the runs share: the device, the datasets, versions, the printed
 table, the slide lists and the heatmaps of a run folder."""
 import contextlib
 import contextvars
+import dataclasses
 import os
 import platform
 import sys
@@ -12,7 +13,8 @@ import torch
 
 from ..datasets import SlideDataset, SlideImages
 from ..train.distributed import world
-from ..utils.errors import MissingFileError
+from ..utils.errors import MissingFileError, PygSmError
+from ..utils.text import few, plural
 from ..utils.tables import read_table
 from ..version import __version__
 from ..visualize import render_heatmap, render_overlay
@@ -53,11 +55,11 @@ def world_size() -> int:
     return int(os.environ.get('WORLD_SIZE', '1'))
 
 
-def check_progress(enabled: bool):
+def check_progress(enabled: bool, desc: str = 'checking slides'):
     r"""A progress bar over the slides being checked, on terminals."""
     from tqdm.auto import tqdm
 
-    return (lambda items: tqdm(items, desc='checking slides', leave=False)) \
+    return (lambda items: tqdm(items, desc=desc, leave=False)) \
         if enabled else None
 
 
@@ -81,11 +83,107 @@ def make_dataset(config: CohortConfig, graph: GraphConfig,
         time_column=target.get('time_column', 'time'),
         event_column=target.get('event_column'),
         censorship_column=target.get('censorship_column'),
-        missing_outcomes=config.missing_outcomes)
+        missing_outcomes=config.missing_outcomes,
+        patches_dir=config.patches_dir)
     if not quiet and world()[1] == 0:
         for note in dataset.notes:
             print(note, file=sys.stderr, flush=True)
     return dataset
+
+
+#: Slides with at least this many patches must reach
+#: :data:`SPARSE_DEGREE` (of their connectivity) in mean degree.
+SPARSE_MIN_PATCHES = 16
+#: The least mean degree of a slide's grid graph, as a share of its
+#: connectivity (2 of 8, 1 of 4).
+SPARSE_DEGREE = 0.25
+
+
+def _sparse(graph, connectivity: Optional[int]) -> bool:
+    if graph.patches > 1 and graph.edges == 0:
+        return True
+    return connectivity is not None and graph.patches >= \
+        SPARSE_MIN_PATCHES and graph.mean_degree < SPARSE_DEGREE * \
+        connectivity
+
+
+def graph_report(graphs: Sequence, connectivity: Optional[int],
+                 worst: int = 5) -> Dict:
+    r"""A cohort's patch graphs (:meth:`SlideDataset.graphs`) summed up as
+    ``results.json`` records them: slides, patches, edges, the mean degree
+    per slide (median, lowest, highest), the patch sides and where they
+    came from (counts), and the :obj:`worst` slides by mean degree."""
+    import statistics
+
+    degrees = [g.mean_degree for g in graphs]
+    sources: Dict[str, int] = {}
+    sides: Dict[str, int] = {}
+    for g in graphs:
+        if g.source is not None:
+            sources[g.source] = sources.get(g.source, 0) + 1
+            sides[f'{g.side:g}'] = sides.get(f'{g.side:g}', 0) + 1
+    ranked = sorted(graphs, key=lambda g: (g.mean_degree, g.slide_id))
+    return {
+        'slides': len(graphs), 'patches': sum(g.patches for g in graphs),
+        'edges': sum(g.edges for g in graphs),
+        'mean_degree': {'median': statistics.median(degrees),
+                        'lowest': min(degrees), 'highest': max(degrees)}
+        if degrees else None,
+        'patch_sides': sides, 'side_sources': sources,
+        'sparse': [g.slide_id for g in graphs if _sparse(g, connectivity)],
+        'worst': [{**dataclasses.asdict(g), 'mean_degree': g.mean_degree}
+                  for g in ranked[:worst]]}
+
+
+def graph_line(report: Dict) -> str:
+    r"""The report of :func:`graph_report` in one printed line."""
+    degree = report['mean_degree'] or {}
+    sides = ', '.join(f'{side} ({n})' for side, n in
+                      report['patch_sides'].items())
+    sources = '; '.join(f'{source}: {n}' for source, n in
+                        report['side_sources'].items())
+    return (f"patch graphs: {plural(report['slides'], 'slide')}, "
+            f"{report['patches']} patches, mean degree "
+            f"{degree.get('median', 0):.1f} (lowest "
+            f"{degree.get('lowest', 0):.1f}, "
+            f"{report['worst'][0]['slide_id'] if report['worst'] else '-'})"
+            + (f"; patch side {sides} from {sources}" if sides else ''))
+
+
+def check_graphs(dataset: SlideDataset, graph: GraphConfig,
+                 allow_sparse: bool, rank: int) -> Dict:
+    r"""Builds every slide's patch graph before the work starts (each
+    process its share; the graph cache keeps them for the loads), prints
+    one line about them and returns :func:`graph_report`. Slides whose
+    graph links no patch, or whose mean degree is below a quarter of the
+    grid's connectivity (2 of 8) with 16 patches or more, are an error
+    naming them, their patch side and its source, unless
+    :obj:`allow_sparse`."""
+    graphs = dataset.graphs(check_progress(
+        sys.stderr.isatty() and rank == 0, 'building patch graphs'),
+        shard=world())
+    if torch.distributed.is_initialized():
+        gathered = [None] * torch.distributed.get_world_size()
+        torch.distributed.all_gather_object(gathered, graphs)
+        graphs = [g for part in gathered for g in part]
+    connectivity = graph.connectivity if graph.graph == 'grid' else None
+    report = graph_report(graphs, connectivity)
+    by_id = {g.slide_id: g for g in graphs}
+    sparse = [by_id[s] for s in report['sparse']]
+    if sparse and not allow_sparse:
+        described = few(f"{g.slide_id} ({g.patches} patches, mean degree "
+                        f"{g.mean_degree:.1f}" + (
+                            f", side {g.side:g} from {g.source}"
+                            if g.side is not None else '') + ')'
+                        for g in sparse)
+        raise PygSmError(
+            f"{plural(len(sparse), 'slide')} of {len(graphs)} get patch "
+            f"graphs that link few or no patches: {described}; check the "
+            f"patch side (--patch-size, --patches-dir; 'pyg-sm inspect' "
+            f"reports every slide's), or pass --allow-sparse-graphs")
+    if rank == 0:
+        print(graph_line(report), file=sys.stderr, flush=True)
+    return report
 
 
 def slide_list(source: Union[Path, Sequence[str]]) -> List[str]:

@@ -110,9 +110,10 @@ class GraphConfig:
     connectivity: int = setting(8, 'grid graphs: 4 or 8 neighbours',
                                 choices=(4, 8))
     patch_size: Optional[float] = setting(
-        None, 'grid step of the coordinates in pixels',
-        unset="each slide's patch_size_level0, else read from its "
-              "coordinates")
+        None, 'patch side in level-0 pixels for slides whose files do not '
+              "say it (TRIDENT's patch_size_level0, CLAM's patch_size x "
+              'downsample come first and must agree)',
+        unset='the most common distance between neighbouring patches')
     radius: Optional[float] = setting(
         None, 'linking distance of radius graphs (needed by --graph radius)')
 
@@ -151,6 +152,15 @@ class CohortConfig:
     features_dir: str = setting(
         'features', 'h5 layout: folder of the <slide_id>.h5 files, relative '
                     'to DATA_DIR')
+    patches_dir: Optional[Path] = setting(
+        None, "clam layout: the folder of create_patches_fp.py's "
+              "<slide_id>.h5, whose coords attributes (patch_size, "
+              "downsample) give the patch side", unset='patches/ beside '
+                                                      'h5_files/')
+    allow_sparse_graphs: bool = setting(
+        False, 'go on when slides get patch graphs that link few or no '
+               'patches (by default an error before the first epoch or the '
+               'first slide scored)')
     missing_slides: str = setting(
         'error', 'slides listed (in the labels or --slide-ids) without a '
                  'feature file: error (all reported at once) or skip (left '
@@ -183,6 +193,7 @@ class CohortConfig:
 
     def __post_init__(self):
         self.data_dir = _as_path(self.data_dir)
+        self.patches_dir = _as_path(self.patches_dir)
         self.graph_cache = _as_path(self.graph_cache)
         self.slides_dir = _as_path(self.slides_dir)
         _check_choice('layout', self.layout, ('auto', *LAYOUTS))
@@ -478,7 +489,31 @@ def _setting_of(config: type, name: str):
     field = config.__dataclass_fields__[name]
     return setting(field.default, field.metadata['help'],
                    choices=field.metadata.get('choices'),
-                   unset=field.metadata.get('unset'))
+                   unset=field.metadata.get('unset'),
+                   positional=field.metadata.get('positional', False),
+                   many=field.metadata.get('many', False))
+
+
+@dataclasses.dataclass(kw_only=True)
+class InspectConfig(GraphConfig):
+    r"""``pyg-sm inspect``: the patch graphs of every feature file of a
+    cohort, before training."""
+    data_dir: Path = _setting_of(CohortConfig, 'data_dir')
+    layout: str = _setting_of(CohortConfig, 'layout')
+    features_dir: str = _setting_of(CohortConfig, 'features_dir')
+    patches_dir: Optional[Path] = _setting_of(CohortConfig, 'patches_dir')
+    graph_cache: Optional[Path] = setting(
+        None, CohortConfig.__dataclass_fields__['graph_cache'].metadata[
+            'help'], unset='none: graphs are built and not kept')
+    worst: int = setting(10, 'slides listed, lowest mean degree first')
+
+    def __post_init__(self):
+        self.data_dir = _as_path(self.data_dir)
+        self.patches_dir = _as_path(self.patches_dir)
+        self.graph_cache = _as_path(self.graph_cache)
+        _check_choice('layout', self.layout, ('auto', *LAYOUTS))
+        _check_choice('graph', self.graph, tuple(METHODS))
+        _check_count('worst', self.worst, 0)
 
 
 @dataclasses.dataclass(kw_only=True)

@@ -289,7 +289,9 @@ class RunFolder:
         whether the command can continue a run (``train``)."""
         if resume and overwrite:
             raise PygSmError("'resume' and 'overwrite' exclude each other")
-        holds = self.path.is_dir() and any(self.path.iterdir())
+        # Patch graphs cached by this run's checks are not another run.
+        holds = self.path.is_dir() and any(
+            entry.name != GRAPH_CACHE_DIR for entry in self.path.iterdir())
         if resume:
             if not self.holds_run():
                 raise MissingFileError(

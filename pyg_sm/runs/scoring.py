@@ -20,7 +20,8 @@ from ..train.metrics import evaluate_predictions
 from ..utils.errors import PygSmError
 from ..utils.text import few, plural
 from ..visualize import render_froc_curve
-from ._common import (check_progress, command_line, make_dataset,
+from ._common import (check_graphs, check_progress, command_line,
+                      make_dataset,
                       most_lesioned, print_table, slide_images, slide_list,
                       versions, world_size, write_heatmaps)
 from .config import SCORE_OUT, ScoreConfig, annotation_classes, as_dict
@@ -66,6 +67,7 @@ class _Inputs:
     dataset: SlideDataset
     images: Optional[SlideImages]
     annotated: Optional[AnnotatedSlides]
+    graphs: Dict
 
     @property
     def bag_noun(self) -> str:
@@ -148,8 +150,9 @@ def _check_inputs(config: ScoreConfig, metrics: bool, rank: int,
               f"held-out ones", file=sys.stderr, flush=True)
     dataset.check(check_progress(sys.stderr.isatty() and rank == 0),
                   shard=distributed.world())
+    graphs = check_graphs(dataset, graph, config.allow_sparse_graphs, rank)
     return _Inputs(saved, target, graph.graph_options(), dataset, images,
-                   annotated)
+                   annotated, graphs)
 
 
 def _check_annotations(config: ScoreConfig, dataset: SlideDataset,
@@ -169,7 +172,7 @@ def _score(config: ScoreConfig, kind: str) -> Optional[RunFolder]:
     out = RunFolder(config.out or SCORE_OUT[kind])
     device = distributed.resolve_device(config.device)
     rank = distributed.start(device)
-    started = False
+    started, existed = False, out.path.exists()
     try:
         inputs = _check_inputs(config, metrics, rank, out.graph_cache(config))
         results = {'kind': kind, 'status': RUNNING,
@@ -196,6 +199,8 @@ def _score(config: ScoreConfig, kind: str) -> Optional[RunFolder]:
     except BaseException as error:
         if started:
             out.fail(error)
+        elif not existed and rank == 0:
+            out.discard()  # only the patch graphs its checks cached
         raise
     finally:
         if torch.distributed.is_initialized():
@@ -225,7 +230,8 @@ def _report(config: ScoreConfig, kind: str, out: RunFolder,
         'predictions': [p.to_json() for p in predictions],
         'world_size': world_size(),
         'skipped_slides': dataset.skipped_slides,
-        'skipped_outcomes': dataset.skipped_outcomes})
+        'skipped_outcomes': dataset.skipped_outcomes,
+        'graphs': inputs.graphs})
     if inputs.annotated is not None:
         positive = None if classes is None else classes[-1]
         results['localization'] = measure(

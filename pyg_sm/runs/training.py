@@ -19,7 +19,7 @@ from ..train.survival import evaluate_survival, kaplan_meier_groups
 from ..utils.errors import PygSmError
 from ..utils.text import plural
 from ..visualize import render_kaplan_meier
-from ._common import (check_progress, command_line, make_dataset,
+from ._common import (check_graphs, check_progress, command_line, make_dataset,
                       most_lesioned, print_table, slide_images, versions,
                       world_size, write_heatmaps)
 from .config import ScoreConfig, TrainConfig, as_dict, default_of
@@ -218,6 +218,8 @@ def _train(config: TrainConfig, out: RunFolder,
             torch.distributed.barrier()
         dataset.check(check_progress(sys.stderr.isatty() and rank == 0),
                       shard=distributed.world())
+        graphs = check_graphs(dataset, config, config.allow_sparse_graphs,
+                              rank)
         results = {'kind': 'train', 'status': RUNNING,
                    'command': command_line(), 'config': as_dict(config),
                    'seed': config.seed, 'versions': versions(),
@@ -227,7 +229,8 @@ def _train(config: TrainConfig, out: RunFolder,
                    'model': config.model, 'options': options, 'graph': graph,
                    'world_size': world_size(),
                    'skipped_slides': dataset.skipped_slides,
-                   'skipped_outcomes': dataset.skipped_outcomes}
+                   'skipped_outcomes': dataset.skipped_outcomes,
+                   'graphs': graphs}
         if config.split_by is not None:
             results['split_by'] = config.split_by
             results['split_groups'] = split_groups(

@@ -5,7 +5,7 @@ from typing import Dict, Optional
 import torch
 from torch import Tensor
 
-from ..transforms.grid_graph import grid_step
+from ..transforms.grid_graph import infer_patch_side
 from ..utils.stats import percentiles
 from .colors import ATTENTION_CMAP, PERCENTILE_LABEL
 
@@ -18,7 +18,7 @@ MIN_PANEL_INCHES = 3.2
 def grid_image(pos: Tensor, values: Tensor) -> Tensor:
     r"""Per-patch :obj:`values` laid out on the patch grid of :obj:`pos`
     (one pixel per patch, NaN where there is no patch): :math:`(H, W)`."""
-    step = torch.tensor(grid_step(pos), dtype=torch.float64)
+    step = torch.full((2, ), infer_patch_side(pos), dtype=torch.float64)
     cells = torch.round((pos.double() - pos.double().min(0).values) /
                         step).long()
     image = torch.full((int(cells[:, 1].max()) + 1,

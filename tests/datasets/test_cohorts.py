@@ -81,6 +81,16 @@ def test_trident_patch_size_attribute_and_graphs_without_edges(tmp_path):
     vertical = (data.pos[data.edge_index[0]] -
                 data.pos[data.edge_index[1]]).abs()
     assert int(vertical[:, 0].max()) == 0  # columns 512 apart: unlinked
+    graphs = SlideDataset(root).graphs()
+    assert graphs[0].side == 256 and graphs[0].source == \
+        'patch_size_level0 of the coords of the features file'
+    # A patch size that the files contradict is an error, not a choice.
+    with pytest.raises(SlideError, match="slide 'a' .*--patch-size 100 "
+                                         "contradicts the slide's files, "
+                                         "which say 256"):
+        SlideDataset(root, graph=GridPatchGraph(patch_size=100))[0]
+    with h5py.File(root / 'features' / 'a.h5', 'a') as f:
+        del f['coords'].attrs['patch_size_level0']
     with pytest.warns(UserWarning, match="slide 'a'.*links no patches"):
         SlideDataset(root, graph=GridPatchGraph(patch_size=100))[0]
 

@@ -47,8 +47,13 @@ def test_grid_graph_errors():
     cells = random_grid_patches(20, 0)
     # Patches more than a step apart stay unlinked (a wrong patch_size).
     assert patch_grid_graph(cells * 100 + 37, patch_size=64).shape == (2, 0)
-    with pytest.raises(ValueError, match='share one grid cell'):
-        patch_grid_graph(torch.cat([cells, cells[:1]]))
+    # One patch on top of another (two contours' grids where they meet)
+    # is linked, not an error; many mean a step far too large (grid units
+    # read as pixels).
+    doubled = patch_grid_graph(torch.cat([cells, cells[:1]]))
+    assert [cells.size(0), 0] in doubled.t().tolist()
+    with pytest.raises(ValueError, match='are inconsistent'):
+        patch_grid_graph(cells, patch_size=64)
     with pytest.raises(ValueError, match='connectivity'):
         patch_grid_graph(cells, connectivity=6)
     with pytest.raises(ValueError, match='coords'):
