@@ -139,8 +139,10 @@ CASES = [
      ValueError, 'coords'),
     ('NaN coords', lambda: patch_radius_graph(
         torch.tensor([[0.0, float('nan')]]), 1.0), ValueError, 'finite'),
-    ('two patches at one place', lambda: patch_grid_graph(
-        torch.tensor([[0.0, 0.0], [0.0, 0.01]])), ValueError, 'grid cell'),
+    ('grid units read as pixels', lambda: patch_grid_graph(
+        torch.stack(torch.meshgrid(torch.arange(10.0), torch.arange(10.0),
+                                   indexing='ij'), -1).reshape(-1, 2),
+        patch_size=64), ValueError, 'inconsistent'),
     ('connectivity 6', lambda: patch_grid_graph(torch.zeros(1, 2), 6),
      ValueError, 'connectivity'),
     # Labels (issue 18, items 2 and 3).

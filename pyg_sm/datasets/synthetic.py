@@ -168,6 +168,8 @@ def make_synthetic_slides(
         with h5py.File(root / 'features' / f'{slide_id}.h5', 'w') as f:
             f['features'] = features[order].float().numpy()
             f['coords'] = (cells[order] * patch_size).numpy()
+            # As TRIDENT records it: the patch side at level 0.
+            f['coords'].attrs['patch_size_level0'] = patch_size
             f['patch_labels'] = lesion[order].to(torch.uint8).numpy()
         if lesion.any():
             write_lesion_outlines(

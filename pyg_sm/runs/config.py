@@ -281,9 +281,10 @@ class TrainConfig(GraphConfig, CohortConfig):
                            'shuffling')
     deterministic: bool = setting(
         False, "deterministic algorithms only (torch's, and the cuBLAS "
-               "setting they need): bitwise identical runs for a fixed "
-               "--seed on a GPU too, at some speed; an operation without "
-               "one stops the run, naming it")
+               "setting they need), meant to give bitwise identical runs "
+               "for a fixed --seed on a GPU too (not yet run on one), at "
+               "some speed; an operation without one stops the run, "
+               "naming it")
     in_memory: bool = setting(False, 'keep all slides in memory (small '
                                      'cohorts)')
     resume: bool = setting(False, 'continue the run in --out from its last '

@@ -74,17 +74,54 @@ def _image_facts(slide_id: str, images: Optional[SlideImages]) -> tuple:
         slide.close()
 
 
-def _resolution(slide_id: str, image_mpp: Optional[float],
-                mpp: Optional[float], differing: List[str]
-                ) -> Optional[float]:
-    r"""The slide's micrometres per pixel: an explicit :obj:`mpp` wins over
-    the image's (slides whose image says otherwise are collected in
-    :obj:`differing`)."""
+def _check_some_match(folder: AnnotationFolder, slide_ids: Sequence[str],
+                      files: Dict[str, Optional[Path]],
+                      labels: Dict[str, Optional[str]],
+                      positive: Optional[str]) -> None:
+    r"""An annotation folder none of whose files matches a slide that
+    needs one (a positive or unlabelled slide) is an error, with the
+    slides its files likely meant."""
+    if any(files.values()):
+        return
+    if not any(positive is None or labels.get(s) in (None, positive)
+               for s in slide_ids):
+        return  # negative slides only: all-negative without files
+    positives = sum(positive is not None and labels.get(s) == positive
+                    for s in slide_ids)
+    hints = folder.hints(slide_ids)
+    raise PygSmError(
+        f"no annotation file in {folder.folder} matches any of the "
+        f"{plural(len(slide_ids), 'slide')}"
+        + (f" ({positives} positive)" if positives else '')
+        + ": files are named <slide_id>.geojson, .json, .xml or "
+          "<slide_id>_mask.tif/.png"
+        + (f"; did you mean {', '.join(hints)}" if hints else
+           f" (slides: {few(slide_ids)})"))
+
+
+def _resolutions(slide_ids: Sequence[str], image_mpp: Dict[str, Optional[
+        float]], mpp: Optional[float], images: Optional[SlideImages]
+                 ) -> tuple:
+    r"""Each slide's micrometres per pixel: an explicit :obj:`mpp` wins
+    over the image's (a note names the slides whose image says otherwise);
+    a slide with neither is an error naming them all."""
     if mpp is None:
-        return image_mpp
-    if image_mpp is not None and abs(image_mpp - mpp) > 1e-6 * mpp:
-        differing.append(f'{slide_id} ({image_mpp:g})')
-    return mpp
+        missing = [s for s in slide_ids if image_mpp[s] is None]
+        if missing:
+            raise PygSmError(
+                f"{len(missing)} slide(s) have no micrometres per pixel for "
+                f"the FROC's 75 um dilation ({few(missing)}): " +
+                ("no --slides-dir was given" if images is None else
+                 f"their images in {images.folder} have no openslide.mpp-x "
+                 f"(or none)") + "; pass --mpp")
+        return {s: image_mpp[s] for s in slide_ids}, []
+    differing = [f'{s} ({image_mpp[s]:g})' for s in slide_ids
+                 if image_mpp[s] is not None and
+                 abs(image_mpp[s] - mpp) > 1e-6 * mpp]
+    notes = [f"note: --mpp {mpp:g} overrides the micrometres per pixel of "
+             f"{len(differing)} slide image(s): {few(differing)}"] \
+        if differing else []
+    return {s: mpp for s in slide_ids}, notes
 
 
 def check_annotations(annotations: Union[str, Path], slide_ids: Sequence[str],
@@ -108,86 +145,47 @@ def check_annotations(annotations: Union[str, Path], slide_ids: Sequence[str],
     without micrometres per pixel (its image's ``openslide.mpp-x``, else
     :obj:`mpp`; an explicit :obj:`mpp` overrides the image's, with a
     note)."""
+    import shapely
+
     folder = AnnotationFolder(annotations, classes)
     images = slide_images(slides_dir)
     files = {s: folder.file(s) for s in slide_ids}
-    with_file = [s for s in slide_ids if files[s] is not None]
-    positives = [s for s in slide_ids if positive is not None
-                 and labels.get(s) == positive]
-    needing = [s for s in slide_ids if positive is None or
-               labels.get(s) in (None, positive)]
-    if not with_file and needing:
-        hints = folder.hints(slide_ids)
-        raise PygSmError(
-            f"no annotation file in {folder.folder} matches any of the "
-            f"{plural(len(slide_ids), 'slide')}"
-            + (f" ({len(positives)} positive)" if positives else '')
-            + ": files are named <slide_id>.geojson, .json, .xml or "
-              "<slide_id>_mask.tif/.png"
-            + (f"; did you mean {', '.join(hints)}" if hints else
-               f" (slides: {few(slide_ids)})"))
-    notes: List[str] = []
-    areas: Dict[str, object] = {}
-    resolutions: Dict[str, float] = {}
-    left_out: Dict[str, str] = {}
-    found: Dict[str, List[str]] = {}
-    dimensions_of: Dict[str, object] = {}
-    for slide_id in with_file:
-        dimensions, image_mpp = _image_facts(slide_id, images)
-        dimensions_of[slide_id] = (dimensions, image_mpp)
-        for name in folder.read(slide_id, dimensions).classes:
-            found.setdefault(name, []).append(slide_id)
-    notes += folder.classes.check(found)
-    import shapely
+    _check_some_match(folder, slide_ids, files, labels, positive)
 
-    negatives_outlined, differing, without_mpp = [], [], []
-    for slide_id in slide_ids:
+    def negative(slide_id):
         label = labels.get(slide_id)
-        if files[slide_id] is not None:
-            dimensions, image_mpp = dimensions_of[slide_id]
-            area = folder.lesion(slide_id, dimensions)
-            if positive is not None and label is not None and \
-                    label != positive and not area.is_empty:
-                negatives_outlined.append(slide_id)
-        elif positive is not None and label is not None and \
-                label != positive:
-            area, (_, image_mpp) = shapely.Polygon(), _image_facts(
-                slide_id, images)
-        else:
-            left_out[slide_id] = 'positive slide without annotations' \
-                if label is not None and label == positive else \
+        return positive is not None and label is not None and \
+            label != positive
+    measured = [s for s in slide_ids if files[s] is not None or negative(s)]
+    left_out = {s: 'positive slide without annotations'
+                if labels.get(s) is not None else
                 'no annotations and no label'
-            continue
-        areas[slide_id] = area
-        resolution = _resolution(slide_id, image_mpp, mpp, differing)
-        if resolution is None:
-            without_mpp.append(slide_id)
-        resolutions[slide_id] = resolution
-    if without_mpp:
-        raise PygSmError(
-            f"{len(without_mpp)} slide(s) have no micrometres per pixel for "
-            f"the FROC's 75 um dilation ({few(without_mpp)}): "
-            + ("no --slides-dir was given" if images is None else
-               f"their images in {images.folder} have no openslide.mpp-x "
-               f"(or none)") + "; pass --mpp")
+                for s in slide_ids if s not in set(measured)}
+    facts = {s: _image_facts(s, images) for s in measured}
+    found: Dict[str, List[str]] = {}
+    for slide_id in measured:
+        if files[slide_id] is not None:
+            for name in folder.read(slide_id, facts[slide_id][0]).classes:
+                found.setdefault(name, []).append(slide_id)
+    notes = folder.classes.check(found)
+    areas = {s: shapely.Polygon() if files[s] is None else
+             folder.lesion(s, facts[s][0]) for s in measured}
+    resolutions, mpp_notes = _resolutions(
+        measured, {s: facts[s][1] for s in measured}, mpp, images)
     missing = [s for s, why in left_out.items()
                if why.startswith('positive')]
     if missing:
         notes.append(f"note: {len(missing)} positive slide(s) have no "
                      f"annotation file in {folder.folder} and are left out "
                      f"of the localization: {few(missing)}")
-    if negatives_outlined:
-        notes.append(f"warning: {len(negatives_outlined)} slide(s) labelled "
-                     f"negative have lesion outlines in {folder.folder}: "
-                     f"{few(negatives_outlined)}; their outlines count as "
-                     f"lesions")
-    if differing:
-        notes.append(f"note: --mpp {mpp:g} overrides the micrometres per "
-                     f"pixel of {len(differing)} slide image(s): "
-                     f"{few(differing)}")
+    outlined = [s for s in measured if negative(s) and not areas[s].is_empty]
+    if outlined:
+        notes.append(f"warning: {len(outlined)} slide(s) labelled negative "
+                     f"have lesion outlines in {folder.folder}: "
+                     f"{few(outlined)}; their outlines count as lesions")
     lesion, exclusion = folder.classes.split(found)
     return AnnotatedSlides(folder.folder, areas, resolutions, left_out,
-                           lesion, exclusion, notes)
+                           lesion, exclusion, notes + mpp_notes)
 
 
 def measure(run: RunFolder, annotated: AnnotatedSlides,

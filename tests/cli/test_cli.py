@@ -19,8 +19,8 @@ import pyg_sm.runs
 from pyg_sm.cli import COMMANDS, config_from_args, main, parser
 from pyg_sm.models import MODELS, build_model
 from pyg_sm.models.registry import SM_ABMIL
-from pyg_sm.runs import (DemoConfig, HeatmapConfig, ScoreConfig, TrainConfig,
-                         ViewConfig)
+from pyg_sm.runs import (DemoConfig, HeatmapConfig, InspectConfig,
+                         ScoreConfig, TrainConfig, ViewConfig)
 
 from run_helpers import small_cohort
 
@@ -151,8 +151,22 @@ def test_each_command_maps_to_its_config():
     assert config_of('view', 'a', '--port', '8000') == ViewConfig(
         runs=['a'], port=8000)
     assert config_of('demo', '--signal', '1.5') == DemoConfig(signal=1.5)
+    assert config_of('inspect', 'data', '--patches-dir', 'p', '--worst',
+                     '3') == InspectConfig(data_dir='data', patches_dir='p',
+                                           worst=3)
+    assert config_of('evaluate', 'data', '--checkpoint', 'c.pt',
+                     '--exclusion-classes', 'Necrosis,Artifact',
+                     '--partial-cases', '--overwrite') == ScoreConfig(
+        data_dir='data', checkpoint='c.pt',
+        exclusion_classes=['Necrosis', 'Artifact'], partial_cases=True,
+        overwrite=True)
+    assert config_of('train', 'data', '--censorship-column', 'censorship',
+                     '--missing-outcomes', 'skip', '--split-by', 'tss',
+                     '--allow-sparse-graphs') == TrainConfig(
+        data_dir='data', censorship_column='censorship',
+        missing_outcomes='skip', split_by='tss', allow_sparse_graphs=True)
     assert set(COMMANDS) == {'demo', 'train', 'evaluate', 'predict',
-                             'heatmap', 'view'}
+                             'heatmap', 'view', 'inspect'}
 
 
 def test_each_command_calls_its_run_function(monkeypatch):
