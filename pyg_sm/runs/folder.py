@@ -279,45 +279,53 @@ class RunFolder:
         r"""Deletes the folder of a run that never trained."""
         shutil.rmtree(self.path, ignore_errors=True)
 
-    def prepare(self, resume: bool = False, overwrite: bool = False,
-                resumable: bool = True) -> None:
-        r"""Makes the folder ready for a new run: it must be new or empty,
-        or hold a run to continue (:obj:`resume`) or to replace
-        (:obj:`overwrite`, which first deletes everything the old run wrote
-        but the patch graphs of ``graph_cache/``, which are keyed by the
-        files and settings they were built from). :obj:`resumable` says
-        whether the command can continue a run (``train``)."""
+    def check_free(self, resume: bool = False, overwrite: bool = False,
+                   resumable: bool = True) -> bool:
+        r"""Whether :meth:`prepare` may start a run here, checked before
+        any work: the folder must be new or empty, or hold a run to
+        continue (:obj:`resume`) or to replace (:obj:`overwrite`).
+        :obj:`resumable` says whether the command can continue a run
+        (``train``). Returns whether a previous run is to be replaced."""
         if resume and overwrite:
             raise PygSmError("'resume' and 'overwrite' exclude each other")
-        # Patch graphs cached by this run's checks are not another run.
-        holds = self.path.is_dir() and any(
-            entry.name != GRAPH_CACHE_DIR for entry in self.path.iterdir())
         if resume:
             if not self.holds_run():
                 raise MissingFileError(
                     f"resume: {self.path} holds no run to continue (no "
                     f"{RESULTS_FILE})")
-            return
+            return False
         if self.path.exists() and not self.path.is_dir():
             raise PygSmError(f"{self.path} is a file, not a folder; choose "
                              f"another --out")
+        # Patch graphs cached by this run's checks are not another run.
+        holds = self.path.is_dir() and any(
+            entry.name != GRAPH_CACHE_DIR for entry in self.path.iterdir())
         if holds and not overwrite:
             raise PygSmError(f"{self.path} holds a previous run; pass " + (
                 "--resume to continue it or " if resumable else '') +
                 "--overwrite to replace it")
-        if holds:
-            if not self.holds_run():
-                raise PygSmError(f"--overwrite: {self.path} is not a pyg-sm "
-                                 f"run folder (no {RESULTS_FILE}); choose "
-                                 f"another --out")
-            for entry in self.path.iterdir():
-                if entry.name == GRAPH_CACHE_DIR:
-                    continue
-                if entry.is_dir() and not entry.is_symlink():
-                    shutil.rmtree(entry)
-                else:
-                    entry.unlink()
-        self.path.mkdir(parents=True, exist_ok=True)
+        if holds and not self.holds_run():
+            raise PygSmError(f"--overwrite: {self.path} is not a pyg-sm run "
+                             f"folder (no {RESULTS_FILE}); choose another "
+                             f"--out")
+        return holds
+
+    def prepare(self, resume: bool = False, overwrite: bool = False,
+                resumable: bool = True) -> None:
+        r"""Makes the folder ready for a new run (:meth:`check_free`): a
+        run replaced with :obj:`overwrite` has everything it wrote deleted
+        first, but the patch graphs of ``graph_cache/``, which are keyed by
+        the files and settings they were built from."""
+        if not self.check_free(resume, overwrite, resumable) or resume:
+            self.path.mkdir(parents=True, exist_ok=True)
+            return
+        for entry in self.path.iterdir():
+            if entry.name == GRAPH_CACHE_DIR:
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
 
     def fail(self, error: BaseException) -> None:
         r"""Marks the run in ``results.json`` (and each fold's that is

@@ -174,6 +174,8 @@ def _score(config: ScoreConfig, kind: str) -> Optional[RunFolder]:
     rank = distributed.start(device)
     started, existed = False, out.path.exists()
     try:
+        if rank == 0:  # before any work, as again when it starts
+            out.check_free(overwrite=config.overwrite, resumable=False)
         inputs = _check_inputs(config, metrics, rank, out.graph_cache(config))
         results = {'kind': kind, 'status': RUNNING,
                    'command': command_line(), 'config': as_dict(config),

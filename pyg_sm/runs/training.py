@@ -195,6 +195,8 @@ def _train(config: TrainConfig, out: RunFolder,
         graph = config.graph_options()
         options = config.resolved_model_options()
         target = target_of(config)
+        if rank == 0:  # before any work, as again when it starts
+            out.check_free(config.resume, config.overwrite)
         images = slide_images(config.slides_dir)  # checked before training
         dataset = make_dataset(config, config, config.labels or 'labels.csv',
                                classes=config.classes,
