@@ -42,8 +42,10 @@ docs: $(STAMP) $(TORCHMIL_STAMP)
 	$(VENV)/bin/sphinx-build -q -W --keep-going -b html docs docs/_build/html
 	$(PY) docs/check_links.py docs/_build/html
 
-# The suite reads the built site (its API pages, the pages in Chromium).
+# The suite reads the built site (its API pages, the pages in Chromium);
+# ruff (pyproject's settings) checks the code first.
 test: $(STAMP) $(TORCHMIL_STAMP) docs
+	$(VENV)/bin/ruff check pyg_sm tests benchmarks examples docs
 	$(PY) -m pytest -q
 
 # torch-scatter and torch-sparse have no wheels for this torch: they compile

@@ -25,7 +25,8 @@ def main(demo: str, out: str, slide_id: str = '') -> None:
     for argument in ['--headless=new', '--no-sandbox', '--disable-gpu',
                      '--disable-dev-shm-usage', '--no-first-run',
                      '--disable-background-networking', '--hide-scrollbars',
-                     '--window-size=1400,820', '--force-device-scale-factor=1']:
+                     '--window-size=1400,820',
+                     '--force-device-scale-factor=1']:
         options.add_argument(argument)
     driver = webdriver.Chrome(service=Service('/usr/bin/chromedriver'),
                               options=options)

@@ -220,7 +220,7 @@ def clam_contours(rng, side, pieces=4, extent=12):
     even ones lie apart."""
     import shapely
 
-    corners = []
+    corners, below = [], None
     for k in range(pieces):
         width, height = rng.integers(extent // 2, extent + 1, 2) * side
         if k % 2 == 1:

@@ -166,10 +166,10 @@ def main():
                     Sm(alpha=alpha, num_steps=10, mode=mode),
                     sm_call, dtype, padded=False)
     if GENERATION == '0.1':
-        pools = [dict(sm_layers=l, sm_pre=pre, sm_post=post,
+        pools = [dict(sm_layers=layers, sm_pre=pre, sm_post=post,
                       sm_spectral_norm=sn, act=act, sm_mode=mode,
                       sm_alpha=alpha)
-                 for l, pre, post, sn, act, mode, alpha in [
+                 for layers, pre, post, sn, act, mode, alpha in [
                      (0, False, False, False, 'gelu', 'approx', 0.3),
                      (1, False, True, False, 'tanh', 'approx', 'trainable'),
                      (2, True, True, True, 'relu', 'approx', 'trainable'),

@@ -42,8 +42,9 @@ from .scoring import evaluate, predict
 from .training import train
 
 __all__ = ['train', 'evaluate', 'predict', 'demo', 'heatmap', 'view',
-           'inspect', 'open_runs', 'InspectConfig', 'TrainConfig', 'ScoreConfig', 'GraphConfig',
-           'CohortConfig', 'DemoConfig', 'HeatmapConfig', 'ViewConfig',
+           'inspect', 'open_runs', 'InspectConfig', 'TrainConfig',
+           'ScoreConfig', 'GraphConfig', 'CohortConfig', 'DemoConfig',
+           'HeatmapConfig', 'ViewConfig',
            'RECIPES', 'Recipe', 'DEMO_SIGNAL', 'RunFolder', 'SlidePrediction',
            'SlideScores', 'scored_runs', 'SCHEMA', 'Interrupted', 'PygSmError',
            'invoked_as']

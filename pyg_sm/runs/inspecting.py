@@ -13,12 +13,12 @@ def inspect(config: InspectConfig) -> Dict:
     ``train`` would, prints the summary line and the :obj:`config.worst`
     slides by mean degree (patches, edges, mean degree, the patch side and
     where it came from), and returns the report
-    (:func:`~pyg_sm.runs._common.graph_report`, with every slide under
-    ``slides``)."""
+    (:func:`~pyg_sm.runs._common.graph_report`, with every slide's record
+    under ``slides_graphs``)."""
     dataset = SlideDataset(
-        config.data_dir, labels=None, features_dir=config.features_dir, layout=config.layout,
-        graph=config.patch_graph(), graph_cache=config.graph_cache,
-        patches_dir=config.patches_dir)
+        config.data_dir, labels=None, features_dir=config.features_dir,
+        layout=config.layout, graph=config.patch_graph(),
+        graph_cache=config.graph_cache, patches_dir=config.patches_dir)
     for note in dataset.notes:
         print(note, file=sys.stderr, flush=True)
     graphs = dataset.graphs(check_progress(sys.stderr.isatty(),

@@ -286,14 +286,28 @@ def test_train_and_score_the_transformer(tmp_path):
                           model='sm_transformer_abmil', preset='abmil'))
 
 
-def test_deterministic_run_equals_the_default_one_on_the_cpu(cohort,
-                                                             tmp_path):
-    """--deterministic turns torch's deterministic algorithms on for the
-    run (every operation the library runs on the CPU has one) and restores
-    the setting after; on the CPU the run was deterministic already."""
+def test_deterministic_run_equals_the_default_one_on_the_cpu(
+        cohort, tmp_path, monkeypatch):
+    """--deterministic turns torch's deterministic algorithms (and the
+    cuBLAS setting they need) on while the run trains (every operation the
+    library runs on the CPU has one) and restores them after; on the CPU
+    the run was deterministic already."""
+    import os
+
+    import pyg_sm.runs.training as training
+
+    seen = []
+    fit = training.fit
+
+    def watched(*args, **kwargs):
+        seen.append((torch.are_deterministic_algorithms_enabled(),
+                     os.environ.get('CUBLAS_WORKSPACE_CONFIG')))
+        return fit(*args, **kwargs)
+    monkeypatch.setattr(training, 'fit', watched)
     plain = train_run(cohort, tmp_path / 'plain', heatmaps=0)
     strict = train_run(cohort, tmp_path / 'strict', heatmaps=0,
                        deterministic=True)
+    assert seen[0][0] is False and seen[1] == (True, ':4096:8')
     assert not torch.are_deterministic_algorithms_enabled()
     assert strict['config']['deterministic'] is True
     assert strict['history'] == [
