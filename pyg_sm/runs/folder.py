@@ -280,10 +280,13 @@ class RunFolder:
         shutil.rmtree(self.path, ignore_errors=True)
 
     def check_free(self, resume: bool = False, overwrite: bool = False,
-                   resumable: bool = True) -> bool:
+                   resumable: bool = True,
+                   inputs: Sequence[Optional[Path]] = ()) -> bool:
         r"""Whether :meth:`prepare` may start a run here, checked before
         any work: the folder must be new or empty, or hold a run to
-        continue (:obj:`resume`) or to replace (:obj:`overwrite`).
+        continue (:obj:`resume`) or to replace (:obj:`overwrite`), and a
+        run to replace must not hold any of the run's :obj:`inputs` (the
+        data, the checkpoint), which replacing it would delete.
         :obj:`resumable` says whether the command can continue a run
         (``train``). Returns whether a previous run is to be replaced."""
         if resume and overwrite:
@@ -308,15 +311,24 @@ class RunFolder:
             raise PygSmError(f"--overwrite: {self.path} is not a pyg-sm run "
                              f"folder (no {RESULTS_FILE}); choose another "
                              f"--out")
+        inside = [str(p) for p in inputs if p is not None and holds and
+                  self.path.resolve() in (Path(p).resolve(),
+                                          *Path(p).resolve().parents)]
+        if inside:
+            raise PygSmError(f"--overwrite would delete {', '.join(inside)}, "
+                             f"which this run reads: it lies in {self.path}; "
+                             f"choose another --out")
         return holds
 
     def prepare(self, resume: bool = False, overwrite: bool = False,
-                resumable: bool = True) -> None:
+                resumable: bool = True,
+                inputs: Sequence[Optional[Path]] = ()) -> None:
         r"""Makes the folder ready for a new run (:meth:`check_free`): a
         run replaced with :obj:`overwrite` has everything it wrote deleted
         first, but the patch graphs of ``graph_cache/``, which are keyed by
         the files and settings they were built from."""
-        if not self.check_free(resume, overwrite, resumable) or resume:
+        if not self.check_free(resume, overwrite, resumable, inputs) or \
+                resume:
             self.path.mkdir(parents=True, exist_ok=True)
             return
         for entry in self.path.iterdir():

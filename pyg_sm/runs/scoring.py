@@ -167,6 +167,13 @@ def _check_annotations(config: ScoreConfig, dataset: SlideDataset,
                              config.mpp)
 
 
+def _inputs_of(config: ScoreConfig) -> list:
+    r"""The paths a scoring run reads, which its output folder must not
+    hold when it replaces an earlier run."""
+    return [config.data_dir, config.checkpoint, config.slides_dir,
+            config.annotations, config.patches_dir]
+
+
 def _score(config: ScoreConfig, kind: str) -> Optional[RunFolder]:
     metrics = kind == 'evaluate'
     out = RunFolder(config.out or SCORE_OUT[kind])
@@ -175,14 +182,16 @@ def _score(config: ScoreConfig, kind: str) -> Optional[RunFolder]:
     started, existed = False, out.path.exists()
     try:
         if rank == 0:  # before any work, as again when it starts
-            out.check_free(overwrite=config.overwrite, resumable=False)
+            out.check_free(overwrite=config.overwrite, resumable=False,
+                           inputs=_inputs_of(config))
         inputs = _check_inputs(config, metrics, rank, out.graph_cache(config))
         results = {'kind': kind, 'status': RUNNING,
                    'command': command_line(), 'config': as_dict(config),
                    'versions': versions(),
                    'checkpoint': str(config.checkpoint)}
         if rank == 0:
-            out.prepare(overwrite=config.overwrite, resumable=False)
+            out.prepare(overwrite=config.overwrite, resumable=False,
+                        inputs=_inputs_of(config))
             out.write_results(results)
             started = True
         if torch.distributed.is_initialized():

@@ -161,6 +161,13 @@ def _build(config: TrainConfig, feature_dim: int, options: Dict,
         raise PygSmError(f"--model {config.model}: {error}") from error
 
 
+def _inputs_of(config: TrainConfig) -> list:
+    r"""The paths a training run reads, which its output folder must not
+    hold when it replaces an earlier run."""
+    return [config.data_dir, config.slides_dir, config.split_file,
+            config.patches_dir]
+
+
 def train(config: TrainConfig) -> RunFolder:
     r"""Trains :obj:`config.model` on the labelled slides of
     :obj:`config.data_dir` as ``pyg-sm train`` does, and returns the run
@@ -196,7 +203,8 @@ def _train(config: TrainConfig, out: RunFolder,
         options = config.resolved_model_options()
         target = target_of(config)
         if rank == 0:  # before any work, as again when it starts
-            out.check_free(config.resume, config.overwrite)
+            out.check_free(config.resume, config.overwrite,
+                           inputs=_inputs_of(config))
         images = slide_images(config.slides_dir)  # checked before training
         dataset = make_dataset(config, config, config.labels or 'labels.csv',
                                classes=config.classes,
@@ -214,7 +222,8 @@ def _train(config: TrainConfig, out: RunFolder,
             options['num_classes'] = 1 if len(dataset.classes) == 2 \
                 else len(dataset.classes)
         if rank == 0:
-            out.prepare(config.resume, config.overwrite)
+            out.prepare(config.resume, config.overwrite,
+                        inputs=_inputs_of(config))
             prepared = not config.resume
         if torch.distributed.is_initialized():
             torch.distributed.barrier()

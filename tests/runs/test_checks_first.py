@@ -255,3 +255,20 @@ def test_version_and_the_demo_without_heatmaps(capsys):
         main(['--version'])
     assert stop.value.code == 0
     assert capsys.readouterr().out.strip() == f'pyg-sm {__version__}'
+
+
+def test_overwrite_never_deletes_what_the_run_reads(cohort, checkpoint,
+                                                    tmp_path, capsys):
+    """Evaluating into the training run's folder, or training into a folder
+    that holds the data, with --overwrite: an error, nothing deleted."""
+    run = checkpoint.parent
+    status, _, err, _ = command(capsys, 'evaluate', cohort, '--checkpoint',
+                                checkpoint, '--out', run, '--overwrite')
+    assert status == 2 and f'--overwrite would delete {checkpoint}' in err
+    assert checkpoint.is_file()
+    data = copy(cohort, tmp_path / 'run', 'data')
+    (tmp_path / 'run' / 'results.json').write_text('{}')
+    status, _, err, _ = command(capsys, 'train', data, '--out',
+                                tmp_path / 'run', '--overwrite')
+    assert status == 2 and 'which this run reads' in err
+    assert (data / 'labels.csv').is_file()
