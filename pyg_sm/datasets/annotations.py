@@ -90,7 +90,7 @@ class AnnotationClasses:
         folded = name.casefold()
         return folded in EXCLUSION_CLASSES or \
             folded.startswith(EXCLUSION_PREFIX) or \
-            folded in {e.casefold() for e in self.exclusion}
+            any(folded == e.casefold() for e in self.exclusion)
 
     def is_exclusion(self, name: str) -> bool:
         r"""Whether class :obj:`name` is subtracted from the lesions (a
@@ -583,9 +583,9 @@ class AnnotationFolder:
         r"""The annotation files of the folder that name none of
         :obj:`slide_ids`."""
         known = set(slide_ids)
-        return sorted(p for p in self.folder.iterdir()
-                      if _annotation_stem(p) is not None
-                      and _annotation_stem(p) not in known)
+        stems = {p: _annotation_stem(p) for p in self.folder.iterdir()}
+        return sorted(p for p, stem in stems.items()
+                      if stem is not None and stem not in known)
 
     def hints(self, slide_ids: Sequence[str], count: int = 3) -> List[str]:
         r"""``'<file>' for '<slide>'`` for the unmatched files that likely

@@ -10,6 +10,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 from ..utils.errors import PygSmError
 from ..utils.tables import read_table
 from ..utils.text import few, plural
+from .slide_images import SLIDE_EXTENSIONS
 
 
 @dataclasses.dataclass
@@ -260,8 +261,9 @@ def read_groups(path: Union[str, Path], column: str,
     for line, row in read_table(path, ('slide_id', ), 'labels file'):
         columns = list(row)
         rows[row['slide_id']] = (line, row)
-        stem = os.path.splitext(row['slide_id'])[0]
-        rows.setdefault(stem, (line, row))
+        stem, extension = os.path.splitext(row['slide_id'])
+        if extension.lower() in SLIDE_EXTENSIONS:  # as the dataset reads it
+            rows.setdefault(stem, (line, row))
     if column not in columns and column.casefold() != TSS:
         raise PygSmError(f"{path} has no column '{column}' (--split-by); "
                          f"its columns are {[c for c in columns if c]}")
