@@ -74,7 +74,7 @@ def train_rank(rank, world_size, init_file, result_file):
                         seed=SEED, progress=False)
             results[case] = model.state_dict()
         val_set = ReadLog(bags())
-        result = validate(fresh_model(), val_set, ['0', '1'])
+        result = validate(fresh_model(), val_set)
         gathered = [None] * world_size
         torch.distributed.all_gather_object(gathered, sorted(val_set.read))
         if rank == 0:

@@ -108,7 +108,8 @@ def add_config_flags(parser: argparse.ArgumentParser, config: type,
                             choices=meta.get('choices'),
                             default=argparse.SUPPRESS, required=required,
                             metavar=None if meta.get('choices') else
-                            field.name.upper(), help=help)
+                            meta.get('metavar') or field.name.upper(),
+                            help=help)
 
 
 def given(args: argparse.Namespace, config: type) -> Dict[str, Any]:

@@ -13,6 +13,7 @@ import torch
 
 from ..datasets import SlideDataset, SlideImages
 from ..train.distributed import world
+from ..train.records import BagRecord
 from ..utils.errors import MissingFileError, PygSmError
 from ..utils.text import few, plural
 from ..utils.tables import read_table
@@ -23,10 +24,12 @@ from .folder import RunFolder, SlidePrediction
 
 
 def versions() -> Dict[str, str]:
+    import lightning
     import torch_geometric
 
     return {'pyg_sm': __version__, 'torch': torch.__version__,
             'torch_geometric': torch_geometric.__version__,
+            'lightning': lightning.__version__,
             'python': platform.python_version()}
 
 
@@ -239,15 +242,15 @@ def print_table(results: Dict[str, Dict]) -> None:
               (f" {_fmt(r.get('froc')):>6}" if froc else ''), flush=True)
 
 
-def most_lesioned(records: List[Dict], count: int) -> List[str]:
+def most_lesioned(records: List[BagRecord], count: int) -> List[str]:
     r"""The :obj:`count` slides to draw: those of the bags with the most
     lesion patches first, when patch labels exist, else the first ones (a
     patient's bag gives its slides)."""
     def lesions(record):
-        labels = record.get('patch_labels')
+        labels = record.patch_labels
         return 0 if labels is None else -int((labels > 0).sum())
     return [s for r in sorted(records, key=lesions)
-            for s in r.get('slide_ids') or [r['slide_id']]][:count]
+            for s in r.slide_ids or [r.slide_id]][:count]
 
 
 def heatmap_title(slide_id: str,

@@ -25,12 +25,14 @@ from ..datasets.cases import BAG_BY
 from ..datasets.layouts import LAYOUTS
 from ..datasets.annotations import AnnotationClasses
 from ..datasets.labels import MISSING_OUTCOMES, check_event_columns
-from ..datasets.slide_dataset import MISSING_SLIDES, TASKS
+from ..datasets.slide_dataset import MISSING_SLIDES
 from ..models.registry import MODELS
 from ..nn.survival import SURVIVAL_LOSSES
 from ..train.localization import MIN_COVERAGE
 from ..visualize.colors import OVERLAY_STYLES
-from ..train.loop import MONITORS, TASK_MONITORS, check_validation
+from ..train.settings import (LOGGERS, LR_SCHEDULERS, OPTIMIZERS,
+                              PRECISIONS, FitSettings)
+from ..train.tasks import CLASS_WEIGHTS, MONITORS, TASKS
 from ..transforms import METHODS, PatchGraph
 from ..utils.errors import PygSmError
 
@@ -47,16 +49,23 @@ SCORE_OUT = {'evaluate': Path('pyg_sm_eval'),
 def setting(default: Any = dataclasses.MISSING, help: str = '', *,
             choices: Optional[Sequence] = None, unset: Optional[str] = None,
             positional: bool = False, many: bool = False,
-            factory: Any = dataclasses.MISSING) -> Any:
+            factory: Any = dataclasses.MISSING,
+            metavar: Optional[str] = None) -> Any:
     r"""A config field with what the command line shows of it: its
     :obj:`help`, its :obj:`choices`, what an unset (:obj:`None`) value
     means (:obj:`unset`), whether it is a positional argument and whether
-    it takes several values (:obj:`many`)."""
+    it takes several values (:obj:`many`), and the name of its value in
+    the help (:obj:`metavar`; the field's name by default)."""
     metadata = dict(help=help, choices=choices, unset=unset,
-                    positional=positional, many=many)
+                    positional=positional, many=many, metavar=metavar)
     if factory is not dataclasses.MISSING:
         return dataclasses.field(default_factory=factory, metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
+
+
+def _fit(name: str) -> Any:
+    r"""The default of a setting the training engine declares."""
+    return FitSettings.__dataclass_fields__[name].default
 
 
 def default_of(config: type, name: str) -> Any:
@@ -74,6 +83,21 @@ def _check_choice(name: str, value: Any, choices: Sequence) -> None:
     if value is not None and value not in choices:
         raise PygSmError(f"'{name}' (--{name.replace('_', '-')}) must be one "
                          f"of {list(choices)} (got {value!r})")
+
+
+#: The package each ``--logger`` needs.
+_LOGGER_PACKAGES = {'tensorboard': 'tensorboard', 'wandb': 'wandb',
+                    'mlflow': 'mlflow'}
+
+
+def _check_logger(name: str) -> None:
+    import importlib.util
+
+    _check_choice('logger', name, LOGGERS)
+    package = _LOGGER_PACKAGES.get(name)
+    if package and importlib.util.find_spec(package) is None:
+        raise PygSmError(f"--logger {name} needs the {package} package "
+                         f"(pip install {package})")
 
 
 def _as_path(value: Optional[PathLike]) -> Optional[Path]:
@@ -215,7 +239,7 @@ class TrainConfig(GraphConfig, CohortConfig):
     out: Path = setting(Path('pyg_sm_run'), 'output folder (the run folder)')
     task: str = setting(
         'classification', 'classification (a label column) or survival (a '
-                          'time and an event column)', choices=TASKS)
+                          'time and an event column)', choices=tuple(TASKS))
     time_column: str = setting(
         'time', 'survival: the column of the labels file with each '
                 "slide's time (any unit)")
@@ -248,11 +272,49 @@ class TrainConfig(GraphConfig, CohortConfig):
     classes: Optional[List[str]] = setting(
         None, 'class names in order (on the command line: comma-separated)',
         unset='the sorted distinct labels')
-    epochs: int = setting(20, 'passes over the training slides')
-    lr: float = setting(1e-3, 'Adam learning rate')
-    weight_decay: float = setting(1e-4, 'Adam weight decay')
-    batch_size: int = setting(4, 'slides per batch (per process under '
-                                 'torchrun)')
+    epochs: int = setting(_fit('epochs'), 'passes over the training slides')
+    lr: float = setting(_fit('lr'), 'learning rate (the peak of '
+                                    '--lr-scheduler onecycle)')
+    weight_decay: float = setting(_fit('weight_decay'),
+                                  "the optimizer's weight decay")
+    optimizer: str = setting(_fit('optimizer'),
+                             'adam, adamw or sgd (momentum 0.9)',
+                             choices=OPTIMIZERS)
+    lr_scheduler: str = setting(
+        _fit('lr_scheduler'), 'none, cosine (to 0 over the epochs), plateau '
+                              '(divided by 10 after 2 validations without '
+                              'improvement of --monitor) or onecycle (per '
+                              'step)', choices=LR_SCHEDULERS)
+    batch_size: int = setting(_fit('batch_size'),
+                              'slides per batch (per process under '
+                              'torchrun)')
+    accumulate_grad_batches: int = setting(
+        _fit('accumulate_grad_batches'), 'batches whose gradients add up '
+                                         'before each optimizer step',
+        metavar='K')
+    precision: str = setting(
+        _fit('precision'), '32, bf16-mixed (CPU or GPU) or 16-mixed (CUDA '
+                           'only)', choices=PRECISIONS)
+    class_weights: str = setting(
+        'none', "classification: balanced weighs each class's loss by the "
+                'inverse of its share of the training slides',
+        choices=CLASS_WEIGHTS)
+    balanced_sampling: bool = setting(
+        _fit('balanced_sampling'), "draw each epoch's slides with "
+                                   'replacement, each class as often '
+                                   '(survival: each event status)')
+    patience: Optional[int] = setting(
+        _fit('patience'), 'stop after this many validations without '
+                          'improvement of --monitor',
+        unset='none: train every epoch')
+    logger: List[str] = setting(
+        help='where the curves go, under OUT/logs (comma-separated): csv, '
+             'tensorboard, wandb (offline unless WANDB_MODE=online), '
+             'mlflow (OUT/logs/mlruns unless MLFLOW_TRACKING_URI is set)',
+        factory=lambda: list(_fit('loggers')))
+    num_nodes: int = setting(
+        _fit('num_nodes'), 'machines of a multi-node run (torchrun --nnodes '
+                           "or SLURM's nodes)")
     val_fraction: float = setting(
         0.25, 'share of the slides held out for validation, by patient '
               '(case_id) and stratified by label (survival: by event)')
@@ -275,10 +337,11 @@ class TrainConfig(GraphConfig, CohortConfig):
               'final epoch)', choices=tuple(MONITORS),
         unset='val_loss; val_c_index for survival')
     validate_every: int = setting(
-        1, 'score the validation slides after every N-th epoch (0: only '
-           'once, with the final model; needs --monitor last)')
-    seed: int = setting(0, 'seed of the split, the initialization and the '
-                           'shuffling')
+        _fit('validate_every'), 'score the validation slides after every '
+                                'N-th epoch (0: only once, with the final '
+                                'model; needs --monitor last)')
+    seed: int = setting(_fit('seed'), 'seed of the split, the '
+                                      'initialization and the shuffling')
     deterministic: bool = setting(
         False, "deterministic algorithms only (torch's, and the cuBLAS "
                "setting they need), meant to give bitwise identical runs "
@@ -297,7 +360,7 @@ class TrainConfig(GraphConfig, CohortConfig):
         self.out = _as_path(self.out)
         self.split_file = _as_path(self.split_file)
         self.classes = _as_list(self.classes)
-        _check_choice('task', self.task, TASKS)
+        _check_choice('task', self.task, tuple(TASKS))
         _check_choice('survival_loss', self.survival_loss, SURVIVAL_LOSSES)
         check_event_columns(self.event_column, self.censorship_column)
         if self.event_column is None and self.censorship_column is None:
@@ -305,12 +368,11 @@ class TrainConfig(GraphConfig, CohortConfig):
         _check_choice('bag_by', self.bag_by, BAG_BY)
         _check_count('num_bins', self.num_bins, 1)
         if self.monitor is None:
-            self.monitor = 'val_c_index' if self.task == 'survival' \
-                else 'val_loss'
+            self.monitor = TASKS[self.task].default_monitor
         _check_choice('model', self.model, tuple(MODELS))
         _check_choice('monitor', self.monitor, tuple(MONITORS))
-        foreign = {m for task, monitors in TASK_MONITORS.items()
-                   if task != self.task for m in monitors}
+        foreign = {m for name, task in TASKS.items() if name != self.task
+                   for m in task.monitors}
         if self.monitor in foreign:
             raise PygSmError(f"--monitor {self.monitor} does not apply to "
                              f"--task {self.task} (its monitors: "
@@ -324,11 +386,15 @@ class TrainConfig(GraphConfig, CohortConfig):
                              f"batch: it needs --batch-size 2 or more (got "
                              f"{self.batch_size})")
         _check_choice('graph', self.graph, tuple(METHODS))
-        _check_count('epochs', self.epochs, 1)
-        _check_count('batch_size', self.batch_size, 1)
         _check_count('folds', self.folds, 2)
-        _check_count('validate_every', self.validate_every, 0)
-        check_validation(self.monitor, self.validate_every)
+        self.logger = _as_list(self.logger)
+        _check_choice('class_weights', self.class_weights, CLASS_WEIGHTS)
+        if self.task != 'classification' and self.class_weights != 'none':
+            raise PygSmError(f'--class-weights concerns classification, '
+                             f'not --task {self.task}')
+        self.fit_settings()  # checks the engine's settings
+        for name in self.logger:
+            _check_logger(name)
         for name in ('lr', 'weight_decay'):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or value < 0:
@@ -341,6 +407,13 @@ class TrainConfig(GraphConfig, CohortConfig):
             raise PygSmError('--split-file and --folds exclude each other')
         if self.split_file is not None and self.split_by is not None:
             raise PygSmError('--split-file and --split-by exclude each other')
+
+    def fit_settings(self, progress: bool = False) -> FitSettings:
+        r"""The engine's settings (:class:`~pyg_sm.train.FitSettings`)."""
+        names = set(FitSettings.__dataclass_fields__) - {'loggers',
+                                                          'progress'}
+        return FitSettings(**{n: getattr(self, n) for n in names},
+                           loggers=tuple(self.logger), progress=progress)
 
     @classmethod
     def from_recipe(cls, recipe: Optional[str] = None,
@@ -618,11 +691,11 @@ class DemoConfig:
     task: str = setting(
         'classification', 'classification (lesion or not) or survival (a '
                           'time that shortens with the lesion burden, about '
-                          '30% censored)', choices=TASKS)
+                          '30% censored)', choices=tuple(TASKS))
 
     def __post_init__(self):
         self.out = _as_path(self.out)
-        _check_choice('task', self.task, TASKS)
+        _check_choice('task', self.task, tuple(TASKS))
         _check_count('num_slides', self.num_slides, 4)
         _check_count('epochs', self.epochs, 1)
         _check_count('heatmaps', self.heatmaps, 0)

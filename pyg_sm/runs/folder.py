@@ -43,6 +43,7 @@ from torch import Tensor
 from ..transforms.grid_graph import patch_side
 from ..train.checkpoint import load_checkpoint
 from ..train.loop import Interrupted
+from ..train.records import BagRecord, SlideAttention
 from ..utils.errors import MissingFileError, PygSmError
 from ..utils.files import atomic_path
 from ..utils.stats import percentiles
@@ -102,26 +103,14 @@ class SlidePrediction:
     slide_ids: Optional[List[str]] = None
 
     @classmethod
-    def from_record(cls, record: Dict, classes: Optional[Sequence[str]],
+    def from_record(cls, record: BagRecord, classes: Optional[Sequence[str]],
                     cut_points: Sequence[float] = ()) -> 'SlidePrediction':
         r"""From a record of :func:`~pyg_sm.train.predict_slides` (class
         indices) and the class names (:obj:`None` for survival, whose
         survival probabilities are reported at :obj:`cut_points`)."""
-        common = dict(slide_id=record['slide_id'],
-                      logits=record.get('logits'),
-                      slide_ids=record.get('slide_ids'))
-        if 'risk' in record:
-            curve = record.get('survival')
-            return cls(label=None, probabilities={}, predicted=None,
-                       risk=record['risk'], time=record.get('time'),
-                       event=record.get('event'),
-                       survival=None if curve is None else {
-                           f'{c:g}': s for c, s in zip(cut_points, curve)},
-                       **common)
-        return cls(label=None if record['label'] is None
-                   else classes[record['label']],
-                   probabilities=dict(zip(classes, record['probabilities'])),
-                   predicted=classes[record['predicted']], **common)
+        return cls(slide_id=record.slide_id, logits=record.logits,
+                   slide_ids=record.slide_ids,
+                   **record.prediction_fields(classes, cut_points))
 
     @classmethod
     def from_json(cls, entry: Dict) -> 'SlidePrediction':
@@ -138,6 +127,97 @@ class SlidePrediction:
         r"""This prediction under each of its slides' ids (a patient's
         prediction is each of its slides')."""
         return {s: self for s in (self.slide_ids or [self.slide_id])}
+
+
+@dataclasses.dataclass
+class TrainResults:
+    r"""What ``results.json`` of a training run says of the whole run
+    (every fold shares it).
+
+    Args:
+        command (str): The command line.
+        config (dict): Every setting (:func:`~pyg_sm.runs.config.as_dict`).
+        seed (int): The seed.
+        versions (dict): The versions of pyg-sm, torch, PyG, Lightning.
+        task (dict): The task and what a bag is.
+        classes (list, optional): The class names (:obj:`None` for
+            survival).
+        model (str): The model's name.
+        options (dict): Its options.
+        graph (dict): The patch-graph settings.
+        world_size (int): The processes that trained.
+        skipped_slides, skipped_outcomes (list): What was left out.
+        graphs (dict): The patch graphs' summary.
+        split_by (str, optional): The ``--split-by`` column.
+        split_groups (list, optional): The groups on each side of each
+            split.
+    """
+    command: str
+    config: Dict
+    seed: int
+    versions: Dict
+    task: Dict
+    classes: Optional[List[str]]
+    model: str
+    options: Dict
+    graph: Dict
+    world_size: int
+    skipped_slides: List = dataclasses.field(default_factory=list)
+    skipped_outcomes: List = dataclasses.field(default_factory=list)
+    graphs: Optional[Dict] = None
+    split_by: Optional[str] = None
+    split_groups: Optional[List[Dict]] = None
+
+    def to_json(self) -> Dict:
+        content = {'kind': 'train', **dataclasses.asdict(self)}
+        content['class_map'] = None if self.classes is None else {
+            c: i for i, c in enumerate(self.classes)}
+        if self.split_by is None:
+            del content['split_by'], content['split_groups']
+        return content
+
+
+@dataclasses.dataclass
+class SplitResults:
+    r"""What ``results.json`` says of one split (one fold) of a training
+    run.
+
+    Args:
+        split (dict): The slides of each side (``train``, ``val``,
+            ``test``).
+        fold (int, optional): The fold, from 1 (:obj:`None` without
+            folds).
+        history (list): Per epoch, the
+            :class:`~pyg_sm.train.records.EpochRecord` entries.
+        checkpoint (str, optional): The best checkpoint.
+        validation, test (dict, optional): The metrics and predictions of
+            the best checkpoint on the validation and test bags.
+        heatmaps (list, optional): The heatmaps drawn.
+        kaplan_meier (dict, optional): Survival: the Kaplan-Meier groups
+            and their log-rank test.
+    """
+    split: Dict[str, List[str]]
+    fold: Optional[int] = None
+    history: List[Dict] = dataclasses.field(default_factory=list)
+    checkpoint: Optional[str] = None
+    validation: Optional[Dict] = None
+    test: Optional[Dict] = None
+    heatmaps: Optional[List] = None
+    kaplan_meier: Optional[Dict] = None
+    #: The scored bags of each side, kept in memory (not written).
+    records: Dict[str, List] = dataclasses.field(default_factory=dict,
+                                                 repr=False)
+
+    def to_json(self) -> Dict:
+        content = {f.name: getattr(self, f.name)
+                   for f in dataclasses.fields(self) if f.name != 'records'}
+        return {k: v for k, v in content.items()
+                if v is not None or k in ('split', 'history')}
+
+    @classmethod
+    def from_json(cls, entry: Dict) -> 'SplitResults':
+        names = {f.name for f in dataclasses.fields(cls)} - {'records'}
+        return cls(**{k: v for k, v in entry.items() if k in names})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -371,6 +451,26 @@ class RunFolder:
         _write_json(self.results_path, content)
         return content
 
+    def write_training(self, header: TrainResults,
+                       split: Optional[SplitResults], status: str) -> Dict:
+        r"""``results.json`` of a training run (or of one fold) in
+        :obj:`status`: the run's :obj:`header`, then the split's
+        results."""
+        return self.write_results({**header.to_json(), **(
+            split.to_json() if split is not None else {}),
+            'status': status})
+
+    def write_folds(self, header: TrainResults,
+                    folds: Sequence[SplitResults], summary: Dict) -> Dict:
+        r"""``results.json`` of a cross-validated run: each fold's folder
+        and held-out metrics, and their :obj:`summary` over the folds."""
+        return self.write_results({
+            **header.to_json(), 'status': FINISHED,
+            'folds': [{'fold': k + 1, 'dir': str(self.fold(k + 1).path),
+                       'validation': f.validation, 'test': f.test}
+                      for k, f in enumerate(folds)],
+            'summary': summary})
+
     def results(self) -> Dict:
         r"""The contents of ``results.json``."""
         if not self.results_path.is_file():
@@ -572,14 +672,14 @@ class RunFolder:
         r"""The ``on_slide`` callback of
         :func:`~pyg_sm.train.score_slides`: writes each slide's scores (and
         GeoJSON) as it is scored."""
-        def write(record: Dict, pos: Tensor, step: Optional[float]) -> None:
+        def write(scores: SlideAttention, pos: Tensor,
+                  step: Optional[float]) -> None:
             side = patch_side(pos, step)
-            self.write_scores(record['slide_id'], pos,
-                              record['attention_logits'], side,
-                              record.get('patch_labels'))
+            self.write_scores(scores.slide_id, pos, scores.attention_logits,
+                              side, scores.patch_labels)
             if geojson:
-                self.write_geojson(record['slide_id'], pos,
-                                   record['attention_logits'], side)
+                self.write_geojson(scores.slide_id, pos,
+                                   scores.attention_logits, side)
         return write
 
     @property

@@ -16,7 +16,8 @@ from ..datasets import SlideDataset, SlideImages
 from ..datasets.layouts import find_layout
 from ..train import distributed, read_checkpoint, score_slides
 from ..train.checkpoint import build_from_checkpoint
-from ..train.metrics import evaluate_predictions
+from ..train.records import BagRecord
+from ..train.tasks import Task
 from ..utils.errors import PygSmError
 from ..utils.text import few, plural
 from ..visualize import render_froc_curve
@@ -28,7 +29,7 @@ from .config import SCORE_OUT, ScoreConfig, annotation_classes, as_dict
 from .folder import FINISHED, RUNNING, RunFolder, SlidePrediction
 from .localizing import (AnnotatedSlides, check_annotations,
                          localization_line, measure, positive_probabilities)
-from .training import as_bags, survival_results, write_kaplan_meier
+from .training import TASK_REPORTS, as_bags
 
 #: The flags that override the checkpoint's task, and the keys of the
 #: task entry they replace.
@@ -72,6 +73,10 @@ class _Inputs:
     @property
     def bag_noun(self) -> str:
         return 'patient' if self.target['bag_by'] == 'case' else 'slide'
+
+    @property
+    def task(self) -> Task:
+        return Task.from_entry(self.target, self.saved['classes'])
 
 
 def _labels_file(config: ScoreConfig, metrics: bool) -> Optional[str]:
@@ -202,7 +207,7 @@ def _score(config: ScoreConfig, kind: str) -> Optional[RunFolder]:
                                        inputs.target['bag_by']),
                                out.slide_writer(),
                                batch_size=config.batch_size,
-                               workers=config.workers)
+                               workers=config.workers, task=inputs.task)
         if rank != 0:
             return None
         _report(config, kind, out, inputs, records, results)
@@ -219,7 +224,8 @@ def _score(config: ScoreConfig, kind: str) -> Optional[RunFolder]:
 
 
 def _report(config: ScoreConfig, kind: str, out: RunFolder,
-            inputs: _Inputs, records: List[Dict], results: Dict) -> None:
+            inputs: _Inputs, records: List[BagRecord],
+            results: Dict) -> None:
     r"""The files of a scored run: predictions, metrics, localization,
     pictures and ``results.json``."""
     saved, target, dataset = inputs.saved, inputs.target, inputs.dataset
@@ -227,8 +233,9 @@ def _report(config: ScoreConfig, kind: str, out: RunFolder,
     preset = (saved.get('info') or {}).get('preset')
     # The table's row: the model and its preset (sm_abmil:abmil is ABMIL).
     name = saved['model'] + ('' if preset is None else f':{preset}')
-    cuts = target.get('cut_points') or ()
-    predictions = [SlidePrediction.from_record(r, classes, cuts)
+    task = inputs.task
+    predictions = [SlidePrediction.from_record(r, classes,
+                                               task.curve_points)
                    for r in records]
     out.write_predictions(predictions, classes)
     results.update({
@@ -250,15 +257,8 @@ def _report(config: ScoreConfig, kind: str, out: RunFolder,
             positive_probabilities(predictions, positive),
             config.min_coverage, write=True)
     located = results.get('localization')
-    if kind == 'evaluate' and target['task'] == 'survival':
-        results['metrics'] = survival_results(records, target, cuts)
-        print_table({name: results['metrics']})
-        if target.get('median_train_risk') is not None:
-            results['kaplan_meier'] = write_kaplan_meier(
-                out, records, target['median_train_risk'],
-                target['time_column'], 'evaluated')
-    elif kind == 'evaluate':
-        results['metrics'] = evaluate_predictions(records, classes)
+    if kind == 'evaluate':
+        results['metrics'] = task.metrics(records)
         if located is not None:
             # The annotations take precedence over stored labels.
             results['metrics']['instance_auroc'] = located['instance_auroc']
@@ -266,6 +266,9 @@ def _report(config: ScoreConfig, kind: str, out: RunFolder,
             'annotations' if located is not None else 'patch_labels')
         print_table({name: {**results['metrics'], **(
             {'froc': located['froc']['score']} if located else {})}})
+        report = TASK_REPORTS.get(task.name)
+        if report is not None:
+            results.update(report.evaluated(out, records, target))
     if located is not None:
         print(localization_line(located))
         out.write_froc_curve(render_froc_curve({name: located['froc']}))

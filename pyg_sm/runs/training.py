@@ -1,4 +1,6 @@
 r"""``train``: one training run, or one per fold, into a run folder."""
+import dataclasses
+import math
 import sys
 from typing import Dict, List, Optional
 
@@ -8,14 +10,15 @@ from ..datasets import SlideDataset
 from ..datasets.cases import CaseDataset
 from ..datasets.labels import read_groups
 from ..models import MODELS, build_model
-from ..nn.survival import make_survival_loss, survival_cut_points
-from ..train import Interrupted, fit, save_checkpoint, score_slides
+from ..train import (Interrupted, SurvivalTask, Task, fit, save_checkpoint,
+                     score_slides)
 from ..train import distributed
 from ..train.checkpoint import atomic_save, read_checkpoint
-from ..train.metrics import evaluate_predictions, mean_and_sd
-from ..train.splits import (check_split, check_survival_split, fold_slides,
-                            read_split_file, split_slides)
-from ..train.survival import evaluate_survival, kaplan_meier_groups
+from ..train.metrics import mean_and_sd
+from ..train.records import EpochRecord, SurvivalRecord
+from ..train.splits import fold_slides, read_split_file, split_slides
+from ..train.survival import kaplan_meier_groups
+from ..train.tasks import TASKS
 from ..utils.errors import PygSmError
 from ..utils.text import plural
 from ..visualize import render_kaplan_meier
@@ -24,29 +27,11 @@ from ._common import (check_graphs, check_progress, command_line, make_dataset,
                       world_size, write_heatmaps)
 from .config import ScoreConfig, TrainConfig, as_dict, default_of
 from .folder import (FINISHED, INTERRUPTED, RUNNING, RunFolder,
-                     SlidePrediction)
+                     SlidePrediction, SplitResults, TrainResults)
 
 #: Slides per batch when the best checkpoint scores the held-out slides
 #: (as ``evaluate`` does by default).
 SCORING_BATCH_SIZE = default_of(ScoreConfig, 'batch_size')
-#: The metrics summarized over folds (mean and sd).
-FOLD_SUMMARY = {'classification': ('bag_auroc', 'balanced_accuracy',
-                                   'bag_accuracy', 'instance_auroc'),
-                'survival': ('c_index', 'c_index_uno', 'mean_time_auc',
-                             'integrated_brier_score', 'instance_auroc')}
-#: Why a fold may lack a metric of :data:`FOLD_SUMMARY`.
-WHY_MISSING = {
-    'bag_auroc': 'its validation slides are of one class',
-    'balanced_accuracy': 'it has no labelled validation slide',
-    'bag_accuracy': 'it has no labelled validation slide',
-    'instance_auroc': 'its validation slides have no patch labels of both '
-                      'kinds',
-    'c_index': 'its validation bags have no comparable pair',
-    'c_index_uno': 'its validation bags have no comparable pair within the '
-                   'training times',
-    'mean_time_auc': 'its validation times fall outside the training times',
-    'integrated_brier_score': 'only --survival-loss nll gives survival '
-                              'curves'}
 
 
 def split_units(config: TrainConfig,
@@ -71,7 +56,7 @@ def split_units(config: TrainConfig,
     return groups
 
 
-def _splits(config: TrainConfig, dataset: SlideDataset,
+def _splits(config: TrainConfig, dataset: SlideDataset, task: Task,
             units: Optional[List[str]]) -> List[Dict[str, List[str]]]:
     r"""The run's splits: one, or one per fold, each keeping every unit
     (:func:`split_units`) on one side."""
@@ -93,11 +78,8 @@ def _splits(config: TrainConfig, dataset: SlideDataset,
         splits = [split_slides(ids, labels, units, config.val_fraction,
                                config.test_fraction, config.seed)]
     for split in splits:
-        if dataset.task == 'survival':
-            check_survival_split(split, ids, dataset.events, units)
-        else:
-            check_split(split, ids, labels, dataset.classes, units,
-                        both_classes_held_out=config.split_file is None)
+        task.check_split(split, dataset, units,
+                         fixed=config.split_file is not None)
     return splits
 
 
@@ -110,19 +92,18 @@ def split_groups(splits: List[Dict[str, List[str]]], slide_ids: List[str],
              for side, ids in split.items()} for split in splits]
 
 
-def _fold_summary(runs: List[Dict], task: str) -> Dict:
+def _fold_summary(runs: List[SplitResults], task: Task) -> Dict:
     r"""The mean and sd of each metric over the folds that have it, printed
     with the folds that lack it and why."""
     summary = {}
-    for key in FOLD_SUMMARY[task]:
-        values = [r['validation'].get(key) for r in runs]
+    for key, why in task.summary.items():
+        values = [(r.validation or {}).get(key) for r in runs]
         summary[key] = mean_and_sd(values)
         lacking = [k + 1 for k, v in enumerate(values) if v is None]
         if lacking:
-            summary[key]['missing'] = {str(k): WHY_MISSING[key]
-                                       for k in lacking}
+            summary[key]['missing'] = {str(k): why for k in lacking}
         folds = f"{plural(summary[key]['n'], 'fold')}" + (
-            f" (fold {', '.join(map(str, lacking))}: {WHY_MISSING[key]})"
+            f" (fold {', '.join(map(str, lacking))}: {why})"
             if lacking else '')
         if summary[key]['mean'] is None:
             print(f"{key}: - over {folds}")
@@ -132,16 +113,16 @@ def _fold_summary(runs: List[Dict], task: str) -> Dict:
     return summary
 
 
+def task_of(config: TrainConfig,
+            classes: Optional[List[str]] = None) -> Task:
+    r"""The run's task (before a split's training bags fit it)."""
+    return TASKS[config.task].from_settings(config, classes)
+
+
 def target_of(config: TrainConfig) -> Dict:
-    r"""What the run predicts, as checkpoints record it: the task, what a
-    bag is and, for survival, the label columns and the criterion."""
-    target = {'task': config.task, 'bag_by': config.bag_by}
-    if config.task == 'survival':
-        target.update(time_column=config.time_column,
-                      event_column=config.event_column,
-                      censorship_column=config.censorship_column,
-                      survival_loss=config.survival_loss)
-    return target
+    r"""What the run predicts, as ``results.json`` records it: the task and
+    what a bag is."""
+    return {**task_of(config, []).entry(), 'bag_by': config.bag_by}
 
 
 def as_bags(dataset: SlideDataset, bag_by: str):
@@ -194,6 +175,54 @@ def train(config: TrainConfig) -> RunFolder:
         return _train(config, out, device)
 
 
+@dataclasses.dataclass
+class _Run:
+    r"""What every split of a training run shares."""
+    config: TrainConfig
+    dataset: SlideDataset
+    task: Task
+    options: Dict
+    graph: Dict
+    out: RunFolder
+    device: torch.device
+    rank: int
+    header: Dict
+    images: object = None
+
+    def subset(self, ids: List[str]):
+        config = self.config
+        return as_bags(make_dataset(
+            config, config, config.labels or 'labels.csv', ids,
+            self.dataset.classes, self.out.graph_cache(config),
+            config.in_memory, quiet=True, target=target_of(config)),
+            config.bag_by)
+
+    def save_best(self, folder: RunFolder, task: Task, split: Dict):
+        r"""The best-checkpoint writer of one split."""
+        config = self.config
+
+        def save(model, record: EpochRecord) -> None:
+            save_checkpoint(folder.checkpoint_path, model,
+                            self.dataset.feature_dim, self.options,
+                            self.graph, self.dataset.classes,
+                            task={**task.entry(), 'bag_by': config.bag_by},
+                            epoch=record.epoch, monitor=config.monitor,
+                            value=record.get(config.monitor),
+                            train_slides=split['train'],
+                            preset=config.preset or
+                            MODELS[config.model].default_preset)
+        return save
+
+    def fingerprint(self, split: Dict) -> Dict:
+        r"""The settings a resumed split must share with its start."""
+        config = self.config
+        return {'model': config.model, 'options': self.options,
+                'graph': self.graph, 'classes': self.dataset.classes,
+                'seed': config.seed, 'split': split,
+                'task': target_of(config),
+                'fit': dataclasses.asdict(config.fit_settings())}
+
+
 def _train(config: TrainConfig, out: RunFolder,
            device: torch.device) -> RunFolder:
     rank = distributed.start(device)
@@ -213,14 +242,10 @@ def _train(config: TrainConfig, out: RunFolder,
             raise PygSmError(f'{config.data_dir}: training needs labels')
         if config.bag_by == 'case':
             CaseDataset(dataset)  # checks the case ids and labels early
+        task = task_of(config, dataset.classes)
         units = split_units(config, dataset)
-        splits = _splits(config, dataset, units)
-        if config.task == 'survival':
-            options['num_classes'] = config.num_bins \
-                if config.survival_loss == 'nll' else 1
-        else:
-            options['num_classes'] = 1 if len(dataset.classes) == 2 \
-                else len(dataset.classes)
+        splits = _splits(config, dataset, task, units)
+        options['num_classes'] = task.num_outputs
         if rank == 0:
             out.prepare(config.resume, config.overwrite,
                         inputs=_inputs_of(config))
@@ -231,41 +256,27 @@ def _train(config: TrainConfig, out: RunFolder,
                       shard=distributed.world())
         graphs = check_graphs(dataset, config, config.allow_sparse_graphs,
                               rank)
-        results = {'kind': 'train', 'status': RUNNING,
-                   'command': command_line(), 'config': as_dict(config),
-                   'seed': config.seed, 'versions': versions(),
-                   'task': target, 'classes': dataset.classes,
-                   'class_map': None if dataset.classes is None else
-                   {c: i for i, c in enumerate(dataset.classes)},
-                   'model': config.model, 'options': options, 'graph': graph,
-                   'world_size': world_size(),
-                   'skipped_slides': dataset.skipped_slides,
-                   'skipped_outcomes': dataset.skipped_outcomes,
-                   'graphs': graphs}
-        if config.split_by is not None:
-            results['split_by'] = config.split_by
-            results['split_groups'] = split_groups(
-                splits, dataset.slide_ids, units)
-        runs = []
+        header = TrainResults(
+            command=command_line(), config=as_dict(config), seed=config.seed,
+            versions=versions(), task=target, classes=dataset.classes,
+            model=config.model, options=options, graph=graph,
+            world_size=world_size(), skipped_slides=dataset.skipped_slides,
+            skipped_outcomes=dataset.skipped_outcomes, graphs=graphs,
+            split_by=config.split_by,
+            split_groups=None if config.split_by is None else split_groups(
+                splits, dataset.slide_ids, units))
+        run = _Run(config, dataset, task, options, graph, out, device, rank,
+                   header, images)
+        results = []
         for k, split in enumerate(splits):
-            folder = out.fold(k + 1) if len(splits) > 1 else out
-            runs.append(_train_one(config, dataset, split, options, graph,
-                                   out, folder, device, rank, results,
-                                   fold=k + 1 if len(splits) > 1 else None,
-                                   target=target, images=images))
+            fold = k + 1 if len(splits) > 1 else None
+            results.append(_train_one(run, split, fold))
         if rank != 0:
             return out
-        if len(runs) > 1:
-            results['folds'] = [{'fold': k + 1,
-                                 'dir': str(out.fold(k + 1).path),
-                                 'validation': r['validation'],
-                                 'test': r.get('test')}
-                                for k, r in enumerate(runs)]
-            results['summary'] = _fold_summary(runs, config.task)
+        if len(results) > 1:
+            out.write_folds(header, results, _fold_summary(results, task))
         else:
-            results.update(runs[0])
-        results['status'] = FINISHED
-        out.write_results(results)
+            out.write_training(header, results[0], FINISHED)
         print(f'\nresults: {out.results_path}')
         return out
     except BaseException as error:
@@ -281,73 +292,9 @@ def _train(config: TrainConfig, out: RunFolder,
             torch.distributed.destroy_process_group()
 
 
-def _train_one(config: TrainConfig, dataset: SlideDataset,
-               split: Dict[str, List[str]], options: Dict, graph: Dict,
-               out: RunFolder, folder: RunFolder, device: torch.device,
-               rank: int, results: Dict, fold: Optional[int],
-               target: Dict, images=None) -> Dict:
-    r"""One training run (one fold) in :obj:`folder`, inside the run
-    folder :obj:`out` (the same folder without folds): checkpoints every
-    epoch, the best one by the monitor, the final evaluation of the best
-    checkpoint on the validation and test slides."""
-    folder.path.mkdir(parents=True, exist_ok=True)
-    cache = out.graph_cache(config)
-
-    def subset(ids):
-        return as_bags(make_dataset(
-            config, config, config.labels or 'labels.csv', ids,
-            dataset.classes, cache, config.in_memory, quiet=True,
-            target=target), config.bag_by)
-
-    train_set, val_set = subset(split['train']), subset(split['val'])
-    survival = config.task == 'survival'
-    if survival:
-        # The cut points (nll) and the censoring distribution (Uno's
-        # c-index) come from the training bags of this split.
-        times, events = list(train_set.times), list(train_set.events)
-        try:
-            cuts = survival_cut_points(times, events, config.num_bins) \
-                if config.survival_loss == 'nll' else []
-        except ValueError as error:
-            raise PygSmError(f"--num-bins {config.num_bins}: {error}") \
-                from error
-        target = {**target, 'train_times': times, 'train_events': events}
-    run = {'split': split} if fold is None else {'fold': fold,
-                                                 'split': split}
-    if config.resume and fold is not None and folder.holds_run():
-        # Every process reads it: they skip a finished fold together.
-        previous = folder.results()
-        if previous.get('status') == FINISHED:
-            print(f'{folder.path}: finished before, kept', flush=True)
-            return previous
-    fingerprint = {'model': config.model, 'options': options, 'graph': graph,
-                   'classes': dataset.classes, 'seed': config.seed,
-                   'lr': config.lr, 'weight_decay': config.weight_decay,
-                   'batch_size': config.batch_size, 'split': split,
-                   'monitor': config.monitor,
-                   'task': {k: v for k, v in target.items()
-                            if not k.startswith('train_')}}
-    resume = config.resume and folder.training_state_path.is_file()
-    if rank == 0:
-        folder.write_results({**results, **run, 'status': RUNNING})
-    torch.manual_seed(config.seed)
-    model = _build(config, dataset.feature_dim, options, make_survival_loss(
-        config.survival_loss, cuts) if survival else None)
-    if survival:
-        model.start_at_baseline(times, events)
-    model = model.to(device)
-
-    def save_best(best_model, entry):
-        save_checkpoint(folder.checkpoint_path, best_model,
-                        dataset.feature_dim, options, graph, dataset.classes,
-                        task=target, epoch=entry['epoch'],
-                        monitor=config.monitor,
-                        value=entry.get(config.monitor),
-                        train_slides=split['train'],
-                        preset=config.preset or
-                        MODELS[config.model].default_preset)
-
-    noun = 'patient' if config.bag_by == 'case' else 'slide'
+def _announce(run: _Run, split: Dict, folder: RunFolder) -> None:
+    noun = 'patient' if run.config.bag_by == 'case' else 'slide'
+    dataset = run.dataset
     case_of = dict(zip(dataset.slide_ids, dataset.case_ids or
                        dataset.slide_ids))
     sizes = {name: len({case_of[s] for s in ids}) if noun == 'patient'
@@ -356,110 +303,163 @@ def _train_one(config: TrainConfig, dataset: SlideDataset,
           f"{sizes['val']}" + (f", testing on {sizes['test']}"
                                if split['test'] else '') +
           f' ({folder.path})', file=sys.stderr, flush=True)
+
+
+def _train_one(run: _Run, split: Dict[str, List[str]],
+               fold: Optional[int]) -> SplitResults:
+    r"""One training run (one fold) in its folder (the run folder itself
+    without folds): checkpoints every epoch, the best one by the monitor,
+    the final evaluation of the best checkpoint on the validation and test
+    slides."""
+    config, out, rank = run.config, run.out, run.rank
+    folder = out if fold is None else out.fold(fold)
+    folder.path.mkdir(parents=True, exist_ok=True)
+    train_set, val_set = run.subset(split['train']), run.subset(split['val'])
+    # The cut points, the class weights and Uno's censoring distribution
+    # come from the training bags of this split.
+    task = run.task.fitted(train_set)
+    result = SplitResults(split=split, fold=fold)
+    if config.resume and fold is not None and folder.holds_run():
+        # Every process reads it: they skip a finished fold together.
+        previous = folder.results()
+        if previous.get('status') == FINISHED:
+            print(f'{folder.path}: finished before, kept', flush=True)
+            return SplitResults.from_json(previous)
+    resume = config.resume and folder.training_state_path.is_file()
+    if rank == 0:
+        folder.write_training(run.header, result, RUNNING)
+    torch.manual_seed(config.seed)
+    model = _build(config, run.dataset.feature_dim, run.options,
+                   task.criterion())
+    task.prepare(model)
+    model = model.to(run.device)
+    save_best = run.save_best(folder, task, split)
+    _announce(run, split, folder)
     try:
-        history = fit(model, train_set, epochs=config.epochs, lr=config.lr,
-                      weight_decay=config.weight_decay,
-                      batch_size=config.batch_size, seed=config.seed,
-                      workers=config.workers, val_set=val_set,
-                      classes=dataset.classes, monitor=config.monitor,
-                      run_dir=folder.path, save_best=save_best,
-                      fingerprint=fingerprint, resume=resume,
-                      progress=sys.stderr.isatty() and rank == 0,
-                      validate_every=config.validate_every)
+        history = fit(model, train_set,
+                      config.fit_settings(sys.stderr.isatty() and rank == 0),
+                      task=task, val_set=val_set, run_dir=folder.path,
+                      save_best=save_best,
+                      fingerprint=run.fingerprint(split), resume=resume)
     except Interrupted:
         if rank == 0:
-            folder.write_results({**results, **run, 'status': INTERRUPTED})
+            folder.write_training(run.header, result, INTERRUPTED)
             if fold is not None:
-                out.write_results(
-                    {**results, 'status': INTERRUPTED})
+                out.write_training(run.header, None, INTERRUPTED)
         raise
-    run['history'] = history
+    result.history = [record.to_json() for record in history]
     if rank == 0 and not folder.checkpoint_path.is_file():
         # The monitored metric was never finite: keep the final model.
-        save_best(model, {'epoch': len(history), config.monitor: None})
+        save_best(model, EpochRecord(epoch=len(history), train_loss=math.nan))
     if torch.distributed.is_initialized():
         torch.distributed.barrier()
-    best = folder.load_model().to(device)
-    run['checkpoint'] = str(folder.checkpoint_path)
-    if survival:
-        threshold = _record_median_risk(best, train_set, folder, config,
-                                        rank)
-    evaluated = None
+    best = folder.load_model().to(run.device)
+    result.checkpoint = str(folder.checkpoint_path)
+    report = TASK_REPORTS.get(task.name)
+    threshold = report.prepare(best, train_set, folder, config, rank, task) \
+        if report else None
     for name, ids in (('validation', split['val']), ('test', split['test'])):
-        if not ids:
-            continue
-        records = score_slides(best, val_set if name == 'validation' else
-                               subset(ids),
-                               folder.slide_writer(geojson=False),
-                               batch_size=SCORING_BATCH_SIZE,
-                               workers=config.workers)
-        if rank != 0:  # process 0 gathers the records and writes
-            continue
-        if survival:
-            metrics = survival_results(records, target, cuts)
-            evaluated = records
-        else:
-            metrics = evaluate_predictions(records, dataset.classes)
-        predictions = [SlidePrediction.from_record(r, dataset.classes, cuts
-                                                   if survival else ())
-                       for r in records]
-        run[name] = {**metrics, 'predictions': [p.to_json()
-                                                for p in predictions]}
-        print_table({name: metrics})
-        if name == 'validation':
-            run['heatmaps'] = write_heatmaps(
-                folder, most_lesioned(records, config.heatmaps),
-                [RunFolder(folder.path, type(best).__name__)],
-                images, [predictions], overlay_style=config.overlay_style)
+        if ids:
+            _evaluate(run, folder, task, best, name, val_set if
+                      name == 'validation' else run.subset(ids), result)
     if rank != 0:
-        return run
-    if survival and evaluated is not None:
-        run['kaplan_meier'] = write_kaplan_meier(
-            folder, evaluated, threshold, target['time_column'],
-            'test' if split['test'] else 'validation')
-    folder.write_results({**results, **run, 'status': FINISHED})
+        return result
+    if report:
+        report.write(folder, result, task, threshold,
+                     'test' if split['test'] else 'validation')
+    folder.write_training(run.header, result, FINISHED)
     print(f'checkpoint: {folder.checkpoint_path}', flush=True)
-    return run
+    return result
 
 
-def _record_median_risk(model, train_set, folder: RunFolder,
-                        config: TrainConfig, rank: int) -> Optional[float]:
-    r"""The median risk of the training bags under the best model, which
-    splits the Kaplan-Meier groups, recorded in the checkpoint (evaluate
-    splits new bags at it)."""
-    records = score_slides(model, train_set, batch_size=SCORING_BATCH_SIZE,
-                           workers=config.workers)
-    if rank != 0:
-        return None
-    threshold = float(torch.tensor([r['risk'] for r in records]).median())
-    checkpoint = read_checkpoint(folder.checkpoint_path)
-    checkpoint['task']['median_train_risk'] = threshold
-    atomic_save(checkpoint, folder.checkpoint_path)
-    return threshold
+def _evaluate(run: _Run, folder: RunFolder, task: Task, best, name: str,
+              bags, result: SplitResults) -> None:
+    r"""Scores :obj:`bags` with the best model into :obj:`result`'s
+    :obj:`name` entry (and the validation heatmaps)."""
+    records = score_slides(best, bags, folder.slide_writer(geojson=False),
+                           batch_size=SCORING_BATCH_SIZE,
+                           workers=run.config.workers, task=task)
+    if run.rank != 0:  # process 0 gathers the records and writes
+        return
+    metrics = task.metrics(records)
+    predictions = [SlidePrediction.from_record(r, run.dataset.classes,
+                                               task.curve_points)
+                   for r in records]
+    setattr(result, name, {**metrics, 'predictions': [
+        p.to_json() for p in predictions]})
+    result.records[name] = records
+    print_table({name: metrics})
+    if name == 'validation':
+        result.heatmaps = write_heatmaps(
+            folder, most_lesioned(records, run.config.heatmaps),
+            [RunFolder(folder.path, type(best).__name__)], run.images,
+            [predictions], overlay_style=run.config.overlay_style)
 
 
-def survival_results(records: List[Dict], target: Dict,
+class SurvivalReport:
+    r"""What a survival run adds after training: the median risk of the
+    training bags under the best model (recorded in the checkpoint; it
+    splits the Kaplan-Meier groups, and ``evaluate`` splits new bags at
+    it) and ``km.png`` of the held-out bags."""
+    @staticmethod
+    def prepare(model, train_set, folder: RunFolder, config: TrainConfig,
+                rank: int, task: Task) -> Optional[float]:
+        records = score_slides(model, train_set,
+                               batch_size=SCORING_BATCH_SIZE,
+                               workers=config.workers, task=task)
+        if rank != 0:
+            return None
+        threshold = float(torch.tensor([r.risk for r in records]).median())
+        checkpoint = read_checkpoint(folder.checkpoint_path)
+        checkpoint['task']['median_train_risk'] = threshold
+        atomic_save(checkpoint, folder.checkpoint_path)
+        return threshold
+
+    @staticmethod
+    def write(folder: RunFolder, result: SplitResults, task: SurvivalTask,
+              threshold: float, which: str) -> None:
+        records = result.records.get(which)
+        if records is not None:
+            result.kaplan_meier = write_kaplan_meier(
+                folder, records, threshold, task.time_column, which)
+
+
+    @staticmethod
+    def evaluated(folder: RunFolder, records: List[SurvivalRecord],
+                  target: Dict) -> Dict:
+        r"""``evaluate``'s additions: ``km.png`` of the evaluated bags,
+        split at the checkpoint's median training risk."""
+        if target.get('median_train_risk') is None:
+            return {}
+        return {'kaplan_meier': write_kaplan_meier(
+            folder, records, target['median_train_risk'],
+            target['time_column'], 'evaluated')}
+
+
+#: What a task adds to a run after training, by task name.
+TASK_REPORTS = {SurvivalTask.name: SurvivalReport}
+
+
+def survival_results(records: List[SurvivalRecord], target: Dict,
                      cut_points: List[float]) -> Dict:
     r"""The survival metrics of scored bags against the training bags of
     :obj:`target` (a checkpoint's task entry), with ``mean_time_auc``."""
-    metrics = evaluate_survival(records, target['train_times'],
-                                target['train_events'], cut_points)
-    metrics['mean_time_auc'] = (metrics.get('time_auc') or {}).get('mean')
-    return metrics
+    return Task.from_entry({**target, 'cut_points': list(cut_points)},
+                           None).metrics(records)
 
 
-def write_kaplan_meier(folder: RunFolder, records: List[Dict],
+def write_kaplan_meier(folder: RunFolder, records: List[SurvivalRecord],
                        threshold: float, time_column: str,
                        which: str) -> Optional[Dict]:
     r"""``km.png`` of the bags of :obj:`records` with a known time, split
     at :obj:`threshold`; returns the log-rank result (or :obj:`None`
     without such bags)."""
-    known = [r for r in records if r.get('time') is not None]
+    known = [r for r in records if r.time is not None]
     if not known:
         return None
-    split = kaplan_meier_groups([r['time'] for r in known],
-                                [r['event'] for r in known],
-                                [r['risk'] for r in known], threshold)
+    split = kaplan_meier_groups([r.time for r in known],
+                                [r.event for r in known],
+                                [r.risk for r in known], threshold)
     folder.write_kaplan_meier(render_kaplan_meier(
         split['groups'], split['p_value'],
         title=f'{which} bags by median training risk',

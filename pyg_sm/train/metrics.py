@@ -1,11 +1,19 @@
 r"""Bag and instance metrics of predictions, by scikit-learn."""
 import math
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 import numpy as np
 import torch
 
-from .predict import predicted_class
+
+def predicted_class(probabilities: Sequence[float]) -> int:
+    r"""Binary: class 1 when its probability is at least 0.5; otherwise the
+    class of highest probability."""
+    if len(probabilities) == 2:
+        return int(probabilities[1] >= 0.5)
+    return int(max(range(len(probabilities)),
+                   key=lambda k: probabilities[k]))
+
 
 #: How a bag's class is decided, as the results state it.
 DECISION = {'binary': 'positive when its probability is at least 0.5',
@@ -63,31 +71,31 @@ def classification_metrics(labels: Sequence[int],
     }
 
 
-def instance_auroc(records: List[Dict]) -> Optional[float]:
+def instance_auroc(records: Sequence) -> Optional[float]:
     r"""AUROC of the attention values against the patch labels, over every
     patch of the slides that have patch labels (:obj:`None` without both
     kinds of patches)."""
     from sklearn.metrics import roc_auc_score
 
-    with_patches = [r for r in records if r.get('patch_labels') is not None]
+    with_patches = [r for r in records if r.patch_labels is not None]
     if not with_patches:
         return None
-    truth = torch.cat([r['patch_labels'] for r in with_patches]) > 0
-    scores = torch.cat([r['attention_logits'] for r in with_patches])
+    truth = torch.cat([r.patch_labels for r in with_patches]) > 0
+    scores = torch.cat([r.attention_logits for r in with_patches])
     if truth.unique().numel() != 2:
         return None
     return float(roc_auc_score(truth.numpy(), scores.double().numpy()))
 
 
-def evaluate_predictions(records: List[Dict],
+def evaluate_predictions(records: Sequence,
                          classes: Sequence[str] = ('0', '1')) -> Dict:
     r"""The bag metrics of :func:`classification_metrics` and the instance
     AUROC of the attention values, for the records of
     :func:`~pyg_sm.train.predict_slides` (labelled slides only)."""
-    labelled = [r for r in records if r['label'] is not None]
-    probabilities = np.array([r['probabilities'] for r in labelled],
+    labelled = [r for r in records if r.label is not None]
+    probabilities = np.array([r.probabilities for r in labelled],
                              dtype=np.float64).reshape(-1, len(classes))
-    metrics = classification_metrics([r['label'] for r in labelled],
+    metrics = classification_metrics([r.label for r in labelled],
                                      probabilities, classes)
     metrics['instance_auroc'] = instance_auroc(labelled)
     return metrics

@@ -2,7 +2,7 @@ r"""Survival metrics of risk scores, by the libraries made for them:
 scikit-survival for the concordance, the time-dependent AUC and the
 integrated Brier score, lifelines for Kaplan-Meier curves and the log-rank
 test (see :doc:`/math`, survival heads)."""
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 import numpy as np
 
@@ -121,22 +121,22 @@ def survival_metrics(times: Sequence[float], events: Sequence[int],
     return out
 
 
-def evaluate_survival(records: List[Dict], train_times: Sequence[float],
+def evaluate_survival(records: Sequence, train_times: Sequence[float],
                       train_events: Sequence[int],
                       cut_points: Optional[Sequence[float]] = None) -> Dict:
     r"""The :func:`survival_metrics` of the bags of
     :func:`~pyg_sm.train.predict_slides` whose time is known, and the
     instance AUROC of the attention values where patch labels exist."""
-    known = [r for r in records if r.get('time') is not None]
+    known = [r for r in records if r.time is not None]
     if not known:
         return {'c_index': None, 'instance_auroc': instance_auroc(records),
                 'num_bags': 0, 'notes': ['no bag with a known time']}
     survival = None
-    if known[0].get('survival') is not None:
-        survival = np.array([r['survival'] for r in known], dtype=np.float64)
-    metrics = survival_metrics([r['time'] for r in known],
-                               [r['event'] for r in known],
-                               [r['risk'] for r in known], train_times,
+    if known[0].survival is not None:
+        survival = np.array([r.survival for r in known], dtype=np.float64)
+    metrics = survival_metrics([r.time for r in known],
+                               [r.event for r in known],
+                               [r.risk for r in known], train_times,
                                train_events, survival, cut_points)
     metrics['instance_auroc'] = instance_auroc(known)
     return metrics

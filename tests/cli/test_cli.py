@@ -19,6 +19,7 @@ import pyg_sm.runs
 from pyg_sm.cli import COMMANDS, config_from_args, main, parser
 from pyg_sm.models import MODELS, build_model
 from pyg_sm.models.registry import SM_ABMIL
+from pyg_sm.train import model_weights
 from pyg_sm.runs import (DemoConfig, HeatmapConfig, InspectConfig,
                          ScoreConfig, TrainConfig, ViewConfig)
 
@@ -284,7 +285,7 @@ def python_train(data, out, resume=False):
 
 
 def final_weights(run):
-    return torch.load(run / 'last.pt', weights_only=True)['model']
+    return model_weights(torch.load(run / 'last.pt', weights_only=True))
 
 
 def interrupt_and_resume(cohort, tmp_path, signum, command):

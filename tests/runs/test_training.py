@@ -8,7 +8,7 @@ import torch
 
 from pyg_sm import PygSmError, SlideError
 from pyg_sm.runs import RunFolder, TrainConfig, train
-from pyg_sm.train import load_checkpoint, read_checkpoint
+from pyg_sm.train import load_checkpoint, model_weights, read_checkpoint
 
 from run_helpers import (SMALL, copy, corrupt, score_run, slide_ids,
                          small_cohort, train_run, write_labels)
@@ -205,7 +205,8 @@ def test_epoch_lines_checkpoints_and_out_guard(cohort, tmp_path, capfd):
     lines = [line for line in err.splitlines() if line.startswith('epoch ')]
     assert len(lines) == 3 and 'val loss' in lines[0] and ' s' in lines[0]
     state = torch.load(run / 'last.pt', weights_only=True)
-    assert state['epoch'] == 3 and len(state['history']) == 3
+    assert len(state['history']) == 3 and state['step'] == 0
+    assert state['format'] == 'pyg-sm-train/2'
     best = read_checkpoint(run / 'checkpoint.pt')
     assert best['info']['monitor'] == 'val_balanced_accuracy'
     assert not [p for p in run.rglob('*') if '.tmp' in p.name]
@@ -235,7 +236,8 @@ def test_monitor_last_keeps_the_final_epoch(cohort, tmp_path, capfd):
     assert run.results()['validation']['num_slides'] > 0  # once, at the end
     best = read_checkpoint(run.checkpoint_path)
     assert best['info']['epoch'] == 2
-    final = torch.load(run.training_state_path, weights_only=True)['model']
+    final = model_weights(torch.load(run.training_state_path,
+                                     weights_only=True))
     for name, value in best['state_dict'].items():
         assert torch.equal(value, final[name]), name
 
