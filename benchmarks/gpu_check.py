@@ -5,37 +5,26 @@ writes them, with their figures, to JSON; the timings also go to a markdown
 table (docs/benchmarks/gpu.md on a GPU). In order:
 
 1. versions and the device;
-2. torch's raw CSR ``addmm`` (beta=0) into a NaN-filled ``out``, with
-   unsorted rows and duplicate edges, against dense (INFO: what cuSPARSE
-   does with what torch's CSR contract forbids), then pyg-sm's product on
-   the same edges;
-3. Sm on the device against float64 on the CPU: approx and exact, fused
-   and scatter, a batch of graphs, the column-blocked path (N=70k), and
-   gradcheck in float64;
-4. bitwise identical training runs with deterministic algorithms on;
-5. fp16/bf16 autocast on a 5,000-patch bag: float32 attention weights that
-   sum to 1, logits within 5% of float32;
-6. a SmTransformerABMIL training step with dropout (att_dim 100 / 4 heads,
-   float32 and float64), with its peak memory;
-7. ``pyg-sm train`` for 2 epochs on synthetic demo data with ``--device``,
-   and under ``torchrun --nproc-per-node 1``;
-8. timings: Sm forward + backward at 100k and 1M nodes, F=512, both modes,
+2. the device tests (``tests/devices.py``'s ``with_devices`` and
+   ``only_cuda``: Sm against float64 on the CPU, autocast, determinism, a
+   transformer step's memory, ``pyg-sm train --device`` alone and under
+   ``torchrun``), run by pytest, whose cuda variants exist on a GPU;
+3. timings: Sm forward + backward at 100k and 1M nodes, F=512, both modes,
    against the memory-bandwidth floor measured in the same run (the bytes
    the recursion must move divided by a device-to-device copy's rate), and
    SmABMIL / SmTransformerABMIL training steps at 16k and 100k patches
    against torchmil 1.0.2 (from ``.torchmil/``, when present).
 
     python benchmarks/gpu_check.py                      # cuda, < 8 minutes
-    python benchmarks/gpu_check.py --device cpu --tiny  # seconds; the tests
+    python benchmarks/gpu_check.py --device cpu --tiny --timings-only
+                                                        # seconds; the tests
 """
 import argparse
 import contextlib
 import json
-import os
 import platform
 import subprocess
 import sys
-import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -153,302 +142,26 @@ def check_versions(device):
 
 
 # 2 -------------------------------------------------------------------------
-def check_csr_addmm(device, sizes):
-    from pyg_sm import Sm
-    from pyg_sm.data import prepare_adjacency
-    from pyg_sm.nn.sm import _Propagation
-
-    gen = torch.Generator().manual_seed(0)
-    n, dim = 2_000, 16
-    source = torch.randint(n, (8 * n, ), generator=gen)
-    target = torch.randint(n, (8 * n, ), generator=gen)
-    weight = torch.rand(8 * n, generator=gen)
-    x = torch.randn(n, dim, generator=gen)
-    dense = torch.zeros(n, n).index_put_((target, source), weight,
-                                         accumulate=True)
-    expected = dense @ x
-    # torch's CSR contract forbids this: rows of unsorted, repeated columns.
-    order = torch.argsort(target, stable=True)
-    crow = torch._convert_indices_from_coo_to_csr(target[order], n)
-    with warnings_off():
-        raw = torch.sparse_csr_tensor(crow, source[order], weight[order],
-                                      (n, n)).to(device)
-    out = torch.full((n, dim), float('nan'), device=device)
-    torch.addmm(out, raw, x.to(device), beta=0.0, out=out)
-    raw_error = relative(out, expected)
-    raw_nan = bool(out.isnan().any())
-    # pyg-sm: coalesced CSR, the buffer zeroed on a GPU.
-    edge_index = torch.stack([source, target]).to(device)
-    adjacency = prepare_adjacency(edge_index, weight.to(device), n, False,
-                                  torch.float32)
-    propagation = _Propagation(Sm(0.5, normalize=False), adjacency.edge_index,
-                               adjacency.edge_weight)
-    ours = {}
-    for transpose in (False, True):
-        buffer = torch.full((n, dim), float('nan'), device=device)
-        propagation.matmul(x.to(device), transpose=transpose, out=buffer)
-        ours[transpose] = relative(buffer, (dense.T if transpose else dense)
-                                   @ x)
-    ok = max(ours.values()) < 1e-5
-    return verdict(ok), (
-        f"pyg-sm A x and A^T x into NaN buffers: rel. error "
-        f"{ours[False]:.1e} / {ours[True]:.1e}; raw torch CSR (unsorted, "
-        f"duplicates): rel. error {raw_error:.1e}, NaN in out: {raw_nan}"), {
-            'raw_relative_error': raw_error, 'raw_nan': raw_nan,
-            'pyg_sm_relative_error': ours[False],
-            'pyg_sm_transposed_relative_error': ours[True]}
+#: The tests parametrised by device (tests/devices.py): on a GPU they run on
+#: it as well as on the CPU, with the GPU-only ones.
+DEVICE_TESTS = ('tests/nn/test_on_devices.py', 'tests/train/test_on_devices.py',
+                'tests/models/test_gpu_readiness.py')
 
 
-@contextlib.contextmanager
-def warnings_off():
-    import warnings
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore')
-        yield
-
-
-# 3 -------------------------------------------------------------------------
-def check_sm_against_cpu(device, sizes):
-    from torch_geometric.data import Batch, Data
-
-    from pyg_sm import Sm
-
-    n, dim = sizes['compare_nodes'], sizes['compare_dim']
-    edge_index, n = grid_graph(n)
-    gen = torch.Generator().manual_seed(1)
-    x = torch.randn(n, dim, generator=gen, dtype=torch.float64)
-    grad = torch.randn(n, dim, generator=gen, dtype=torch.float64)
-    errors = {}
-    for mode in ('approx', 'exact'):
-        reference = x.clone().requires_grad_()
-        expected = Sm(ALPHA, mode=mode)(reference, edge_index)
-        expected_grad, = torch.autograd.grad(expected, reference, grad)
-        for fused in (True, False):
-            inputs = x.float().to(device).requires_grad_()
-            out = Sm(ALPHA, mode=mode, fused=fused)(inputs,
-                                                    edge_index.to(device))
-            out_grad, = torch.autograd.grad(out, inputs,
-                                            grad.float().to(device))
-            key = f"{mode} {'fused' if fused else 'scatter'}"
-            errors[key] = max(relative(out, expected),
-                              relative(out_grad, expected_grad))
-    # A batch of three graphs of different sizes, exact mode (one stopping
-    # test per graph) and approx, against each graph alone.
-    graphs = []
-    for size in (n // 4, n // 9, 64):
-        edges, size = grid_graph(size)
-        graphs.append(Data(x=torch.randn(size, dim, generator=gen,
-                                         dtype=torch.float64),
-                           edge_index=edges))
-    batch = Batch.from_data_list(graphs).to(device)
-    for mode in ('approx', 'exact'):
-        layer = Sm(ALPHA, mode=mode)
-        out = layer(batch.x.float(), batch.edge_index, batch=batch.batch)
-        alone = torch.cat([layer(g.x, g.edge_index) for g in graphs])
-        errors[f'{mode} batched'] = relative(out, alone)
-    # The column-blocked path, forced, against one block.
-    import pyg_sm.nn._autograd as blocks
-    edge_index, m = grid_graph(sizes['blocked_nodes'])
-    wide = torch.randn(m, sizes['blocked_dim'], device=device)
-    for mode in ('approx', 'exact'):
-        layer = Sm(ALPHA, mode=mode)
-        inputs = wide.clone().requires_grad_()
-        whole = layer(inputs, edge_index.to(device))
-        whole_grad, = torch.autograd.grad(whole.sum(), inputs)
-        saved = dict(blocks._BLOCKING)
-        blocks._BLOCKING[device.type] = (0, 16)
-        try:
-            inputs = wide.clone().requires_grad_()
-            split = layer(inputs, edge_index.to(device))
-            split_grad, = torch.autograd.grad(split.sum(), inputs)
-        finally:
-            blocks._BLOCKING.clear()
-            blocks._BLOCKING.update(saved)
-        errors[f'{mode} blocked N={m}'] = max(relative(split, whole),
-                                              relative(split_grad, whole_grad))
-    # gradcheck in float64 on the device: x, alpha and the edge weights.
-    small, count = grid_graph(25)
-    small = small.to(device)
-    gradchecks = {}
-    for mode in ('approx', 'exact'):
-        layer = Sm('trainable', mode=mode, num_steps=4, tol=1e-12).to(device)
-        weights = torch.rand(small.size(1), dtype=torch.float64,
-                             device=device) + 0.5
-        inputs = torch.randn(count, 2, dtype=torch.float64, device=device,
-                             requires_grad=True)
-        gradchecks[mode] = torch.autograd.gradcheck(
-            lambda u, w: layer(u, small, w), (inputs,
-                                              weights.requires_grad_()))
-    worst = max(errors.values())
-    gradcheck = all(gradchecks.values())
-    ok = worst < 1e-4 and gradcheck
-    return verdict(ok), (f'largest relative error {worst:.1e} over '
-                         f'{len(errors)} cases; gradcheck '
-                         f'{"passed" if gradcheck else "failed"}'), {
-                             'relative_errors': errors,
-                             'gradcheck': gradchecks}
-
-
-# 4 -------------------------------------------------------------------------
-def bags(count, nodes, dim, seed):
-    from torch_geometric.data import Data
-    gen = torch.Generator().manual_seed(seed)
-    out = []
-    for i in range(count):
-        edge_index, n = grid_graph(nodes + 7 * i)
-        out.append(Data(x=torch.randn(n, dim, generator=gen),
-                        edge_index=edge_index, slide_id=f's{i}',
-                        y=torch.tensor([float(i % 2)])))
-    return out
-
-
-def check_determinism(device, sizes):
-    from pyg_sm import SmTransformerABMIL
-    from pyg_sm.train import deterministic_algorithms, fit
-
-    data = bags(6, 300, 16, seed=2)
-    states = []
-    with deterministic_algorithms():
-        for _ in range(2):
-            torch.manual_seed(0)
-            model = SmTransformerABMIL(
-                (16, ), transf_att_dim=16, transf_n_layers=1,
-                transf_n_heads=2, transf_dropout=0.1, pool_sm_layers=1,
-                pool_sm_post=True).to(device)
-            fit(model, data, epochs=2, batch_size=2, log=lambda _: None)
-            states.append({k: v.cpu() for k, v in model.state_dict().items()})
-    differing = [k for k in states[0]
-                 if not torch.equal(states[0][k], states[1][k])]
-    return verdict(not differing), (
-        'two runs bitwise identical' if not differing else
-        f'{len(differing)} tensors differ, e.g. {differing[0]}'), {
-            'differing': differing}
-
-
-# 5 -------------------------------------------------------------------------
-def check_autocast(device, sizes):
-    import pyg_sm.nn.attention_pool as pool_module
-    from torch_geometric.data import Data
-
-    from pyg_sm import SmABMIL
-
-    edge_index, n = grid_graph(sizes['autocast_nodes'])
-    gen = torch.Generator().manual_seed(3)
-    data = Data(x=torch.randn(n, 32, generator=gen) * 3,
-                edge_index=edge_index).to(device)
-    torch.manual_seed(0)
-    model = SmABMIL((32, ), sm_layers=1, sm_post=True).to(device).eval()
-    weights = []
-    softmax = pool_module.softmax
-
-    def recording(*args, **kwargs):
-        weights.append(softmax(*args, **kwargs))
-        return weights[-1]
-
-    dtypes = [torch.float16, torch.bfloat16] if device.type == 'cuda' \
-        else [torch.bfloat16]
-    figures, ok = {}, True
-    pool_module.softmax = recording
-    try:
-        with torch.no_grad():
-            expected = model(data)
-            for dtype in dtypes:
-                with torch.autocast(device.type, dtype=dtype):
-                    logits = model(data)
-                weight = weights[-1]
-                total = float(weight.double().sum())
-                error = float((logits.float() - expected).abs().max() /
-                              expected.abs().max())
-                name = str(dtype).split('.')[-1]
-                figures[name] = {'weight_dtype': str(weight.dtype),
-                                 'weight_sum': total,
-                                 'logit_relative_error': error}
-                ok &= weight.dtype == torch.float32 and \
-                    abs(total - 1) < 1e-5 and error <= 0.05
-    finally:
-        pool_module.softmax = softmax
-    detail = '; '.join(f"{k}: weights {v['weight_dtype'].split('.')[-1]} sum "
-                       f"to {v['weight_sum']:.7f}, logits within "
-                       f"{100 * v['logit_relative_error']:.2f}%"
-                       for k, v in figures.items())
-    return verdict(ok), f'{n} patches, {detail}', figures
-
-
-# 6 -------------------------------------------------------------------------
-def check_transformer_step(device, sizes):
-    from pyg_sm import SmTransformerABMIL
-
-    edge_index, n = grid_graph(sizes['transformer_nodes'])
-    figures, ok = {}, True
-    for dtype in (torch.float32, torch.float64):
-        torch.manual_seed(0)
-        model = SmTransformerABMIL(
-            (32, ), transf_att_dim=100, transf_n_heads=4, transf_n_layers=2,
-            transf_add_self=False, transf_dropout=0.1)
-        model = model.to(device=device, dtype=dtype).train()
-        x = torch.randn(n, 32, device=device, dtype=dtype)
-        y = torch.ones(1, device=device, dtype=dtype)
-        edges = edge_index.to(device)
-        optimizer = torch.optim.Adam(model.parameters())
-        reset_peak(device)
-        began = time.perf_counter()
-        _, losses = model.compute_loss(y, x, edges)
-        loss = sum(losses.values())
-        loss.backward()
-        optimizer.step()
-        synchronize(device)
-        seconds = time.perf_counter() - began
-        peak = peak_gb(device)
-        # The math kernel would hold (heads, n, n) per layer.
-        quadratic = 4 * n * n * (8 if dtype == torch.float64 else 4) / 2**30
-        name = str(dtype).split('.')[-1]
-        figures[name] = {'seconds': seconds, 'peak_gb': peak,
-                         'quadratic_gb': quadratic,
-                         'finite': bool(torch.isfinite(loss))}
-        ok &= bool(torch.isfinite(loss)) and (peak is None or
-                                              peak < quadratic / 4)
-    detail = '; '.join(
-        f"{k}: {v['seconds']:.2f} s" + (
-            f", peak {v['peak_gb']:.2f} GB (one (heads, n, n) matrix: "
-            f"{v['quadratic_gb']:.1f} GB)" if v['peak_gb'] is not None
-            else '') for k, v in figures.items())
-    return verdict(ok), f'{n} patches, dropout 0.1, {detail}', figures
-
-
-# 7 -------------------------------------------------------------------------
-def check_cli_training(device_name, sizes, workdir):
-    from pyg_sm import make_synthetic_slides
-
-    data = make_synthetic_slides(workdir / 'data',
-                                 num_slides=sizes['train_slides'],
-                                 slide_images=False, seed=0)
-    common = ['train', str(data), '--epochs', '2', '--heatmaps', '0',
-              '--device', device_name]
-    commands = {
-        'pyg-sm train': [sys.executable, '-m', 'pyg_sm', *common, '--out',
-                         str(workdir / 'run')],
-        'torchrun --nproc-per-node 1': [
-            sys.executable, '-m', 'torch.distributed.run',
-            '--nproc-per-node', '1', '--master-port', str(29_500 + os.getpid()
-                                                         % 1000),
-            '-m', 'pyg_sm', *common, '--out', str(workdir / 'run-ddp')],
-    }
-    figures, ok = {}, True
-    for name, command in commands.items():
-        began = time.perf_counter()
-        done = subprocess.run(command, capture_output=True, text=True,
-                              timeout=300)
-        out_dir = Path(command[command.index('--out') + 1])
-        results = out_dir / 'results.json'
-        status = json.loads(results.read_text()).get('status') \
-            if results.is_file() else None
-        figures[name] = {'returncode': done.returncode, 'status': status,
-                         'seconds': time.perf_counter() - began,
-                         'stderr_tail': done.stderr[-2000:]}
-        ok &= done.returncode == 0 and status == 'finished'
-    detail = '; '.join(f"{k}: exit {v['returncode']}, {v['status']}, "
-                       f"{v['seconds']:.0f} s" for k, v in figures.items())
-    return verdict(ok), detail, figures
+def check_device_tests(device, sizes):
+    r"""The correctness checks: pytest on the device tests; a GPU run
+    includes their ``cuda`` variants."""
+    command = [sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider',
+               *DEVICE_TESTS]
+    done = subprocess.run(command, capture_output=True, text=True,
+                          cwd=ROOT, timeout=1200)
+    summary = (done.stdout.strip().splitlines() or [''])[-1]
+    ran_on_gpu = device.type == 'cuda' and '[cuda' in done.stdout + \
+        subprocess.run([*command, '--co', '-q'], capture_output=True,
+                       text=True, cwd=ROOT).stdout
+    ok = done.returncode == 0 and (device.type != 'cuda' or ran_on_gpu)
+    return verdict(ok), summary, {'returncode': done.returncode,
+                                  'output_tail': done.stdout[-4000:]}
 
 
 # 8 -------------------------------------------------------------------------
@@ -635,7 +348,9 @@ def main(argv=None):
     parser.add_argument('--device', default='cuda',
                         help='the device to check (default: cuda)')
     parser.add_argument('--tiny', action='store_true',
-                        help='small sizes: the same checks in seconds')
+                        help='small sizes: the same timings in seconds')
+    parser.add_argument('--timings-only', action='store_true',
+                        help='leave out the device tests (pytest)')
     parser.add_argument('--json', type=Path,
                         default=HERE / 'results' / 'gpu_check.json',
                         help='where the results go (default: '
@@ -656,18 +371,10 @@ def main(argv=None):
         else args.json.with_suffix('.md'))
     sizes = SIZES[args.tiny]
     checks = Checks()
-    with tempfile.TemporaryDirectory() as workdir:
-        checks.run('1 versions', check_versions, device)
-        checks.run('2 CSR addmm', check_csr_addmm, device, sizes)
-        checks.run('3 Sm against the CPU', check_sm_against_cpu, device,
-                   sizes)
-        checks.run('4 determinism', check_determinism, device, sizes)
-        checks.run('5 autocast', check_autocast, device, sizes)
-        checks.run('6 transformer step', check_transformer_step, device,
-                   sizes)
-        checks.run('7 pyg-sm train', check_cli_training, args.device, sizes,
-                   Path(workdir))
-        checks.run('8 timings', check_timings, device, sizes, markdown)
+    checks.run('1 versions', check_versions, device)
+    if not args.timings_only:
+        checks.run('2 device tests', check_device_tests, device, sizes)
+    checks.run('3 timings', check_timings, device, sizes, markdown)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({'device': str(device),
                                      'tiny': args.tiny,

@@ -9,6 +9,21 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 
 
+def pytest_configure(config):
+    config.addinivalue_line('markers', 'cuda: runs on a CUDA GPU only '
+                                       '(deselected without one)')
+
+
+def pytest_collection_modifyitems(config, items):
+    # The GPU's tests exist where a GPU does (tests/devices.py).
+    if torch.cuda.is_available():
+        return
+    gpu = [item for item in items if item.get_closest_marker('cuda')]
+    if gpu:
+        config.hook.pytest_deselected(items=gpu)
+        items[:] = [item for item in items if item not in gpu]
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(12345)

@@ -132,3 +132,36 @@ def test_cli_imports_only_the_run_layer_and_the_model_registry():
         outside = {t for t in targets if room(t) != 'cli'}
         assert outside <= {'pyg_sm.runs', 'pyg_sm.models',
                            'pyg_sm.models.registry'}, (module, outside)
+
+
+#: The rooms that may import the training engine (Lightning): the layers,
+#: the models and the data stay a PyG extension for any training loop.
+ENGINE_ROOMS = {'train', 'runs', 'cli'}
+
+
+def third_party_imports(path: Path):
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and not node.level:
+            yield (node.module or '').split('.')[0]
+        elif isinstance(node, ast.Import):
+            yield from (alias.name.split('.')[0] for alias in node.names)
+
+
+def test_only_the_training_rooms_import_lightning():
+    wrong = sorted(module_name(path) for path in PACKAGE.rglob('*.py')
+                   if room(module_name(path)) not in ENGINE_ROOMS and
+                   {'lightning', 'pytorch_lightning'} &
+                   set(third_party_imports(path)))
+    assert not wrong, wrong
+
+
+def test_importing_the_layers_loads_no_lightning():
+    import subprocess
+    import sys
+
+    code = ('import sys, pyg_sm, pyg_sm.nn, pyg_sm.models, pyg_sm.data, '
+            'pyg_sm.datasets, pyg_sm.transforms; '
+            'print(sorted(m for m in sys.modules if "lightning" in m))')
+    loaded = subprocess.run([sys.executable, '-c', code], check=True,
+                            capture_output=True, text=True).stdout.strip()
+    assert loaded == '[]', loaded

@@ -61,8 +61,11 @@ def main(argv: Optional[List[str]] = None) -> int:
             train.check_model_flags(unknown, args)
         if unknown:
             root.error(f"unrecognized arguments: {' '.join(unknown)}")
+        config = config_from_args(args)
+        if getattr(module, 'shown', None) and module.shown(args, config):
+            return 0
         with invoked_as(['pyg-sm', *argv]):
-            module.run(config_from_args(args))
+            module.run(config)
     except PygSmError as error:
         print(f'pyg-sm {args.command}: {error}', file=sys.stderr)
         return USER_ERROR

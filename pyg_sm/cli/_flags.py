@@ -71,10 +71,13 @@ def _default_text(field: dataclasses.Field) -> Optional[str]:
 
 def add_config_flags(parser: argparse.ArgumentParser, config: type,
                      skip: Iterable[str] = (),
-                     group_of: Optional[Dict[str, Any]] = None) -> None:
+                     group_of: Optional[Dict[str, Any]] = None,
+                     optional: Iterable[str] = ()) -> None:
     r"""A flag (or positional argument) per field of :obj:`config` but those
     in :obj:`skip`. Every flag defaults to "not given" (so that the config's
-    own default applies); its help ends with that default."""
+    own default applies); its help ends with that default. The positional
+    arguments in :obj:`optional` may be left out (a config file gives
+    them)."""
     hints = typing.get_type_hints(config)
     for field in dataclasses.fields(config):
         if field.name in skip or 'help' not in field.metadata:
@@ -89,7 +92,8 @@ def add_config_flags(parser: argparse.ArgumentParser, config: type,
         kind = _value_type(hints[field.name])
         if meta.get('positional'):
             target.add_argument(
-                field.name, type=kind, nargs='+' if meta.get('many') else None,
+                field.name, type=kind, nargs='+' if meta.get('many') else
+                '?' if field.name in optional else None,
                 metavar=field.name.upper() if not meta.get('many')
                 else 'RUN_DIR', help=help)
             continue

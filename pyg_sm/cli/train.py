@@ -1,5 +1,6 @@
 r"""``pyg-sm train DATA_DIR``: :func:`pyg_sm.runs.train`."""
 import argparse
+from pathlib import Path
 from typing import List, Optional
 
 from .. import runs
@@ -31,7 +32,15 @@ def add_arguments(parser: argparse.ArgumentParser,
     add_config_flags(parser, TrainConfig, skip=('model_options', 'preset'),
                      group_of={**{f: training for f in
                                   TrainConfig.__dataclass_fields__},
-                               **group_of})
+                               **group_of}, optional=('data_dir', ))
+    training.add_argument(
+        '--config', type=Path, default=None, metavar='FILE',
+        help='YAML file of settings, every flag a key (as --print-config '
+             'writes them); flags given override it (default: none)')
+    training.add_argument(
+        '--print-config', action='store_true',
+        help='print every setting of this command line as YAML (for '
+             '--config) and exit')
     described = '; '.join(
         f"'{name}': {recipe.help} (" + ', '.join(
             f'{k}={v}' for k, v in recipe.settings.items()) + ')'
@@ -66,8 +75,26 @@ def check_model_flags(unknown: List[str], args: argparse.Namespace) -> None:
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     spec = MODELS[getattr(args, 'model', DEFAULT_MODEL)]
-    return TrainConfig.from_recipe(args.recipe, **given(args, TrainConfig),
+    settings = given(args, TrainConfig)
+    if settings.get('data_dir') is None:
+        settings.pop('data_dir', None)
+    if args.config is not None:
+        if args.recipe is not None:
+            settings['recipe'] = args.recipe
+        return TrainConfig.from_file(args.config, **settings,
+                                     model_options=model_options(args, spec))
+    if 'data_dir' not in settings:
+        raise PygSmError('DATA_DIR is required (or data_dir in --config)')
+    return TrainConfig.from_recipe(args.recipe, **settings,
                                    model_options=model_options(args, spec))
+
+
+def shown(args: argparse.Namespace, config: TrainConfig) -> bool:
+    r"""With ``--print-config``: prints the config as YAML instead of
+    training."""
+    if args.print_config:
+        print(config.to_yaml(), end='')
+    return args.print_config
 
 
 def run(config: TrainConfig) -> runs.RunFolder:

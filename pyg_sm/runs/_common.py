@@ -13,7 +13,7 @@ import torch
 
 from ..datasets import SlideDataset, SlideImages
 from ..train.distributed import world
-from ..train.records import BagRecord
+from ..train.records import SlideAttention
 from ..utils.errors import MissingFileError, PygSmError
 from ..utils.text import few, plural
 from ..utils.tables import read_table
@@ -242,7 +242,7 @@ def print_table(results: Dict[str, Dict]) -> None:
               (f" {_fmt(r.get('froc')):>6}" if froc else ''), flush=True)
 
 
-def most_lesioned(records: List[BagRecord], count: int) -> List[str]:
+def most_lesioned(records: List[SlideAttention], count: int) -> List[str]:
     r"""The :obj:`count` slides to draw: those of the bags with the most
     lesion patches first, when patch labels exist, else the first ones (a
     patient's bag gives its slides)."""
@@ -250,7 +250,7 @@ def most_lesioned(records: List[BagRecord], count: int) -> List[str]:
         labels = record.patch_labels
         return 0 if labels is None else -int((labels > 0).sum())
     return [s for r in sorted(records, key=lesions)
-            for s in r.slide_ids or [r.slide_id]][:count]
+            for s in r.slides()][:count]
 
 
 def heatmap_title(slide_id: str,

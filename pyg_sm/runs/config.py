@@ -427,6 +427,28 @@ class TrainConfig(GraphConfig, CohortConfig):
                              f"{list(RECIPES)})")
         return cls(**{**RECIPES[recipe].settings, **settings})
 
+    @classmethod
+    def from_file(cls, path: PathLike, recipe: Optional[str] = None,
+                  **settings) -> 'TrainConfig':
+        r"""The settings of a YAML file (every field a key, as
+        :meth:`to_yaml` writes them) over those of :obj:`recipe`, then
+        :obj:`settings` (the command line's flags); the file's
+        ``model_options`` and those of :obj:`settings` merge."""
+        saved = read_settings(path, cls)
+        options = {**(saved.pop('model_options', None) or {}),
+                   **(settings.pop('model_options', None) or {})}
+        recipe = settings.pop('recipe', saved.pop('recipe', recipe))
+        return cls.from_recipe(recipe, **{**saved, **settings},
+                               model_options=options)
+
+    def to_yaml(self) -> str:
+        r"""Every setting as YAML, which :meth:`from_file` (``pyg-sm train
+        --config``) reads back to the same config."""
+        import yaml
+
+        return '# pyg-sm train --config FILE: every flag is a key\n' + \
+            yaml.safe_dump(as_dict(self), sort_keys=False)
+
     def resolved_model_options(self) -> Dict[str, Any]:
         r"""Every option of the model: its defaults, the preset's, then
         :obj:`model_options`."""
@@ -435,6 +457,32 @@ class TrainConfig(GraphConfig, CohortConfig):
             raise PygSmError(f"unknown preset {self.preset!r} of --model "
                              f"{spec.name} (known: {list(spec.presets)})")
         return spec.resolve(self.preset, **self.model_options)
+
+
+def read_settings(path: PathLike, config: type) -> Dict[str, Any]:
+    r"""The settings of a YAML file, checked against the fields of
+    :obj:`config` (an unknown key names the file, the key and the known
+    ones)."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise PygSmError(f"--config {path}: no such file")
+    try:
+        saved = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise PygSmError(f"--config {path}: not YAML ({error})") from None
+    saved = saved or {}
+    if not isinstance(saved, dict):
+        raise PygSmError(f"--config {path}: expected a mapping of settings "
+                         f"(key: value), got {type(saved).__name__}")
+    known = {f.name for f in dataclasses.fields(config)} | {'recipe'}
+    saved = {str(k).replace('-', '_'): v for k, v in saved.items()}
+    unknown = sorted(set(saved) - known)
+    if unknown:
+        raise PygSmError(f"--config {path}: unknown setting(s) {unknown} "
+                         f"(known: {sorted(known)})")
+    return saved
 
 
 @dataclasses.dataclass(frozen=True)
@@ -565,7 +613,8 @@ def _setting_of(config: type, name: str):
                    choices=field.metadata.get('choices'),
                    unset=field.metadata.get('unset'),
                    positional=field.metadata.get('positional', False),
-                   many=field.metadata.get('many', False))
+                   many=field.metadata.get('many', False),
+                   metavar=field.metadata.get('metavar'))
 
 
 @dataclasses.dataclass(kw_only=True)

@@ -6,6 +6,7 @@ import shlex
 from ..datasets import SlideImages, make_synthetic_slides
 from ..datasets.synthetic import SYNTHETIC_MPP
 from ..datasets.annotations import AnnotationFolder
+from ..train.records import SlideAttention
 from ..visualize import render_froc_curve
 from ._common import (command_line, most_lesioned, print_table, versions,
                       write_heatmaps)
@@ -82,9 +83,8 @@ def demo(config: DemoConfig) -> RunFolder:
     if frocs:
         out.write_froc_curve(render_froc_curve(frocs))
     first = evaluated[0]
-    lesions = [{'slide_id': p.slide_id,
-                'patch_labels': first.scores(p.slide_id).patch_labels}
-               for p in first.predictions()]
+    lesions = [SlideAttention(p.slide_id, patch_labels=first.scores(
+        p.slide_id).patch_labels) for p in first.predictions()]
     heatmaps = write_heatmaps(out, most_lesioned(lesions, config.heatmaps),
                               evaluated, SlideImages(data_dir / 'slides'),
                               outlines=None if survival else

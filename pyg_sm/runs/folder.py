@@ -42,7 +42,7 @@ from torch import Tensor
 
 from ..transforms.grid_graph import patch_side
 from ..train.checkpoint import load_checkpoint
-from ..train.loop import Interrupted
+from ..train.engine import Interrupted
 from ..train.records import BagRecord, SlideAttention
 from ..utils.errors import MissingFileError, PygSmError
 from ..utils.files import atomic_path

@@ -16,6 +16,7 @@ from ..train import distributed
 from ..train.checkpoint import atomic_save, read_checkpoint
 from ..train.metrics import mean_and_sd
 from ..train.records import EpochRecord, SurvivalRecord
+from ..train.settings import check_device
 from ..train.splits import fold_slides, read_split_file, split_slides
 from ..train.survival import kaplan_meier_groups
 from ..train.tasks import TASKS
@@ -171,6 +172,7 @@ def train(config: TrainConfig) -> RunFolder:
     """
     out = RunFolder(config.out)
     device = distributed.resolve_device(config.device)
+    check_device(config.fit_settings(), device)
     with distributed.deterministic_algorithms(config.deterministic):
         return _train(config, out, device)
 

@@ -12,8 +12,8 @@ from .distributed import deterministic_algorithms, resolve_device
 from .engine import (BestCheckpoint, Interrupted, MILModule, RandomStates,
                      model_weights,
                      StopOnInterrupt, TrainingState)
-from .loop import (Validation, fit, make_loggers, train_model, train_step,
-                   validate)
+from .loop import fit, make_loggers, train_model, train_step
+
 from .metrics import (classification_metrics, evaluate_predictions,
                       predicted_class)
 from .predict import predict_slides, score_slides
@@ -23,13 +23,15 @@ from .settings import FitSettings, make_optimizer, make_scheduler
 from .survival import (evaluate_survival, harrell_c_index,
                        kaplan_meier_groups, survival_metrics)
 from .tasks import MONITORS, TASKS, ClassificationTask, SurvivalTask, Task
+from .validation import Validation, validate
 
 __all__ = ['fit', 'validate', 'Validation', 'FitSettings', 'Interrupted',
            'MONITORS', 'train_model', 'train_step', 'make_optimizer',
            'make_scheduler', 'make_loggers', 'MILModule', 'CohortData',
            'EpochOrder', 'BestCheckpoint', 'TrainingState', 'RandomStates',
-           'StopOnInterrupt', 'model_weights', 'Task', 'ClassificationTask', 'SurvivalTask',
-           'TASKS', 'BagRecord', 'ClassificationRecord', 'SurvivalRecord',
+           'StopOnInterrupt', 'model_weights', 'Task',
+           'ClassificationTask', 'SurvivalTask', 'TASKS', 'BagRecord',
+           'ClassificationRecord', 'SurvivalRecord',
            'SlideAttention', 'EpochRecord', 'predict_slides',
            'score_slides', 'predicted_class', 'classification_metrics',
            'evaluate_predictions', 'save_checkpoint', 'load_checkpoint',

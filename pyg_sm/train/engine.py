@@ -20,6 +20,7 @@ from .checkpoint import atomic_save
 from .records import EpochRecord
 from .settings import FitSettings, make_optimizer, make_scheduler
 from .tasks import MONITORS, Task
+from .validation import validate
 
 #: The training state format (``last.pt``): Lightning's checkpoint with
 #: pyg-sm's entries.
@@ -118,8 +119,6 @@ class MILModule(lightning.LightningModule):
         self.log_dict(logged, on_epoch=True, sync_dist=False)
 
     def _validated(self) -> Dict[str, Optional[float]]:
-        from .loop import validate
-
         # Every process scores its share; process 0 computes the metrics
         # and sends them to the others (early stopping and the scheduler
         # decide the same everywhere).

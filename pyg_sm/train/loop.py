@@ -1,7 +1,6 @@
 r"""Training MIL models on bags of a dataset with Lightning, on one process,
 under ``torchrun`` or SLURM, on one machine or several."""
 import contextlib
-import dataclasses
 import logging
 import os
 import sys
@@ -18,10 +17,10 @@ from .distributed import ProcessGroupEnvironment, world
 from .engine import (AtomicCheckpointIO, BestCheckpoint, Interrupted,
                      MILModule, RandomStates, StopOnInterrupt, TrainingState,
                      check_resumable)
-from .predict import score_slides
-from .records import BagRecord, EpochRecord
-from .settings import FitSettings, make_optimizer
+from .records import EpochRecord
+from .settings import FitSettings, check_device, make_optimizer
 from .tasks import MONITORS, Task
+from .validation import Validation, validate
 
 __all__ = ['fit', 'validate', 'Validation', 'train_model', 'train_step',
            'Interrupted', 'MONITORS', 'make_optimizer', 'FitSettings',
@@ -43,41 +42,6 @@ def train_step(model: torch.nn.Module, criterion: torch.nn.Module,
     loss.backward()
     optimizer.step()
     return loss.item()
-
-
-@dataclasses.dataclass
-class Validation:
-    r"""A model scored on labelled bags.
-
-    Args:
-        values (dict): The loss and the task's epoch metrics by their
-            history names (``val_loss``, ``val_auroc``, ...).
-        metrics (dict): The task's metrics (as ``results.json`` stores
-            them).
-        records (list): The bags' records.
-    """
-    values: Dict[str, Optional[float]]
-    metrics: Dict
-    records: List[BagRecord]
-
-
-def validate(model: MILModel, dataset: Sequence, task: Optional[Task] = None,
-             batch_size: int = 4, workers: int = 0) -> Optional[Validation]:
-    r"""The loss and metrics of :obj:`model` on a labelled dataset (the
-    criterion's loss over the whole dataset at once), with the per-bag
-    records of :func:`~pyg_sm.train.predict_slides`.
-
-    Inside a :mod:`torch.distributed` process group every process scores
-    its share (:func:`~pyg_sm.train.score_slides`) and process 0 gets the
-    result; the others get :obj:`None`. No process waits at a barrier while
-    another validates alone (NCCL would time out after 10 minutes)."""
-    task = task or Task.of_model(model)
-    records = score_slides(model, dataset, batch_size=batch_size,
-                           workers=workers, task=task)
-    if records is None:
-        return None
-    return Validation(task.validation(model, records), task.metrics(records),
-                      records)
 
 
 def make_loggers(names: Sequence[str], folder: Optional[Path]) -> list:
@@ -188,6 +152,7 @@ def fit(model: MILModel, train_set: Sequence,
         raise PygSmError(f"--monitor {settings.monitor} needs validation "
                          f"bags")
     task = task or Task.of_model(model)
+    check_device(settings, next(model.parameters()).device)
     log = log or (lambda line: print(line, file=sys.stderr, flush=True))
     state_path = None if run_dir is None else Path(run_dir) / 'last.pt'
     if resume:

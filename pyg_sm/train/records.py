@@ -22,6 +22,10 @@ class SlideAttention:
     attention_logits: Optional[Tensor] = None
     patch_labels: Optional[Tensor] = None
 
+    def slides(self) -> List[str]:
+        r"""The slides scored."""
+        return [self.slide_id]
+
 
 @dataclasses.dataclass
 class BagRecord(SlideAttention):
@@ -35,6 +39,9 @@ class BagRecord(SlideAttention):
     """
     logits: List[float] = dataclasses.field(default_factory=list)
     slide_ids: Optional[List[str]] = None
+
+    def slides(self) -> List[str]:
+        return self.slide_ids or [self.slide_id]
 
     def prediction_fields(self, classes: Optional[Sequence[str]],
                           cut_points: Sequence[float] = ()) -> Dict:

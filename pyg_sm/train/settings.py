@@ -119,6 +119,14 @@ class FitSettings:
                     f"last")
 
 
+def check_device(settings: FitSettings, device: torch.device) -> None:
+    r"""Stops before any work when :obj:`settings` cannot run on
+    :obj:`device`."""
+    if settings.precision == '16-mixed' and device.type != 'cuda':
+        raise PygSmError(f"--precision 16-mixed runs on CUDA only (the run "
+                         f"is on {device}); bf16-mixed runs on the CPU")
+
+
 def make_optimizer(model: torch.nn.Module,
                    settings: Optional[FitSettings] = None
                    ) -> torch.optim.Optimizer:

@@ -192,9 +192,9 @@ def _train_c_index(run_dir, dataset_root, split, settings):
                               if k in ('task', 'time_column',
                                        'censorship_column')})
     records = score_slides(model, dataset)
-    return harrell_c_index([r['time'] for r in records],
-                           [r['event'] for r in records],
-                           [r['risk'] for r in records])
+    return harrell_c_index([r.time for r in records],
+                           [r.event for r in records],
+                           [r.risk for r in records])
 
 
 @pytest.mark.parametrize('cohort', ['tcga', 'synthetic'])

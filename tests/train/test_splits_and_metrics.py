@@ -96,8 +96,8 @@ def test_checkpoint_round_trip_gives_identical_predictions(slides, tmp_path):
     assert loaded_options == options and graph['connectivity'] == 8
     for a, b in zip(predict_slides(model, dataset),
                     predict_slides(loaded, dataset)):
-        assert a['logits'] == b['logits']
-        assert torch.equal(a['attention_logits'], b['attention_logits'])
+        assert a.logits == b.logits
+        assert torch.equal(a.attention_logits, b.attention_logits)
     (tmp_path / 'junk.pt').write_bytes(b'not a checkpoint')
     with pytest.raises(Exception):
         load_checkpoint(tmp_path / 'junk.pt')

@@ -4,6 +4,7 @@ as the libraries compute them; Kaplan-Meier groups."""
 import numpy as np
 import pytest
 
+from pyg_sm.train.records import SurvivalRecord
 from pyg_sm.train.survival import (evaluate_survival, harrell_c_index,
                                    kaplan_meier_groups, survival_metrics)
 
@@ -83,9 +84,9 @@ def test_metrics_the_data_cannot_give_are_none_with_a_note():
 
 
 def test_evaluate_survival_reads_records():
-    records = [{'time': t, 'event': e, 'risk': r, 'survival': None}
-               for t, e, r in zip(*_random(3, 30))]
-    records.append({'time': None, 'event': None, 'risk': 0.0})
+    records = [SurvivalRecord(f's{i}', time=t, event=e, risk=r)
+               for i, (t, e, r) in enumerate(zip(*_random(3, 30)))]
+    records.append(SurvivalRecord('unknown', risk=0.0))
     out = evaluate_survival(records, *_random(4, 80)[:2])
     assert out['num_bags'] == 30 and 'integrated_brier_score' not in out
 
