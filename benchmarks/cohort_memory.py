@@ -105,7 +105,7 @@ def train_case(args) -> None:
     from pyg_sm import SlideDataset
     from pyg_sm.models import build_model
     from pyg_sm.models.registry import SM_ABMIL
-    from pyg_sm.train import fit, save_checkpoint
+    from pyg_sm.train import FitSettings, fit, save_checkpoint
 
     if args.in_memory:  # the reader of before: a copy in memory, kept
         import pyg_sm.datasets.layouts as layouts
@@ -118,13 +118,15 @@ def train_case(args) -> None:
     torch.manual_seed(0)
     options = SM_ABMIL.resolve('sm')
     model = build_model(dataset.feature_dim, **options)
-    history = fit(model, dataset, epochs=args.epochs, batch_size=1,
-                  workers=0 if args.in_memory else args.workers,
+    settings = FitSettings(epochs=args.epochs, batch_size=1,
+                           workers=0 if args.in_memory else args.workers,
+                           monitor='last', validate_every=0, loggers=())
+    history = fit(model, dataset, settings,
                   log=lambda line: print(line, file=sys.stderr))
     if args.checkpoint:
         save_checkpoint(args.checkpoint, model, dataset.feature_dim, options,
                         dataset.graph.options(), dataset.classes)
-    print(json.dumps({'epoch_seconds': [e['seconds'] for e in history]}))
+    print(json.dumps({'epoch_seconds': [e.seconds for e in history]}))
 
 
 def main() -> None:

@@ -142,9 +142,10 @@ def check_versions(device):
 
 
 # 2 -------------------------------------------------------------------------
-#: The tests parametrised by device (tests/devices.py): on a GPU they run on
-#: it as well as on the CPU, with the GPU-only ones.
-DEVICE_TESTS = ('tests/nn/test_on_devices.py', 'tests/train/test_on_devices.py',
+#: The tests parametrised by device (tests/devices.py): on a GPU they run
+#: on it as well as on the CPU, with the GPU-only ones.
+DEVICE_TESTS = ('tests/nn/test_sm_on_devices.py',
+                'tests/train/test_training_on_devices.py',
                 'tests/models/test_gpu_readiness.py')
 
 

@@ -8,15 +8,30 @@ command as one Python call, and the run folder) and :mod:`pyg_sm.utils`; the
 names below are the public API."""
 from .data import PADDING_ATTENTION, batch_to_dense, dense_to_batch
 from .datasets import SlideDataset, make_synthetic_slides
-from .models import (SmABMIL, SmTransformerABMIL, from_torchmil,
-                     from_torchmil_state_dict)
-from .nn import (CoxPHLoss, DiscreteTimeNLLLoss, Sm, SmAttentionPool,
-                 SmConvergenceError, SmConvergenceWarning,
-                 SmMultiheadSelfAttention, SmTransformerEncoder,
-                 SmTransformerLayer)
+from .models import (
+                     SmABMIL,
+                     SmTransformerABMIL,
+                     from_torchmil,
+                     from_torchmil_state_dict,
+)
+from .nn import (
+                     CoxPHLoss,
+                     DiscreteTimeNLLLoss,
+                     Sm,
+                     SmAttentionPool,
+                     SmConvergenceError,
+                     SmConvergenceWarning,
+                     SmMultiheadSelfAttention,
+                     SmTransformerEncoder,
+                     SmTransformerLayer,
+)
 from .transforms import PatchGraph, patch_grid_graph, patch_radius_graph
-from .utils.errors import (MissingFileError, PygSmError, SlideError,
-                           TrainingDivergedError)
+from .utils.errors import (
+                     MissingFileError,
+                     PygSmError,
+                     SlideError,
+                     TrainingDivergedError,
+)
 from .version import __version__
 
 __all__ = [

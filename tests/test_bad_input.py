@@ -5,10 +5,18 @@ import pytest
 import torch
 from torch_geometric.data import Batch, Data
 
-from pyg_sm import (Sm, SmABMIL, SmAttentionPool, SmTransformerABMIL,
-                    batch_to_dense,
-                    dense_to_batch, patch_grid_graph, patch_radius_graph)
-from pyg_sm import PygSmError, from_torchmil_state_dict
+from pyg_sm import (
+    PygSmError,
+    Sm,
+    SmABMIL,
+    SmAttentionPool,
+    SmTransformerABMIL,
+    batch_to_dense,
+    dense_to_batch,
+    from_torchmil_state_dict,
+    patch_grid_graph,
+    patch_radius_graph,
+)
 from pyg_sm.data import prepare_adjacency
 from pyg_sm.datasets.labels import class_names
 from pyg_sm.train import resolve_device

@@ -18,8 +18,7 @@ import torchmil  # noqa: E402
 from torchmil.models import SmABMIL, SmTransformerABMIL  # noqa: E402
 from torchmil.nn import Sm, SmAttentionPool  # noqa: E402
 
-from pyg_sm import (dense_to_batch, from_torchmil,  # noqa: E402
-                    from_torchmil_state_dict)
+from pyg_sm import dense_to_batch, from_torchmil, from_torchmil_state_dict  # noqa: E402
 
 MODERN = torchmil.__version__ if hasattr(torchmil, '__version__') else ''
 GENERATION = '1.0' if 'sm_where' in SmAttentionPool.__init__.__code__ \

@@ -9,7 +9,6 @@ from typing import Any, Dict, Iterable, Optional
 from ..models import MODELS
 from ..models.registry import ModelSpec, Option
 
-
 #: The flags that ``train``, ``evaluate`` and ``predict`` show under "data".
 DATA_FIELDS = ('data_dir', 'labels', 'layout', 'features_dir', 'graph',
                'connectivity', 'patch_size', 'radius', 'workers',

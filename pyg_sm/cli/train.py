@@ -6,8 +6,15 @@ from typing import List, Optional
 from .. import runs
 from ..models import MODELS
 from ..runs import RECIPES, PygSmError, TrainConfig
-from ._flags import (DATA_FIELDS, add_config_flags, add_model_flags,
-                     escaped, given, model_options, other_model_flags)
+from ._flags import (
+    DATA_FIELDS,
+    add_config_flags,
+    add_model_flags,
+    escaped,
+    given,
+    model_options,
+    other_model_flags,
+)
 
 HELP = 'train a model on DATA_DIR (labels + slide features)'
 

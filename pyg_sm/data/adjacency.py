@@ -15,8 +15,11 @@ from torch import Tensor
 from torch_geometric import EdgeIndex
 from torch_geometric.nn.conv.gcn_conv import gcn_norm
 from torch_geometric.typing import SparseTensor
-from torch_geometric.utils import (coalesce, is_torch_sparse_tensor,
-                                   to_edge_index)
+from torch_geometric.utils import (
+    coalesce,
+    is_torch_sparse_tensor,
+    to_edge_index,
+)
 
 from ..utils.checks import check_batch, check_edge_index, check_edge_weight
 

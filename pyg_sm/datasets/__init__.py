@@ -1,8 +1,12 @@
 r"""Slide datasets (feature bags in the CLAM / TRIDENT layout, with PyG's
 ``transform`` / ``pre_transform``), synthetic slides to try them on, slide
 images (OpenSlide), pathologists' lesion outlines."""
-from .annotations import (AnnotationClasses, AnnotationFolder,
-                          SlideAnnotations, read_annotations)
+from .annotations import (
+                          AnnotationClasses,
+                          AnnotationFolder,
+                          SlideAnnotations,
+                          read_annotations,
+)
 from .cases import BAG_BY, CaseDataset, merge_slides
 from .labels import OutcomeColumns, read_survival
 from .slide_dataset import TASKS, SlideDataset, SlideGraph

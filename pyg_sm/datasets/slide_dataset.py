@@ -16,8 +16,13 @@ from ..utils.checks import check_choice
 from ..utils.errors import MissingFileError, PygSmError, SlideError
 from ..utils.files import atomic_path
 from ..utils.text import few, plural
-from .labels import (LabelTable, OutcomeColumns, class_names, read_labels,
-                     read_survival)
+from .labels import (
+    LabelTable,
+    OutcomeColumns,
+    class_names,
+    read_labels,
+    read_survival,
+)
 from .layouts import find_layout
 from .slide_images import SLIDE_EXTENSIONS
 

@@ -5,8 +5,11 @@ import torch
 from torch import Tensor
 
 from ..data.bags import Bags
-from ..nn.attention_pool import (SM_LAYERS_WARNING, SmAttentionPool,
-                                  resolve_generation)
+from ..nn.attention_pool import (
+    SM_LAYERS_WARNING,
+    SmAttentionPool,
+    resolve_generation,
+)
 from .base import DEFAULT_CRITERION, MILModel
 
 

@@ -8,10 +8,14 @@ import torch
 from torch import Tensor
 
 from ..data.bags import Bags
-from ..nn.attention_pool import (SM_LAYERS_WARNING, SmAttentionPool,
-                                  resolve_generation)
+from ..nn.attention_pool import (
+    SM_LAYERS_WARNING,
+    SmAttentionPool,
+    resolve_generation,
+)
 from ..nn.sm_transformer import SmTransformerEncoder
 from .base import DEFAULT_CRITERION, MILModel
+
 
 class SmTransformerABMIL(MILModel):
     r"""The Sm transformer followed by Sm attention pooling (torchmil's

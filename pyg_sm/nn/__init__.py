@@ -7,11 +7,21 @@ its layer and its self-attention), and the survival criteria
 from ._solver import SmConvergenceError, SmConvergenceWarning
 from .attention_pool import ACTIVATIONS, SM_WHERE, SmAttentionPool
 from .sm import MODES, NONCONVERGENCE, Sm
-from .survival import (SURVIVAL_LOSSES, CoxPHLoss, DiscreteTimeNLLLoss,
-                       SurvivalHead, SurvivalLoss, make_survival_loss,
-                       survival_cut_points)
-from .sm_transformer import (SmMultiheadSelfAttention, SmTransformerEncoder,
-                             SmTransformerLayer, per_bag_attention)
+from .sm_transformer import (
+                       SmMultiheadSelfAttention,
+                       SmTransformerEncoder,
+                       SmTransformerLayer,
+                       per_bag_attention,
+)
+from .survival import (
+                       SURVIVAL_LOSSES,
+                       CoxPHLoss,
+                       DiscreteTimeNLLLoss,
+                       SurvivalHead,
+                       SurvivalLoss,
+                       make_survival_loss,
+                       survival_cut_points,
+)
 
 __all__ = ['Sm', 'SmAttentionPool', 'SmConvergenceError',
            'SmConvergenceWarning', 'MODES', 'NONCONVERGENCE', 'ACTIVATIONS',

@@ -5,6 +5,7 @@ from typing import Any, Dict, Optional, Sequence, Tuple, Union
 import torch
 from torch import Tensor
 from torch.nn import Linear, ModuleList
+
 # The hook-based spectral norm, as the reference uses: unlike the
 # parametrization, it lets torch.save pickle a whole model.
 from torch.nn.utils import remove_spectral_norm

@@ -13,8 +13,13 @@ from torch_geometric.utils.sparse import index2ptr
 
 from ..data.adjacency import Adjacency, compute_dtype, prepare_adjacency
 from ..data.bags import as_bags
-from ..utils.checks import (check_alpha, check_choice, check_count,
-                            check_features, check_positive)
+from ..utils.checks import (
+    check_alpha,
+    check_choice,
+    check_count,
+    check_features,
+    check_positive,
+)
 from ._autograd import SmApprox, SmExact
 
 #: The modes of :class:`Sm`.

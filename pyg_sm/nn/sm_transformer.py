@@ -13,10 +13,14 @@ from torch.nn.attention import SDPBackend
 
 from ..data.adjacency import Adjacency, compute_dtype
 from ..data.bags import Bags, as_bags
-from ..utils.checks import (check_alpha, check_choice, check_count, check_dim,
-                            check_probability)
+from ..utils.checks import (
+    check_alpha,
+    check_choice,
+    check_count,
+    check_dim,
+    check_probability,
+)
 from .sm import MODES, Sm, ignore_state_of
-
 
 #: Queries per block where attention runs in blocks (where torch would use
 #: its math kernel).

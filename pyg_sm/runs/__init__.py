@@ -30,12 +30,27 @@ from ..train import Interrupted
 from ..utils.errors import PygSmError
 from ..version import __version__  # noqa: F401 (the CLI's --version)
 from ._common import invoked_as
-from .config import (DEMO_SIGNAL, RECIPES, CohortConfig, DemoConfig,
-                     GraphConfig, HeatmapConfig, InspectConfig, Recipe,
-                     ScoreConfig, TrainConfig, ViewConfig)
+from .config import (
+                     DEMO_SIGNAL,
+                     RECIPES,
+                     CohortConfig,
+                     DemoConfig,
+                     GraphConfig,
+                     HeatmapConfig,
+                     InspectConfig,
+                     Recipe,
+                     ScoreConfig,
+                     TrainConfig,
+                     ViewConfig,
+)
 from .demos import demo
-from .folder import (SCHEMA, RunFolder, SlidePrediction, SlideScores,
-                     scored_runs)
+from .folder import (
+                     SCHEMA,
+                     RunFolder,
+                     SlidePrediction,
+                     SlideScores,
+                     scored_runs,
+)
 from .inspecting import inspect
 from .pictures import heatmap, open_runs, view
 from .scoring import evaluate, predict

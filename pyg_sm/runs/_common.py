@@ -15,8 +15,8 @@ from ..datasets import SlideDataset, SlideImages
 from ..train.distributed import world
 from ..train.records import SlideAttention
 from ..utils.errors import MissingFileError, PygSmError
-from ..utils.text import few, plural
 from ..utils.tables import read_table
+from ..utils.text import few, plural
 from ..version import __version__
 from ..visualize import render_heatmap, render_overlay
 from .config import CohortConfig, GraphConfig

@@ -21,20 +21,25 @@ import dataclasses
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Union
 
-from ..datasets.cases import BAG_BY
-from ..datasets.layouts import LAYOUTS
 from ..datasets.annotations import AnnotationClasses
+from ..datasets.cases import BAG_BY
 from ..datasets.labels import MISSING_OUTCOMES, check_event_columns
+from ..datasets.layouts import LAYOUTS
 from ..datasets.slide_dataset import MISSING_SLIDES
 from ..models.registry import MODELS
 from ..nn.survival import SURVIVAL_LOSSES
 from ..train.localization import MIN_COVERAGE
-from ..visualize.colors import OVERLAY_STYLES
-from ..train.settings import (LOGGERS, LR_SCHEDULERS, OPTIMIZERS,
-                              PRECISIONS, FitSettings)
+from ..train.settings import (
+    LOGGERS,
+    LR_SCHEDULERS,
+    OPTIMIZERS,
+    PRECISIONS,
+    FitSettings,
+)
 from ..train.tasks import CLASS_WEIGHTS, MONITORS, TASKS
 from ..transforms import METHODS, PatchGraph
 from ..utils.errors import PygSmError
+from ..visualize.colors import OVERLAY_STYLES
 
 PathLike = Union[str, Path]
 #: The demo's lesion signal: strong enough that SmABMIL and plain ABMIL both

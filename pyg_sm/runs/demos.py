@@ -4,12 +4,17 @@ r"""``demo``: SmABMIL against plain ABMIL on synthetic slides, trained by
 import shlex
 
 from ..datasets import SlideImages, make_synthetic_slides
-from ..datasets.synthetic import SYNTHETIC_MPP
 from ..datasets.annotations import AnnotationFolder
+from ..datasets.synthetic import SYNTHETIC_MPP
 from ..train.records import SlideAttention
 from ..visualize import render_froc_curve
-from ._common import (command_line, most_lesioned, print_table, versions,
-                      write_heatmaps)
+from ._common import (
+    command_line,
+    most_lesioned,
+    print_table,
+    versions,
+    write_heatmaps,
+)
 from .config import DemoConfig, ScoreConfig, TrainConfig, as_dict
 from .folder import FINISHED, RunFolder
 from .scoring import evaluate

@@ -9,6 +9,9 @@ A run folder is what ``pyg-sm train``, ``evaluate``, ``predict`` and
                                 versions, classes, metrics, predictions
       checkpoint.pt             train: the best model (by the monitor)
       last.pt                   train: the whole training state, each epoch
+                                (Lightning's checkpoint: resumable)
+      logs/                     train: the curves, one folder per --logger
+                                (csv/metrics.csv, tensorboard/events.*)
       predictions.csv           evaluate / predict: one row per bag (a
                                 slide, or a patient with --bag-by case)
       km.png                    survival: Kaplan-Meier curves of the
@@ -40,10 +43,10 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 import torch
 from torch import Tensor
 
-from ..transforms.grid_graph import patch_side
 from ..train.checkpoint import load_checkpoint
-from ..train.engine import Interrupted
+from ..train.engine import LOGS_DIR, STATE_FILE, Interrupted
 from ..train.records import BagRecord, SlideAttention
+from ..transforms.grid_graph import patch_side
 from ..utils.errors import MissingFileError, PygSmError
 from ..utils.files import atomic_path
 from ..utils.stats import percentiles
@@ -53,7 +56,7 @@ from ..utils.tables import read_table
 SCHEMA = 'pyg-sm-run/1'
 RESULTS_FILE = 'results.json'
 CHECKPOINT_FILE = 'checkpoint.pt'
-TRAINING_STATE_FILE = 'last.pt'
+TRAINING_STATE_FILE = STATE_FILE
 FROC_CURVE_FILE = 'froc.png'
 KAPLAN_MEIER_FILE = 'km.png'
 PREDICTIONS_FILE = 'predictions.csv'
@@ -305,6 +308,11 @@ class RunFolder:
     @property
     def training_state_path(self) -> Path:
         return self.path / TRAINING_STATE_FILE
+
+    @property
+    def logs_dir(self) -> Path:
+        r"""``logs/``: the loggers' curves (one folder per ``--logger``)."""
+        return self.path / LOGS_DIR
 
     @property
     def predictions_path(self) -> Path:

@@ -15,10 +15,12 @@ from typing import Dict, List, Optional, Sequence, Union
 import numpy as np
 
 from ..datasets import SlideImages
-from ..datasets.annotations import (AnnotationClasses, AnnotationFolder,
-                                    patch_coverage)
-from ..train.localization import (MIN_COVERAGE, froc, instance_metrics,
-                                  mean_sd)
+from ..datasets.annotations import (
+    AnnotationClasses,
+    AnnotationFolder,
+    patch_coverage,
+)
+from ..train.localization import MIN_COVERAGE, froc, instance_metrics, mean_sd
 from ..utils.errors import PygSmError
 from ..utils.text import few, plural
 from ._common import slide_images

@@ -3,11 +3,11 @@ in the local viewer."""
 import logging
 import sys
 
+from ..datasets.annotations import AnnotationFolder
 from ..utils.errors import PygSmError
 from ..utils.text import plural
 from ..visualize import ViewerServer, open_viewer
 from ._common import slide_images, slide_list, write_heatmaps
-from ..datasets.annotations import AnnotationFolder
 from .config import HeatmapConfig, ViewConfig, annotation_classes
 from .folder import RunFolder, scored_runs
 

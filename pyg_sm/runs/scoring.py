@@ -21,14 +21,28 @@ from ..train.tasks import Task
 from ..utils.errors import PygSmError
 from ..utils.text import few, plural
 from ..visualize import render_froc_curve
-from ._common import (check_graphs, check_progress, command_line,
-                      make_dataset,
-                      most_lesioned, print_table, slide_images, slide_list,
-                      versions, world_size, write_heatmaps)
+from ._common import (
+    check_graphs,
+    check_progress,
+    command_line,
+    make_dataset,
+    most_lesioned,
+    print_table,
+    slide_images,
+    slide_list,
+    versions,
+    world_size,
+    write_heatmaps,
+)
 from .config import SCORE_OUT, ScoreConfig, annotation_classes, as_dict
 from .folder import FINISHED, RUNNING, RunFolder, SlidePrediction
-from .localizing import (AnnotatedSlides, check_annotations,
-                         localization_line, measure, positive_probabilities)
+from .localizing import (
+    AnnotatedSlides,
+    check_annotations,
+    localization_line,
+    measure,
+    positive_probabilities,
+)
 from .training import TASK_REPORTS, as_bags
 
 #: The flags that override the checkpoint's task, and the keys of the

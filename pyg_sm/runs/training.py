@@ -10,9 +10,15 @@ from ..datasets import SlideDataset
 from ..datasets.cases import CaseDataset
 from ..datasets.labels import read_groups
 from ..models import MODELS, build_model
-from ..train import (Interrupted, SurvivalTask, Task, fit, save_checkpoint,
-                     score_slides)
-from ..train import distributed
+from ..train import (
+    Interrupted,
+    SurvivalTask,
+    Task,
+    distributed,
+    fit,
+    save_checkpoint,
+    score_slides,
+)
 from ..train.checkpoint import atomic_save, read_checkpoint
 from ..train.metrics import mean_and_sd
 from ..train.records import EpochRecord, SurvivalRecord
@@ -23,12 +29,28 @@ from ..train.tasks import TASKS
 from ..utils.errors import PygSmError
 from ..utils.text import plural
 from ..visualize import render_kaplan_meier
-from ._common import (check_graphs, check_progress, command_line, make_dataset,
-                      most_lesioned, print_table, slide_images, versions,
-                      world_size, write_heatmaps)
+from ._common import (
+    check_graphs,
+    check_progress,
+    command_line,
+    make_dataset,
+    most_lesioned,
+    print_table,
+    slide_images,
+    versions,
+    world_size,
+    write_heatmaps,
+)
 from .config import ScoreConfig, TrainConfig, as_dict, default_of
-from .folder import (FINISHED, INTERRUPTED, RUNNING, RunFolder,
-                     SlidePrediction, SplitResults, TrainResults)
+from .folder import (
+    FINISHED,
+    INTERRUPTED,
+    RUNNING,
+    RunFolder,
+    SlidePrediction,
+    SplitResults,
+    TrainResults,
+)
 
 #: Slides per batch when the best checkpoint scores the held-out slides
 #: (as ``evaluate`` does by default).

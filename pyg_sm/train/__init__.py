@@ -5,23 +5,45 @@ r"""Training on Lightning, prediction, metrics, exports and checkpoints.
 (:class:`~pyg_sm.train.engine.MILModule`, the callbacks of
 :mod:`pyg_sm.train.engine`, the data of :mod:`pyg_sm.train.data`)."""
 from . import legacy_pickle
-from .checkpoint import (CHECKPOINT_FORMAT, load_checkpoint, model_name,
-                         read_checkpoint, save_checkpoint)
+from .checkpoint import (
+                         CHECKPOINT_FORMAT,
+                         load_checkpoint,
+                         model_name,
+                         read_checkpoint,
+                         save_checkpoint,
+)
 from .data import CohortData, EpochOrder
 from .distributed import deterministic_algorithms, resolve_device
-from .engine import (BestCheckpoint, Interrupted, MILModule, RandomStates,
-                     model_weights,
-                     StopOnInterrupt, TrainingState)
+from .engine import (
+                         BestCheckpoint,
+                         Interrupted,
+                         MILModule,
+                         RandomStates,
+                         StopOnInterrupt,
+                         TrainingState,
+                         model_weights,
+)
 from .loop import fit, make_loggers, train_model, train_step
-
-from .metrics import (classification_metrics, evaluate_predictions,
-                      predicted_class)
+from .metrics import (
+                         classification_metrics,
+                         evaluate_predictions,
+                         predicted_class,
+)
 from .predict import predict_slides, score_slides
-from .records import (BagRecord, ClassificationRecord, EpochRecord,
-                      SlideAttention, SurvivalRecord)
+from .records import (
+                         BagRecord,
+                         ClassificationRecord,
+                         EpochRecord,
+                         SlideAttention,
+                         SurvivalRecord,
+)
 from .settings import FitSettings, make_optimizer, make_scheduler
-from .survival import (evaluate_survival, harrell_c_index,
-                       kaplan_meier_groups, survival_metrics)
+from .survival import (
+                         evaluate_survival,
+                         harrell_c_index,
+                         kaplan_meier_groups,
+                         survival_metrics,
+)
 from .tasks import MONITORS, TASKS, ClassificationTask, SurvivalTask, Task
 from .validation import Validation, validate
 

@@ -118,6 +118,10 @@ class CohortData(lightning.LightningDataModule):
             generator=torch.Generator().manual_seed(self.seed),
             persistent_workers=False)
 
+    def transfer_batch_to_device(self, batch, device, dataloader_idx):
+        # A PyG batch moves itself; one already there is left as it is.
+        return batch if batch.x.device == device else batch.to(device)
+
     def optimizer_steps(self, settings) -> int:
         r"""The optimizer steps of the whole run (a one-cycle schedule
         spans them)."""

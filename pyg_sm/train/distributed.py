@@ -5,8 +5,10 @@ import os
 from typing import Iterator, Optional, Tuple
 
 import torch
-from lightning.fabric.plugins.environments import (ClusterEnvironment,
-                                                   SLURMEnvironment)
+from lightning.fabric.plugins.environments import (
+    ClusterEnvironment,
+    SLURMEnvironment,
+)
 
 from ..utils.errors import PygSmError
 

@@ -25,6 +25,9 @@ from .validation import validate
 #: The training state format (``last.pt``): Lightning's checkpoint with
 #: pyg-sm's entries.
 STATE_FORMAT = 'pyg-sm-train/2'
+#: What :func:`~pyg_sm.train.fit` writes in its ``run_dir``: the training
+#: state, and the loggers' folder.
+STATE_FILE, LOGS_DIR = 'last.pt', 'logs'
 
 
 class Interrupted(Exception):
@@ -234,8 +237,9 @@ class TrainingState(Checkpoint):
 
 class RandomStates(Callback):
     r"""Saves the random states with the training state and restores them
-    just before the first step after a resume: the model's dropout draws
-    the numbers it would have drawn."""
+    when a resumed run starts training: the model's dropout draws the
+    numbers it would have drawn (nothing else draws from them: the loader
+    has a generator of its own)."""
     def __init__(self):
         self.pending: Optional[Dict] = None
 
@@ -247,7 +251,7 @@ class RandomStates(Callback):
     def load_state_dict(self, state: Dict) -> None:
         self.pending = state
 
-    def on_train_batch_start(self, trainer, module, batch, index) -> None:
+    def on_train_start(self, trainer, module) -> None:
         if self.pending is not None:
             set_random_states(self.pending)
             self.pending = None

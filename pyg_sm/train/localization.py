@@ -46,8 +46,11 @@ def instance_metrics(scores: np.ndarray, labels: np.ndarray
     r"""AUROC, average precision and the best F1 over thresholds of
     :obj:`scores` against binary :obj:`labels` (:obj:`None` where the
     labels hold one class only)."""
-    from sklearn.metrics import (average_precision_score,
-                                 precision_recall_curve, roc_auc_score)
+    from sklearn.metrics import (
+        average_precision_score,
+        precision_recall_curve,
+        roc_auc_score,
+    )
 
     scores, labels = np.asarray(scores, float), np.asarray(labels, int)
     if len(np.unique(labels)) < 2:

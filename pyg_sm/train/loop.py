@@ -14,9 +14,18 @@ from ..models.base import MILModel, bag_loss
 from ..utils.errors import PygSmError
 from .data import CohortData
 from .distributed import ProcessGroupEnvironment, world
-from .engine import (AtomicCheckpointIO, BestCheckpoint, Interrupted,
-                     MILModule, RandomStates, StopOnInterrupt, TrainingState,
-                     check_resumable)
+from .engine import (
+    LOGS_DIR,
+    STATE_FILE,
+    AtomicCheckpointIO,
+    BestCheckpoint,
+    Interrupted,
+    MILModule,
+    RandomStates,
+    StopOnInterrupt,
+    TrainingState,
+    check_resumable,
+)
 from .records import EpochRecord
 from .settings import FitSettings, check_device, make_optimizer
 from .tasks import MONITORS, Task
@@ -44,6 +53,26 @@ def train_step(model: torch.nn.Module, criterion: torch.nn.Module,
     return loss.item()
 
 
+def _resumable_csv_logger():
+    r"""Lightning's CSV logger, appending to the ``metrics.csv`` of the run
+    it resumes (Lightning's own deletes it)."""
+    from lightning.pytorch.loggers import CSVLogger
+    from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+
+    class Writer(ExperimentWriter):
+        def _check_log_dir_exists(self) -> None:
+            pass
+
+    class ResumableCSVLogger(CSVLogger):
+        @property
+        def experiment(self):
+            if self._experiment is None:
+                self._fs.makedirs(self.root_dir, exist_ok=True)
+                self._experiment = Writer(log_dir=self.log_dir)
+            return self._experiment
+    return ResumableCSVLogger
+
+
 def make_loggers(names: Sequence[str], folder: Optional[Path]) -> list:
     r"""Lightning's loggers :obj:`names` (``--logger``), writing under
     :obj:`folder` (a run's ``logs/``). Weights & Biases runs offline unless
@@ -57,8 +86,8 @@ def make_loggers(names: Sequence[str], folder: Optional[Path]) -> list:
     for name in names:
         where = str(Path(folder))
         if name == 'csv':
-            out.append(loggers.CSVLogger(where, name=LOGGER_DIRS[name],
-                                         version=''))
+            out.append(_resumable_csv_logger()(where, name=LOGGER_DIRS[name],
+                                               version=''))
         elif name == 'tensorboard':
             out.append(loggers.TensorBoardLogger(
                 where, name=LOGGER_DIRS[name], version='',
@@ -154,7 +183,7 @@ def fit(model: MILModel, train_set: Sequence,
     task = task or Task.of_model(model)
     check_device(settings, next(model.parameters()).device)
     log = log or (lambda line: print(line, file=sys.stderr, flush=True))
-    state_path = None if run_dir is None else Path(run_dir) / 'last.pt'
+    state_path = None if run_dir is None else Path(run_dir) / STATE_FILE
     if resume:
         state = check_resumable(state_path, fingerprint)
         log(f"resuming from {state_path}: epoch {state['epoch'] + 1}, "
@@ -179,7 +208,7 @@ def fit(model: MILModel, train_set: Sequence,
             accumulate_grad_batches=settings.accumulate_grad_batches,
             callbacks=callbacks, plugins=[AtomicCheckpointIO()],
             logger=make_loggers(settings.loggers, None if run_dir is None
-                                else Path(run_dir) / 'logs'),
+                                else Path(run_dir) / LOGS_DIR),
             default_root_dir=run_dir, enable_model_summary=False,
             enable_progress_bar=settings.progress and rank == 0,
             num_sanity_val_steps=0, limit_val_batches=0,

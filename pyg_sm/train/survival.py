@@ -65,9 +65,11 @@ def survival_metrics(times: Sequence[float], events: Sequence[int],
     A metric that the data cannot give (no event, too few bags, times
     outside the training range) is :obj:`None`, and ``notes`` says why.
     """
-    from sksurv.metrics import (concordance_index_ipcw,
-                                cumulative_dynamic_auc,
-                                integrated_brier_score)
+    from sksurv.metrics import (
+        concordance_index_ipcw,
+        cumulative_dynamic_auc,
+        integrated_brier_score,
+    )
 
     times = np.asarray(times, dtype=np.float64)
     events = np.asarray(events, dtype=np.int64)

@@ -16,8 +16,7 @@ import torch
 from torch import Tensor
 
 from ..models.base import MILModel, bag_loss, bag_probabilities
-from ..nn.survival import (SurvivalLoss, make_survival_loss,
-                           survival_cut_points)
+from ..nn.survival import SurvivalLoss, make_survival_loss, survival_cut_points
 from ..utils.errors import PygSmError
 from .metrics import evaluate_predictions, instance_auroc, predicted_class
 from .records import BagRecord, ClassificationRecord, SurvivalRecord

@@ -15,13 +15,18 @@ class Validation:
     Args:
         values (dict): The loss and the task's epoch metrics by their
             history names (``val_loss``, ``val_auroc``, ...).
-        metrics (dict): The task's metrics (as ``results.json`` stores
-            them).
         records (list): The bags' records.
+        task (Task): What the model predicts.
     """
     values: Dict[str, Optional[float]]
-    metrics: Dict
     records: List[BagRecord]
+    task: Task
+
+    @property
+    def metrics(self) -> Dict:
+        r"""The task's metrics of the records (as ``results.json`` stores
+        them; survival's need the task fitted to the training bags)."""
+        return self.task.metrics(self.records)
 
 
 def validate(model: MILModel, dataset: Sequence, task: Optional[Task] = None,
@@ -39,5 +44,4 @@ def validate(model: MILModel, dataset: Sequence, task: Optional[Task] = None,
                            workers=workers, task=task)
     if records is None:
         return None
-    return Validation(task.validation(model, records), task.metrics(records),
-                      records)
+    return Validation(task.validation(model, records), records, task)

@@ -3,8 +3,13 @@ method, as PyG's :class:`~torch_geometric.transforms.RadiusGraph` and
 :class:`~torch_geometric.transforms.KNNGraph` (functional names
 :obj:`grid_patch_graph`, :obj:`radius_patch_graph`), the functions behind
 them, and :class:`PatchGraph`, which picks one by name."""
-from .grid_graph import (GridPatchGraph, infer_patch_side,
-                         patch_grid_graph, patch_side, resolve_side)
+from .grid_graph import (
+                         GridPatchGraph,
+                         infer_patch_side,
+                         patch_grid_graph,
+                         patch_side,
+                         resolve_side,
+)
 from .patch_graph import METHODS, PatchGraph
 from .radius_graph import RadiusPatchGraph, patch_radius_graph
 

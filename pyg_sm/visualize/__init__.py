@@ -1,8 +1,13 @@
 r"""Pictures of attention: heatmaps on the patch grid, overlays on the slide
 image (functions that return images and write no files), and a local
 deep-zoom viewer (a read-only server)."""
-from .colors import (ATTENTION_CMAP, OVERLAY_STYLES, paint_patches,
-                     percentile_colors, percentile_opacity)
+from .colors import (
+                     ATTENTION_CMAP,
+                     OVERLAY_STYLES,
+                     paint_patches,
+                     percentile_colors,
+                     percentile_opacity,
+)
 from .froc import render_froc_curve
 from .heatmap import grid_image, render_heatmap
 from .overlay import render_overlay

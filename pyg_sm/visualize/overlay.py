@@ -9,8 +9,14 @@ import torch
 from torch import Tensor
 
 from ..utils.stats import percentiles
-from .colors import (ATTENTION_CMAP, OUTLINE_COLOR, PERCENTILE_LABEL,
-                     paint_patches, percentile_colors, percentile_opacity)
+from .colors import (
+    ATTENTION_CMAP,
+    OUTLINE_COLOR,
+    PERCENTILE_LABEL,
+    paint_patches,
+    percentile_colors,
+    percentile_opacity,
+)
 
 #: Pixels per inch of the rendered figures.
 DPI = 100

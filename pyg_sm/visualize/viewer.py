@@ -31,8 +31,14 @@ from ..datasets.annotations import AnnotationClasses, AnnotationFolder
 from ..datasets.slide_images import SlideImages
 from ..utils.checks import check_choice
 from ..utils.stats import percentiles
-from .colors import (OUTLINE_COLOR, OVERLAY_STYLES, PERCENTILE_LABEL,
-                     paint_patches, percentile_colors, percentile_opacity)
+from .colors import (
+    OUTLINE_COLOR,
+    OVERLAY_STYLES,
+    PERCENTILE_LABEL,
+    paint_patches,
+    percentile_colors,
+    percentile_opacity,
+)
 
 #: The page, its script and the vendored OpenSeadragon (BSD licence).
 STATIC_DIR = Path(__file__).resolve().parent / 'static'

@@ -19,10 +19,15 @@ import pyg_sm.runs
 from pyg_sm.cli import COMMANDS, config_from_args, main, parser
 from pyg_sm.models import MODELS, build_model
 from pyg_sm.models.registry import SM_ABMIL
+from pyg_sm.runs import (
+    DemoConfig,
+    HeatmapConfig,
+    InspectConfig,
+    ScoreConfig,
+    TrainConfig,
+    ViewConfig,
+)
 from pyg_sm.train import model_weights
-from pyg_sm.runs import (DemoConfig, HeatmapConfig, InspectConfig,
-                         ScoreConfig, TrainConfig, ViewConfig)
-
 from run_helpers import small_cohort
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -7,10 +7,13 @@ import pytest
 import shapely
 
 from pyg_sm import SlideError
-from pyg_sm.datasets.annotations import (AnnotationClasses,
-                                         AnnotationFolder,
-                                         find_annotation_file,
-                                         patch_coverage, read_annotations)
+from pyg_sm.datasets.annotations import (
+    AnnotationClasses,
+    AnnotationFolder,
+    find_annotation_file,
+    patch_coverage,
+    read_annotations,
+)
 from pyg_sm.train.localization import froc
 from tests.field_files import blob, camelyon16_outlines, write_asap_xml
 

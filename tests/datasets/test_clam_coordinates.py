@@ -10,14 +10,16 @@ import numpy as np
 import pytest
 import torch
 
+from field_files import clam_contours, reference_grid_edges, write_clam_slide
 from pyg_sm import SlideDataset
 from pyg_sm.cli import main
 from pyg_sm.datasets.layouts import side_of
 from pyg_sm.runs import RunFolder
-from pyg_sm.transforms import (GridPatchGraph, infer_patch_side,
-                               patch_grid_graph)
-
-from field_files import clam_contours, reference_grid_edges, write_clam_slide
+from pyg_sm.transforms import (
+    GridPatchGraph,
+    infer_patch_side,
+    patch_grid_graph,
+)
 
 #: (patch_size, patch_level, downsample, level-0 side): CLAM at level 0, and
 #: at level 1 of a 40x .svs whose downsample is not a whole number.

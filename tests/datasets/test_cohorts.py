@@ -11,7 +11,6 @@ import torch
 from pyg_sm import SlideDataset, make_synthetic_slides
 from pyg_sm.datasets.layouts import SlideError
 from pyg_sm.transforms import GridPatchGraph
-
 from run_helpers import copy, corrupt, slide_ids, write_labels
 
 

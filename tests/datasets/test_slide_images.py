@@ -8,7 +8,6 @@ import torch
 from pyg_sm.datasets import SlideImages
 from pyg_sm.datasets.layouts import SlideError
 from pyg_sm.datasets.synthetic import GLASS, LESION, STROMA
-
 from viewer_helpers import PATCH, read_slide
 
 

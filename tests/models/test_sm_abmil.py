@@ -6,10 +6,19 @@ import torch
 import torch.nn.functional as F
 from torch_geometric.data import Batch, Data
 
-from pyg_sm import (PADDING_ATTENTION, SmABMIL, SmAttentionPool,
-                    batch_to_dense, dense_to_batch)
-from reference import (ACTS, dense_adjacency, random_undirected_graph,
-                       reference_pool)
+from pyg_sm import (
+    PADDING_ATTENTION,
+    SmABMIL,
+    SmAttentionPool,
+    batch_to_dense,
+    dense_to_batch,
+)
+from reference import (
+    ACTS,
+    dense_adjacency,
+    random_undirected_graph,
+    reference_pool,
+)
 
 
 def random_bag(num_nodes, dim=6, seed=0, dtype=torch.float32):

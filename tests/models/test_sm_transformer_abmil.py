@@ -8,12 +8,15 @@ import torch
 from torch_geometric.data import Batch, Data
 from torch_geometric.utils import grid, remove_self_loops
 
-from pyg_sm import (SmABMIL, SmAttentionPool, SmTransformerABMIL,
-                    SmTransformerEncoder, batch_to_dense)
+from pyg_sm import (
+    SmABMIL,
+    SmAttentionPool,
+    SmTransformerABMIL,
+    SmTransformerEncoder,
+    batch_to_dense,
+)
 from pyg_sm.models import build_model
-
-from reference import (dense_adjacency, reference_pool,
-                       reference_transformer)
+from reference import dense_adjacency, reference_pool, reference_transformer
 
 
 def bag(h, w, dim=6, seed=0, dtype=torch.float32):

@@ -9,8 +9,13 @@ from torch_geometric.utils import to_torch_coo_tensor, to_torch_csr_tensor
 
 import pyg_sm.nn._autograd
 from pyg_sm import Sm, SmConvergenceError, SmConvergenceWarning
-from reference import (dense_adjacency, dense_approx, dense_exact,
-                       random_undirected_graph, relative_error)
+from reference import (
+    dense_adjacency,
+    dense_approx,
+    dense_exact,
+    random_undirected_graph,
+    relative_error,
+)
 
 ALPHAS = [0.1, 0.3, 0.5, 0.7, 0.9]
 
@@ -593,9 +598,9 @@ def test_dense_form_as_torchmil_calls_it():
 
 
 def test_self_loops_warn_once_and_edge_attr_is_not_a_weight(monkeypatch):
-    import pyg_sm.data.adjacency
     from torch_geometric.utils import add_self_loops
 
+    import pyg_sm.data.adjacency
     from pyg_sm import SmABMIL
 
     monkeypatch.setattr(pyg_sm.data.adjacency, '_warned', set())

@@ -5,8 +5,7 @@ from hypothesis import strategies as st
 from torch_geometric.data import Batch, Data
 
 from pyg_sm import Sm, SmABMIL, batch_to_dense
-from reference import dense_adjacency, random_undirected_graph, \
-    relative_error
+from reference import dense_adjacency, random_undirected_graph, relative_error
 
 SETTINGS = settings(max_examples=25, deadline=None)
 

@@ -6,8 +6,12 @@ import pytest
 import torch
 
 from pyg_sm import SmABMIL, SmTransformerABMIL
-from pyg_sm.nn import (CoxPHLoss, DiscreteTimeNLLLoss, make_survival_loss,
-                       survival_cut_points)
+from pyg_sm.nn import (
+    CoxPHLoss,
+    DiscreteTimeNLLLoss,
+    make_survival_loss,
+    survival_cut_points,
+)
 
 
 def _targets(n, seed, ties=True):

@@ -11,7 +11,6 @@ import pytest
 from pyg_sm.cli import main
 from pyg_sm.runs import RunFolder
 from pyg_sm.runs.folder import FAILED
-
 from run_helpers import copy, small_cohort, train_run, write_labels
 
 

@@ -8,13 +8,16 @@ import csv
 import numpy as np
 import pytest
 
+from field_files import (
+    TCGA_COLUMNS,
+    exponential_outcomes,
+    tcga_cohort,
+    tcga_slide_ids,
+)
 from pyg_sm import SlideDataset, make_synthetic_slides
 from pyg_sm.runs import PygSmError, RunFolder, TrainConfig
 from pyg_sm.train import read_checkpoint, score_slides
 from pyg_sm.train.survival import harrell_c_index
-
-from field_files import (TCGA_COLUMNS, exponential_outcomes, tcga_cohort,
-                         tcga_slide_ids)
 from run_helpers import copy, score_run, train_run
 
 TCGA = dict(task='survival', time_column='survival_months',

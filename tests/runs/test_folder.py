@@ -9,7 +9,6 @@ import torch
 
 from pyg_sm import MissingFileError, SmABMIL
 from pyg_sm.runs import SCHEMA, RunFolder, SlidePrediction, scored_runs
-
 from viewer_helpers import PATCH, read_slide
 
 RELEASE = Path(__file__).resolve().parents[1] / 'data' / 'release_0.1.0_runs'

@@ -6,7 +6,6 @@ import pytest
 from pyg_sm import PygSmError
 from pyg_sm.datasets.synthetic import STROMA
 from pyg_sm.runs import HeatmapConfig, RunFolder, heatmap
-
 from run_helpers import score_run, train_run
 from viewer_helpers import PATCH, make_cohort
 

@@ -13,7 +13,6 @@ import torch
 
 from pyg_sm import PygSmError
 from pyg_sm.runs import RunFolder, ScoreConfig, predict
-
 from run_helpers import copy, score_run, small_cohort, train_run
 
 ROOT = Path(__file__).resolve().parents[2]

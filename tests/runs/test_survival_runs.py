@@ -12,7 +12,6 @@ from pyg_sm import SlideDataset, SmABMIL, make_synthetic_slides
 from pyg_sm.datasets.cases import CaseDataset, merge_slides
 from pyg_sm.runs import PygSmError, RunFolder, TrainConfig
 from pyg_sm.train import read_checkpoint
-
 from run_helpers import score_run, train_run
 
 

@@ -9,9 +9,16 @@ import torch
 from pyg_sm import PygSmError, SlideError
 from pyg_sm.runs import RunFolder, TrainConfig, train
 from pyg_sm.train import load_checkpoint, model_weights, read_checkpoint
-
-from run_helpers import (SMALL, copy, corrupt, score_run, slide_ids,
-                         small_cohort, train_run, write_labels)
+from run_helpers import (
+    SMALL,
+    copy,
+    corrupt,
+    score_run,
+    slide_ids,
+    small_cohort,
+    train_run,
+    write_labels,
+)
 
 
 @pytest.fixture(scope='module')

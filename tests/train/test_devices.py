@@ -4,11 +4,14 @@ in last.pt."""
 import pytest
 import torch
 
-from pyg_sm import PygSmError
-from pyg_sm.train import (FitSettings, deterministic_algorithms, fit,
-                          resolve_device)
-
 import ddp_helpers
+from pyg_sm import PygSmError
+from pyg_sm.train import (
+    FitSettings,
+    deterministic_algorithms,
+    fit,
+    resolve_device,
+)
 
 
 @pytest.fixture

@@ -5,9 +5,8 @@ import torch.multiprocessing as mp
 from torch.utils.data.distributed import DistributedSampler
 from torch_geometric.data import Batch
 
-from pyg_sm.train import make_optimizer, train_step, validate
-
 import ddp_helpers
+from pyg_sm.train import make_optimizer, train_step, validate
 
 
 def single_process(case):

@@ -5,10 +5,17 @@ import numpy as np
 import pytest
 import shapely
 
-from pyg_sm.train.localization import (DILATION_UM, detections, froc,
-                                       froc_curve, froc_score,
-                                       instance_metrics, lesion_regions,
-                                       slide_froc_inputs)
+from pyg_sm.train.localization import (
+    DILATION_UM,
+    detections,
+    froc,
+    froc_curve,
+    froc_score,
+    instance_metrics,
+    lesion_regions,
+    slide_froc_inputs,
+)
+
 
 def monai():
     import monai.metrics

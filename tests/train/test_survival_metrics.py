@@ -5,8 +5,12 @@ import numpy as np
 import pytest
 
 from pyg_sm.train.records import SurvivalRecord
-from pyg_sm.train.survival import (evaluate_survival, harrell_c_index,
-                                   kaplan_meier_groups, survival_metrics)
+from pyg_sm.train.survival import (
+    evaluate_survival,
+    harrell_c_index,
+    kaplan_meier_groups,
+    survival_metrics,
+)
 
 
 def harrell_reference(times, events, risks):
@@ -52,8 +56,7 @@ def test_harrell_c_index_without_comparable_pairs():
 
 
 def test_survival_metrics_are_the_libraries():
-    from sksurv.metrics import (concordance_index_ipcw,
-                                cumulative_dynamic_auc)
+    from sksurv.metrics import concordance_index_ipcw, cumulative_dynamic_auc
     from sksurv.util import Surv
 
     train_t, train_e, _ = _random(10, 120)

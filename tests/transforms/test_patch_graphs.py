@@ -4,10 +4,9 @@ import pytest
 import torch
 from torch_geometric.data import Data
 
+from graph_helpers import random_grid_patches
 from pyg_sm import PatchGraph, patch_grid_graph, patch_radius_graph
 from pyg_sm.transforms import GridPatchGraph, RadiusPatchGraph
-
-from graph_helpers import random_grid_patches
 
 
 def edge_set(edge_index):

@@ -3,6 +3,7 @@ heatmaps on the patch grid."""
 import numpy as np
 import torch
 
+from graph_helpers import random_grid_patches
 from pyg_sm.datasets import SlideImages
 from pyg_sm.visualize import (
     paint_patches,
@@ -11,8 +12,6 @@ from pyg_sm.visualize import (
     render_overlay,
 )
 from pyg_sm.visualize.overlay import thumbnail_side
-
-from graph_helpers import random_grid_patches
 from viewer_helpers import PATCH, read_slide
 
 

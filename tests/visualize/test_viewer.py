@@ -14,7 +14,6 @@ from PIL import Image
 
 from pyg_sm.visualize import AttentionTiles
 from pyg_sm.visualize.viewer import safe_file
-
 from viewer_helpers import PATCH, RunningViewer, read_slide
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -9,11 +9,10 @@ from torch_geometric.data import Batch, Data
 
 import pyg_sm.nn._autograd as blocks
 import pyg_sm.nn.attention_pool as pool_module
+from devices import grid_graph, only_cuda, relative, sized, with_devices
 from pyg_sm import Sm, SmABMIL
 from pyg_sm.data import prepare_adjacency
 from pyg_sm.nn.sm import _Propagation
-
-from devices import grid_graph, only_cuda, relative, sized, with_devices
 
 ALPHA = 0.5
 

@@ -12,10 +12,9 @@ import pytest
 import torch
 from torch_geometric.data import Data
 
+from devices import grid_graph, sized, synchronize, with_devices
 from pyg_sm import SmTransformerABMIL, make_synthetic_slides
 from pyg_sm.train import FitSettings, deterministic_algorithms, fit
-
-from devices import grid_graph, sized, synchronize, with_devices
 
 
 def _bags(count, nodes, dim, seed):
