@@ -171,7 +171,26 @@ def write_api_pages(app) -> None:
             page.write_text(text)
 
 
+def _foreign_docstring(app, what, name, obj, skip, options):
+    r"""A pyg-sm method without a docstring of its own that would show
+    Lightning's or torch's (a hook it overrides) is left out: those use
+    their own Sphinx roles and directives, and say nothing of ours."""
+    qualname = getattr(obj, '__qualname__', '')
+    module = sys.modules.get(getattr(obj, '__module__', None) or '')
+    if getattr(obj, '__doc__', '') is not None or module is None or \
+            not module.__name__.startswith('pyg_sm') or '.' not in qualname:
+        return None
+    owner = getattr(module, qualname.split('.')[0], None)
+    for base in getattr(owner, '__mro__', ())[1:]:
+        inherited = base.__dict__.get(name)
+        if inherited is not None and getattr(inherited, '__doc__', None):
+            return True if base.__module__.startswith(
+                ('lightning', 'torch')) else None
+    return None
+
+
 def setup(app):
     # Before Sphinx lists the source files (autosummary reads the pages
     # from that list).
     app.connect('config-inited', lambda app, config: write_api_pages(app))
+    app.connect('autodoc-skip-member', _foreign_docstring)

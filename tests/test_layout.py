@@ -155,13 +155,21 @@ def test_only_the_training_rooms_import_lightning():
     assert not wrong, wrong
 
 
-def test_importing_the_layers_loads_no_lightning():
+def test_only_training_loads_lightning():
+    r"""The layers, the scoring and the command line (its --help, view,
+    evaluate, ...) start without it; pyg_sm.train.fit loads it."""
     import subprocess
     import sys
 
     code = ('import sys, pyg_sm, pyg_sm.nn, pyg_sm.models, pyg_sm.data, '
-            'pyg_sm.datasets, pyg_sm.transforms; '
+            'pyg_sm.datasets, pyg_sm.transforms, pyg_sm.train, '
+            'pyg_sm.runs, pyg_sm.cli; '
             'print(sorted(m for m in sys.modules if "lightning" in m))')
     loaded = subprocess.run([sys.executable, '-c', code], check=True,
                             capture_output=True, text=True).stdout.strip()
     assert loaded == '[]', loaded
+    code = 'import sys; from pyg_sm.train import fit; print("lightning" in ' \
+        'sys.modules)'
+    assert subprocess.run([sys.executable, '-c', code], check=True,
+                          capture_output=True, text=True).stdout.strip() \
+        == 'True'

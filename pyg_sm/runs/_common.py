@@ -24,12 +24,13 @@ from .folder import RunFolder, SlidePrediction
 
 
 def versions() -> Dict[str, str]:
-    import lightning
+    import importlib.metadata
+
     import torch_geometric
 
     return {'pyg_sm': __version__, 'torch': torch.__version__,
             'torch_geometric': torch_geometric.__version__,
-            'lightning': lightning.__version__,
+            'lightning': importlib.metadata.version('lightning'),
             'python': platform.python_version()}
 
 

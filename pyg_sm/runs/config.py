@@ -397,9 +397,9 @@ class TrainConfig(GraphConfig, CohortConfig):
         if self.task != 'classification' and self.class_weights != 'none':
             raise PygSmError(f'--class-weights concerns classification, '
                              f'not --task {self.task}')
-        self.fit_settings()  # checks the engine's settings
         for name in self.logger:
             _check_logger(name)
+        self.fit_settings()  # checks the engine's settings
         for name in ('lr', 'weight_decay'):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or value < 0:
@@ -443,8 +443,11 @@ class TrainConfig(GraphConfig, CohortConfig):
         options = {**(saved.pop('model_options', None) or {}),
                    **(settings.pop('model_options', None) or {})}
         recipe = settings.pop('recipe', saved.pop('recipe', recipe))
-        return cls.from_recipe(recipe, **{**saved, **settings},
-                               model_options=options)
+        settings = {**saved, **settings}
+        if settings.get('data_dir') is None:
+            raise PygSmError('DATA_DIR is required (or data_dir in '
+                             '--config)')
+        return cls.from_recipe(recipe, **settings, model_options=options)
 
     def to_yaml(self) -> str:
         r"""Every setting as YAML, which :meth:`from_file` (``pyg-sm train
@@ -476,7 +479,12 @@ def read_settings(path: PathLike, config: type) -> Dict[str, Any]:
     try:
         saved = yaml.safe_load(path.read_text())
     except yaml.YAMLError as error:
-        raise PygSmError(f"--config {path}: not YAML ({error})") from None
+        mark = getattr(error, 'problem_mark', None)
+        where = '' if mark is None else \
+            f' at line {mark.line + 1}, column {mark.column + 1}'
+        problem = getattr(error, 'problem', None) or type(error).__name__
+        raise PygSmError(f"--config {path}: not YAML{where} ({problem})") \
+            from None
     saved = saved or {}
     if not isinstance(saved, dict):
         raise PygSmError(f"--config {path}: expected a mapping of settings "

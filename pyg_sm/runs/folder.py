@@ -44,8 +44,8 @@ import torch
 from torch import Tensor
 
 from ..train.checkpoint import load_checkpoint
-from ..train.engine import LOGS_DIR, STATE_FILE, Interrupted
 from ..train.records import BagRecord, SlideAttention
+from ..train.settings import LOGS_DIR, STATE_FILE, Interrupted
 from ..transforms.grid_graph import patch_side
 from ..utils.errors import MissingFileError, PygSmError
 from ..utils.files import atomic_path

@@ -156,7 +156,8 @@ def _check_inputs(config: ScoreConfig, metrics: bool, rank: int,
             check_whole_cases(dataset, config.partial_cases)
     annotated = None
     if config.annotations is not None:
-        annotated = _check_annotations(config, dataset, saved['classes'])
+        annotated = _check_annotations(
+            config, dataset, Task.from_entry(target, saved['classes']))
         if rank == 0:
             annotated.report()
     trained_on = set((saved.get('info') or {}).get('train_slides') or
@@ -175,15 +176,13 @@ def _check_inputs(config: ScoreConfig, metrics: bool, rank: int,
 
 
 def _check_annotations(config: ScoreConfig, dataset: SlideDataset,
-                       classes) -> AnnotatedSlides:
-    survival = dataset.task == 'survival'
-    labels = {s: None if survival or dataset.labels is None
-              else classes[dataset.labels[i]]
-              for i, s in enumerate(dataset.slide_ids)}
+                       task: Task) -> AnnotatedSlides:
+    names = task.label_names(dataset.labels)
+    labels = dict(zip(dataset.slide_ids, names or
+                      [None] * len(dataset.slide_ids)))
     return check_annotations(config.annotations, dataset.slide_ids, labels,
-                             None if survival else classes[-1],
-                             annotation_classes(config), config.slides_dir,
-                             config.mpp)
+                             task.positive_class, annotation_classes(config),
+                             config.slides_dir, config.mpp)
 
 
 def _inputs_of(config: ScoreConfig) -> list:

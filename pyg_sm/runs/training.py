@@ -15,7 +15,6 @@ from ..train import (
     SurvivalTask,
     Task,
     distributed,
-    fit,
     save_checkpoint,
     score_slides,
 )
@@ -359,6 +358,7 @@ def _train_one(run: _Run, split: Dict[str, List[str]],
     model = model.to(run.device)
     save_best = run.save_best(folder, task, split)
     _announce(run, split, folder)
+    from ..train.loop import fit  # Lightning, loaded to train only
     try:
         history = fit(model, train_set,
                       config.fit_settings(sys.stderr.isatty() and rank == 0),

@@ -7,10 +7,10 @@ from typing import Dict, Optional, Sequence, Tuple, Union
 import torch
 
 from ..models.registry import MODELS, model_spec
-from ..nn.survival import make_survival_loss
 from ..utils.errors import MissingFileError, PygSmError
 from ..utils.files import atomic_path
 from ..version import __version__
+from .tasks import Task
 
 #: The format written; 'pyg-sm/1' (before models had names) still loads.
 CHECKPOINT_FORMAT = 'pyg-sm/2'
@@ -48,9 +48,9 @@ def save_checkpoint(path: Union[str, Path], model: torch.nn.Module,
     the epoch) to :obj:`path`, atomically."""
     name = model_name(model)
     model_spec(name).check(options)
-    task = dict(task or {'task': 'classification', 'bag_by': 'slide'})
-    if task.get('task') == 'survival':
-        task.update(model.criterion.options())
+    # What rebuilds the criterion comes from the model's own task.
+    task = {**Task.of_model(model, classes).entry(), 'bag_by': 'slide',
+            **(task or {})}
     atomic_save({'format': CHECKPOINT_FORMAT, 'model': name,
                  'options': dict(options), 'feature_dim': feature_dim,
                  'graph': dict(graph), 'pyg_sm_version': __version__,
@@ -99,10 +99,9 @@ def load_checkpoint(
 def build_from_checkpoint(checkpoint: Dict) -> torch.nn.Module:
     r"""The model of a checkpoint :func:`read_checkpoint` returned, with its
     weights, in eval mode, on the CPU."""
-    task = checkpoint.get('task') or {}
-    criterion = make_survival_loss(task['survival_loss'],
-                                   task.get('cut_points') or ()) \
-        if task.get('task') == 'survival' else None
+    # The criterion the task builds (a survival loss, class weights).
+    criterion = Task.from_entry(checkpoint.get('task') or {},
+                                checkpoint.get('classes')).criterion()
     model = model_spec(checkpoint['model']).build(
         checkpoint['feature_dim'], criterion, **checkpoint['options'])
     model.load_state_dict(checkpoint['state_dict'])

@@ -5,10 +5,6 @@ import os
 from typing import Iterator, Optional, Tuple
 
 import torch
-from lightning.fabric.plugins.environments import (
-    ClusterEnvironment,
-    SLURMEnvironment,
-)
 
 from ..utils.errors import PygSmError
 
@@ -28,7 +24,11 @@ def describe_slurm() -> None:
     variables ``torchrun`` would (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``,
     ``LOCAL_WORLD_SIZE``, ``GROUP_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``)
     from SLURM's, as Lightning's ``SLURMEnvironment`` reads them."""
-    if 'WORLD_SIZE' in os.environ or not SLURMEnvironment.detect():
+    if 'WORLD_SIZE' in os.environ or 'SLURM_NTASKS' not in os.environ:
+        return
+    from lightning.fabric.plugins.environments import SLURMEnvironment
+
+    if not SLURMEnvironment.detect():
         return
     slurm = SLURMEnvironment()
     per_node = os.environ.get('SLURM_NTASKS_PER_NODE', '1').split('(')[0]
@@ -132,61 +132,3 @@ def deterministic_algorithms(enabled: bool = True) -> Iterator[None]:
         torch.use_deterministic_algorithms(previous[0],
                                            warn_only=previous[1])
         torch.backends.cudnn.benchmark = previous[2]
-
-
-class ProcessGroupEnvironment(ClusterEnvironment):
-    r"""Lightning's view of the process group this process has joined
-    (:func:`start`, or your own ``init_process_group``): its size and rank,
-    ``LOCAL_RANK`` and ``LOCAL_WORLD_SIZE`` as ``torchrun`` sets them (else
-    the processes split evenly over :obj:`num_nodes` machines)."""
-    def __init__(self, num_nodes: int = 1):
-        self.num_nodes = num_nodes
-
-    @property
-    def creates_processes_externally(self) -> bool:
-        return True
-
-    @property
-    def main_address(self) -> str:
-        return os.environ.get('MASTER_ADDR', '127.0.0.1')
-
-    @property
-    def main_port(self) -> int:
-        return int(os.environ.get('MASTER_PORT', 0))
-
-    @staticmethod
-    def detect() -> bool:
-        return torch.distributed.is_initialized()
-
-    def world_size(self) -> int:
-        return torch.distributed.get_world_size()
-
-    def set_world_size(self, size: int) -> None:
-        pass  # the process group's
-
-    def global_rank(self) -> int:
-        return torch.distributed.get_rank()
-
-    def set_global_rank(self, rank: int) -> None:
-        pass  # the process group's
-
-    def local_world_size(self) -> int:
-        return int(os.environ.get('LOCAL_WORLD_SIZE',
-                                  self.world_size() // self.num_nodes))
-
-    def local_rank(self) -> int:
-        return int(os.environ.get('LOCAL_RANK', self.global_rank() %
-                                  self.local_world_size()))
-
-    def node_rank(self) -> int:
-        return int(os.environ.get('GROUP_RANK', self.global_rank() //
-                                  self.local_world_size()))
-
-    def validate_settings(self, num_devices: int, num_nodes: int) -> None:
-        if num_devices * num_nodes != self.world_size():
-            raise PygSmError(
-                f"--num-nodes {num_nodes} with {num_devices} process(es) "
-                f"per machine makes {num_devices * num_nodes} processes, "
-                f"but the run has {self.world_size()} (torchrun --nnodes "
-                f"and --nproc-per-node, or SLURM's tasks, must agree with "
-                f"--num-nodes)")

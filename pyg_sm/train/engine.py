@@ -3,6 +3,7 @@ r"""The Lightning side of training: the module that wraps a
 and the callbacks of a run (the best checkpoint, the training state, the
 random states, Ctrl-C)."""
 import math
+import os
 import signal
 import threading
 import time
@@ -11,6 +12,7 @@ from typing import Callable, Dict, List, Optional
 
 import lightning
 import torch
+from lightning.fabric.plugins.environments import ClusterEnvironment
 from lightning.pytorch.callbacks import Callback, Checkpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
@@ -18,25 +20,15 @@ from ..models.base import MILModel, bag_loss
 from ..utils.errors import PygSmError, TrainingDivergedError
 from .checkpoint import atomic_save
 from .records import EpochRecord
-from .settings import FitSettings, make_optimizer, make_scheduler
+from .settings import (
+    STATE_FORMAT,
+    FitSettings,
+    Interrupted,
+    make_optimizer,
+    make_scheduler,
+)
 from .tasks import MONITORS, Task
 from .validation import validate
-
-#: The training state format (``last.pt``): Lightning's checkpoint with
-#: pyg-sm's entries.
-STATE_FORMAT = 'pyg-sm-train/2'
-#: What :func:`~pyg_sm.train.fit` writes in its ``run_dir``: the training
-#: state, and the loggers' folder.
-STATE_FILE, LOGS_DIR = 'last.pt', 'logs'
-
-
-class Interrupted(Exception):
-    r"""Training stopped on request (SIGINT) after a step, with its state
-    saved to :obj:`path`."""
-    def __init__(self, path: Optional[Path], epoch: int, step: int):
-        super().__init__(f'interrupted in epoch {epoch + 1} after step '
-                         f'{step}; state saved to {path}')
-        self.path, self.epoch, self.step = path, epoch, step
 
 
 class MILModule(lightning.LightningModule):
@@ -346,3 +338,61 @@ def model_weights(state: Dict) -> Dict[str, torch.Tensor]:
     prefix = 'model.'
     return {key[len(prefix):]: value for key, value in
             state['state_dict'].items() if key.startswith(prefix)}
+
+
+class ProcessGroupEnvironment(ClusterEnvironment):
+    r"""Lightning's view of the process group this process has joined
+    (:func:`start`, or your own ``init_process_group``): its size and rank,
+    ``LOCAL_RANK`` and ``LOCAL_WORLD_SIZE`` as ``torchrun`` sets them (else
+    the processes split evenly over :obj:`num_nodes` machines)."""
+    def __init__(self, num_nodes: int = 1):
+        self.num_nodes = num_nodes
+
+    @property
+    def creates_processes_externally(self) -> bool:
+        return True
+
+    @property
+    def main_address(self) -> str:
+        return os.environ.get('MASTER_ADDR', '127.0.0.1')
+
+    @property
+    def main_port(self) -> int:
+        return int(os.environ.get('MASTER_PORT', 0))
+
+    @staticmethod
+    def detect() -> bool:
+        return torch.distributed.is_initialized()
+
+    def world_size(self) -> int:
+        return torch.distributed.get_world_size()
+
+    def set_world_size(self, size: int) -> None:
+        pass  # the process group's
+
+    def global_rank(self) -> int:
+        return torch.distributed.get_rank()
+
+    def set_global_rank(self, rank: int) -> None:
+        pass  # the process group's
+
+    def local_world_size(self) -> int:
+        return int(os.environ.get('LOCAL_WORLD_SIZE',
+                                  self.world_size() // self.num_nodes))
+
+    def local_rank(self) -> int:
+        return int(os.environ.get('LOCAL_RANK', self.global_rank() %
+                                  self.local_world_size()))
+
+    def node_rank(self) -> int:
+        return int(os.environ.get('GROUP_RANK', self.global_rank() //
+                                  self.local_world_size()))
+
+    def validate_settings(self, num_devices: int, num_nodes: int) -> None:
+        if num_devices * num_nodes != self.world_size():
+            raise PygSmError(
+                f"--num-nodes {num_nodes} with {num_devices} process(es) "
+                f"per machine makes {num_devices * num_nodes} processes, "
+                f"but the run has {self.world_size()} (torchrun --nnodes "
+                f"and --nproc-per-node, or SLURM's tasks, must agree with "
+                f"--num-nodes)")

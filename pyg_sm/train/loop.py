@@ -1,6 +1,7 @@
 r"""Training MIL models on bags of a dataset with Lightning, on one process,
 under ``torchrun`` or SLURM, on one machine or several."""
 import contextlib
+import csv
 import logging
 import os
 import sys
@@ -13,21 +14,26 @@ import torch
 from ..models.base import MILModel, bag_loss
 from ..utils.errors import PygSmError
 from .data import CohortData
-from .distributed import ProcessGroupEnvironment, world
+from .distributed import world
 from .engine import (
-    LOGS_DIR,
-    STATE_FILE,
     AtomicCheckpointIO,
     BestCheckpoint,
-    Interrupted,
     MILModule,
+    ProcessGroupEnvironment,
     RandomStates,
     StopOnInterrupt,
     TrainingState,
     check_resumable,
 )
 from .records import EpochRecord
-from .settings import FitSettings, check_device, make_optimizer
+from .settings import (
+    LOGS_DIR,
+    STATE_FILE,
+    FitSettings,
+    Interrupted,
+    check_device,
+    make_optimizer,
+)
 from .tasks import MONITORS, Task
 from .validation import Validation, validate
 
@@ -35,6 +41,9 @@ __all__ = ['fit', 'validate', 'Validation', 'train_model', 'train_step',
            'Interrupted', 'MONITORS', 'make_optimizer', 'FitSettings',
            'make_loggers']
 
+#: Lightning's step-logging interval: the module logs per epoch only, and
+#: a step never pays for the logger connector's bookkeeping.
+LOG_STEPS = 1_000_000
 #: Where each logger writes, inside the run's ``logs/``.
 LOGGER_DIRS = {'csv': 'csv', 'tensorboard': 'tensorboard', 'wandb': 'wandb',
                'mlflow': 'mlruns'}
@@ -60,6 +69,13 @@ def _resumable_csv_logger():
     from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 
     class Writer(ExperimentWriter):
+        def __init__(self, log_dir: str):
+            super().__init__(log_dir)
+            path = Path(self.metrics_file_path)
+            if path.is_file():  # the columns so far
+                with open(path, newline='') as f:
+                    self.metrics_keys = next(csv.reader(f), [])
+
         def _check_log_dir_exists(self) -> None:
             pass
 
@@ -151,7 +167,8 @@ def fit(model: MILModel, train_set: Sequence,
         run_dir: Optional[Path] = None,
         save_best: Optional[Callable[[MILModel, EpochRecord], None]] = None,
         fingerprint: Optional[Dict] = None, resume: bool = False,
-        log: Optional[Callable[[str], None]] = None) -> List[EpochRecord]:
+        log: Optional[Callable[[str], None]] = None,
+        callbacks: Sequence = ()) -> List[EpochRecord]:
     r"""Trains :obj:`model` for :obj:`task` (by default the task of its
     criterion) as :obj:`settings` say, with a Lightning
     :class:`~lightning.pytorch.Trainer`, and returns the history: per
@@ -172,7 +189,8 @@ def fit(model: MILModel, train_set: Sequence,
     too: the result equals that of an uninterrupted run. A SIGINT
     finishes the current step, saves the state and raises
     :class:`Interrupted`. With :obj:`settings.patience`, training stops
-    after that many validations without improvement."""
+    after that many validations without improvement. Further Lightning
+    :obj:`callbacks` join the run's own."""
     import lightning
     from lightning.pytorch.callbacks import EarlyStopping
 
@@ -190,7 +208,7 @@ def fit(model: MILModel, train_set: Sequence,
             f"step {state['step']}")
     module = MILModule(model, task, settings, val_set, log)
     module.fingerprint = fingerprint
-    interrupt = StopOnInterrupt(state_path, log)
+    interrupt, extra = StopOnInterrupt(state_path, log), list(callbacks)
     callbacks = [RandomStates(), interrupt]
     if settings.patience is not None:
         callbacks.append(EarlyStopping(
@@ -200,6 +218,7 @@ def fit(model: MILModel, train_set: Sequence,
     if save_best is not None:
         callbacks.append(BestCheckpoint(save_best))
     callbacks.append(TrainingState(state_path, log, interrupt))
+    callbacks.extend(extra)
     _, rank = world()
     device = next(model.parameters()).device
     with _quiet_engine():
@@ -212,7 +231,7 @@ def fit(model: MILModel, train_set: Sequence,
             default_root_dir=run_dir, enable_model_summary=False,
             enable_progress_bar=settings.progress and rank == 0,
             num_sanity_val_steps=0, limit_val_batches=0,
-            use_distributed_sampler=False, log_every_n_steps=1,
+            use_distributed_sampler=False, log_every_n_steps=LOG_STEPS,
             **_trainer_devices(device, settings.num_nodes))
         data = CohortData(train_set, settings.batch_size, settings.workers,
                           settings.seed, settings.balanced_sampling)

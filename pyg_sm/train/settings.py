@@ -1,11 +1,31 @@
 r"""The settings of a training run that the engine reads, declared once
 (``pyg-sm train``'s flags take their defaults from here)."""
 import dataclasses
+from pathlib import Path
 from typing import Optional, Tuple
 
 import torch
 
 from ..utils.errors import PygSmError
+
+#: The training state format (``last.pt``): Lightning's checkpoint with
+#: pyg-sm's entries.
+STATE_FORMAT = 'pyg-sm-train/2'
+#: What :func:`~pyg_sm.train.fit` writes in its ``run_dir``: the training
+#: state, and the loggers' folder.
+STATE_FILE, LOGS_DIR = 'last.pt', 'logs'
+
+
+
+
+class Interrupted(Exception):
+    r"""Training stopped on request (SIGINT) after a step, with its state
+    saved to :obj:`path`."""
+    def __init__(self, path: Optional[Path], epoch: int, step: int):
+        super().__init__(f'interrupted in epoch {epoch + 1} after step '
+                         f'{step}; state saved to {path}')
+        self.path, self.epoch, self.step = path, epoch, step
+
 
 #: ``--optimizer`` choices.
 OPTIMIZERS = ('adam', 'adamw', 'sgd')

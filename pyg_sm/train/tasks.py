@@ -58,6 +58,18 @@ class Task:
         points; none for others)."""
         return ()
 
+    @property
+    def positive_class(self) -> Optional[str]:
+        r"""The class whose slides hold the lesions (none: lesions are not
+        a class of this task)."""
+        return None
+
+    def label_names(self, labels: Optional[Sequence[int]]
+                    ) -> List[Optional[str]]:
+        r"""The dataset's labels as names (none where the task's labels
+        are no classes)."""
+        return [None] * len(labels or ())
+
     def fitted(self, train_set) -> 'Task':
         r"""The task of one split, with what it learns from the training
         bags :obj:`train_set` (cut points, class weights)."""
@@ -181,6 +193,14 @@ class ClassificationTask(Task):
     def num_outputs(self) -> int:
         return 1 if len(self.classes) == 2 else len(self.classes)
 
+    @property
+    def positive_class(self) -> Optional[str]:
+        return self.classes[-1]
+
+    def label_names(self, labels) -> List[Optional[str]]:
+        return [self.classes[k] for k in labels] if labels is not None \
+            else []
+
     def fitted(self, train_set) -> 'ClassificationTask':
         labels = np.asarray(train_set.labels, dtype=np.int64)
         counts = np.bincount(labels, minlength=len(self.classes)).tolist()
@@ -222,9 +242,17 @@ class ClassificationTask(Task):
         return cls(classes=list(classes),
                    class_weights=settings.class_weights)
 
+    def entry(self) -> Dict:
+        entry = {'task': self.name, 'class_weights': self.class_weights}
+        if self.counts is not None:
+            entry['class_counts'] = list(self.counts)
+        return entry
+
     @classmethod
     def _from_entry(cls, entry, classes) -> 'ClassificationTask':
-        return cls(classes=list(classes or ['0', '1']))
+        return cls(classes=list(classes or ['0', '1']),
+                   class_weights=entry.get('class_weights', 'none'),
+                   counts=entry.get('class_counts'))
 
     @classmethod
     def fits(cls, model: MILModel) -> bool:
@@ -355,6 +383,8 @@ class SurvivalTask(Task):
                  'event_column': self.event_column,
                  'censorship_column': self.censorship_column,
                  'survival_loss': self.survival_loss}
+        if self.survival_loss == 'nll':
+            entry['cut_points'] = list(self.cut_points)
         if self.train_times is not None:  # a split's (checkpoints)
             entry.update(train_times=self.train_times,
                          train_events=self.train_events)

@@ -171,8 +171,59 @@ def test_each_command_maps_to_its_config():
                      '--allow-sparse-graphs') == TrainConfig(
         data_dir='data', censorship_column='censorship',
         missing_outcomes='skip', split_by='tss', allow_sparse_graphs=True)
+    assert config_of(
+        'train', 'data', '--patience', '3', '--lr-scheduler', 'cosine',
+        '--optimizer', 'adamw', '--precision', 'bf16-mixed',
+        '--accumulate-grad-batches', '4', '--class-weights', 'balanced',
+        '--balanced-sampling', '--logger', 'csv,tensorboard',
+        '--num-nodes', '2') == TrainConfig(
+        data_dir='data', patience=3, lr_scheduler='cosine',
+        optimizer='adamw', precision='bf16-mixed', accumulate_grad_batches=4,
+        class_weights='balanced', balanced_sampling=True,
+        logger=['csv', 'tensorboard'], num_nodes=2)
     assert set(COMMANDS) == {'demo', 'train', 'evaluate', 'predict',
                              'heatmap', 'view', 'inspect'}
+
+
+def test_print_config_writes_what_config_reads_back(tmp_path, capsys):
+    argv = ['train', 'data', '--epochs', '7', '--att-dim', '16',
+            '--logger', 'csv,tensorboard', '--task', 'survival',
+            '--censorship-column', 'censorship', '--recipe', 'demo']
+    assert main([*argv, '--print-config']) == 0
+    text = capsys.readouterr().out
+    path = tmp_path / 'run.yaml'
+    path.write_text(text)
+    assert config_of('train', '--config', str(path)) == config_of(*argv)
+    # Flags override the file; the file's model options merge with them.
+    changed = config_of('train', '--config', str(path), '--epochs', '9',
+                        '--att-dim', '32', '--out', 'elsewhere')
+    assert (changed.epochs, changed.model_options, str(changed.out)) == \
+        (9, {'att_dim': 32}, 'elsewhere')
+    assert changed.censorship_column == 'censorship'
+    assert not (tmp_path / 'pyg_sm_run').exists()  # printing trains nothing
+
+
+@pytest.mark.parametrize('content, words', [
+    ('epochs: 3\nlearning_rate: 0.1\n',
+     "unknown setting(s) ['learning_rate']"),
+    ('- epochs\n', 'expected a mapping'),
+    ('epochs: [1\n', 'not YAML'),
+    ('epochs: 0\ndata_dir: d\n', "'epochs' (--epochs) must be"),
+    ('epochs: 3\n', 'DATA_DIR is required'),
+])
+def test_bad_config_files_are_one_line_errors(tmp_path, capsys, content,
+                                              words):
+    path = tmp_path / 'run.yaml'
+    path.write_text(content)
+    argv = ['train', '--config', str(path)]
+    if 'DATA_DIR' not in words and 'data_dir' not in content:
+        argv.insert(1, 'data')
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert words in err and len(err.strip().splitlines()) == 1, err
+    assert main(['train', 'data', '--config', str(tmp_path / 'none.yaml')]) \
+        == 2
+    assert 'no such file' in capsys.readouterr().err
 
 
 def test_each_command_calls_its_run_function(monkeypatch):

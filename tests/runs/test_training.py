@@ -327,3 +327,42 @@ def test_deterministic_run_equals_the_default_one_on_the_cpu(
     for (name, a), b in zip(first.state_dict().items(),
                             second.state_dict().values()):
         assert torch.equal(a, b), name
+
+
+def test_engine_flags_reach_the_run_and_its_folder(cohort, tmp_path, capfd):
+    run = train(TrainConfig(
+        data_dir=cohort, out=tmp_path / 'run', epochs=6, patience=1,
+        lr_scheduler='cosine', optimizer='adamw', class_weights='balanced',
+        balanced_sampling=True, logger=['csv', 'tensorboard'],
+        accumulate_grad_batches=2, precision='bf16-mixed', lr=0.0,
+        model_options={'att_dim': 8}, heatmaps=0))
+    results = run.results()
+    # lr 0: nothing improves after the first validation; patience 1.
+    assert len(results['history']) == 2
+    assert results['config']['optimizer'] == 'adamw'
+    assert results['versions']['lightning']
+    assert (run.logs_dir / 'csv' / 'metrics.csv').is_file()
+    assert list((run.logs_dir / 'tensorboard').glob('events.*'))
+    assert read_checkpoint(run.checkpoint_path)['info']['epoch'] == 1
+
+
+def test_settings_a_resumed_run_must_share(cohort, tmp_path):
+    run = tmp_path / 'run'
+    train_run(cohort, run, epochs=1)
+    with pytest.raises(PygSmError, match=r'other settings \(fit\)'):
+        train_run(cohort, run, epochs=1, optimizer='sgd', resume=True)
+
+
+@pytest.mark.parametrize('settings, words', [
+    (dict(task='survival', class_weights='balanced'),
+     '--class-weights concerns classification'),
+    (dict(logger=['csv', 'neptune']), "'logger' (--logger) must be one of"),
+    (dict(device='cpu', precision='16-mixed'), 'CUDA only'),
+])
+def test_engine_settings_are_checked_first(cohort, tmp_path, settings,
+                                           words):
+    with pytest.raises(PygSmError, match=words.replace('(', r'\(')
+                       .replace(')', r'\)')):
+        train(TrainConfig(data_dir=cohort, out=tmp_path / 'run',
+                          **settings))
+    assert not (tmp_path / 'run').exists()

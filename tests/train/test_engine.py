@@ -240,22 +240,30 @@ def test_slurm_tasks_are_described_as_torchrun_would(monkeypatch):
 
 
 def test_num_nodes_must_agree_with_the_processes(monkeypatch):
-    environment = distributed.ProcessGroupEnvironment(num_nodes=2)
+    environment = engine.ProcessGroupEnvironment(num_nodes=2)
     monkeypatch.setattr(environment, 'world_size', lambda: 4)
     environment.validate_settings(num_devices=2, num_nodes=2)
     with pytest.raises(PygSmError, match='--num-nodes 3 .* the run has 4'):
         environment.validate_settings(num_devices=2, num_nodes=3)
 
 
-def test_a_resumed_run_appends_to_its_csv_curves(tmp_path, monkeypatch):
+@pytest.mark.parametrize('validated', [False, True])
+def test_a_resumed_run_appends_to_its_csv_curves(tmp_path, monkeypatch,
+                                                 validated):
     bags = ddp_helpers.bags()
-    settings = plain(epochs=3, loggers=('csv', ))
+    # Validated every other epoch: the rows before and after the resume
+    # have other columns.
+    settings = plain(epochs=3, loggers=('csv', ), **(dict(
+        monitor='val_loss', validate_every=2) if validated else {}))
     with monkeypatch.context() as patch:
         interrupt_after(patch, 6)
         with pytest.raises(Interrupted):
             fit(ddp_helpers.fresh_model(), bags, settings, run_dir=tmp_path,
-                **QUIET)
+                val_set=bags[:3], **QUIET)
     fit(ddp_helpers.fresh_model(), bags, settings, run_dir=tmp_path,
-        resume=True, **QUIET)
+        val_set=bags[:3], resume=True, **QUIET)
     with open(tmp_path / 'logs' / 'csv' / 'metrics.csv') as f:
-        assert [int(r['epoch']) for r in csv.DictReader(f)] == [0, 1, 2]
+        rows = list(csv.DictReader(f))
+    assert [int(r['epoch']) for r in rows] == [0, 1, 2]
+    assert [bool(r.get('val_loss')) for r in rows] == \
+        [False, validated, False]
