@@ -24,6 +24,7 @@ from .settings import (
     STATE_FORMAT,
     FitSettings,
     Interrupted,
+    StoppedAtOnce,
     make_optimizer,
     make_scheduler,
 )
@@ -267,7 +268,9 @@ class StopOnInterrupt(Callback):
         self.requested, self.previous = False, None
         self.at_epoch_end = False
 
-    def on_fit_start(self, trainer, module) -> None:
+    def on_train_start(self, trainer, module) -> None:
+        # After Lightning's signal connector has noted the handlers it puts
+        # back when the run ends.
         if threading.current_thread() is threading.main_thread():
             self.previous = signal.signal(signal.SIGINT, self._handle)
 
@@ -275,7 +278,11 @@ class StopOnInterrupt(Callback):
         self.requested = True
         self.say('interrupt: stopping after this step (press Ctrl-C again '
                  'to stop at once)')
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        # Not KeyboardInterrupt, which Lightning turns into exit status 1.
+        signal.signal(signal.SIGINT, self._stop_now)
+
+    def _stop_now(self, *_) -> None:
+        raise StoppedAtOnce(self.path)
 
     def on_train_batch_end(self, trainer, module, outputs, batch,
                            index) -> None:

@@ -27,6 +27,16 @@ class Interrupted(Exception):
         self.path, self.epoch, self.step = path, epoch, step
 
 
+class StoppedAtOnce(Interrupted):
+    r"""Training stopped at once on a second SIGINT, within a step: the
+    state of :obj:`path` is the last one saved (an earlier epoch's end, or
+    none)."""
+    def __init__(self, path: Optional[Path]):
+        Exception.__init__(self, f'stopped at once; the last state saved '
+                                 f'is {path}')
+        self.path, self.epoch, self.step = path, None, None
+
+
 #: ``--optimizer`` choices.
 OPTIMIZERS = ('adam', 'adamw', 'sgd')
 #: ``--lr-scheduler`` choices.

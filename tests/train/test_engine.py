@@ -220,9 +220,14 @@ def test_csv_and_tensorboard_loggers_write_the_curves(tmp_path):
 
 
 def test_slurm_tasks_are_described_as_torchrun_would(monkeypatch):
+    import os
+
+    # What describe_slurm sets must not outlive the test (a later
+    # process would wait for the peers of a 4-process group).
+    monkeypatch.setattr(os, 'environ', dict(os.environ))
     for name in ('WORLD_SIZE', 'RANK', 'LOCAL_RANK', 'LOCAL_WORLD_SIZE',
                  'GROUP_RANK', 'MASTER_ADDR', 'MASTER_PORT'):
-        monkeypatch.delenv(name, raising=False)
+        os.environ.pop(name, None)
     monkeypatch.setenv('SLURM_NTASKS', '4')
     monkeypatch.setenv('SLURM_NTASKS_PER_NODE', '2')
     monkeypatch.setenv('SLURM_PROCID', '3')
@@ -232,7 +237,6 @@ def test_slurm_tasks_are_described_as_torchrun_would(monkeypatch):
     monkeypatch.setenv('SLURM_JOB_ID', '4321')
     monkeypatch.setenv('SLURM_JOB_NAME', 'train')
     distributed.describe_slurm()
-    import os
     assert (os.environ['RANK'], os.environ['WORLD_SIZE'],
             os.environ['LOCAL_RANK'], os.environ['LOCAL_WORLD_SIZE'],
             os.environ['GROUP_RANK'], os.environ['MASTER_ADDR']) == \
@@ -267,3 +271,23 @@ def test_a_resumed_run_appends_to_its_csv_curves(tmp_path, monkeypatch,
     assert [int(r['epoch']) for r in rows] == [0, 1, 2]
     assert [bool(r.get('val_loss')) for r in rows] == \
         [False, validated, False]
+
+
+def test_a_second_ctrl_c_stops_at_once_and_restores_the_handler(tmp_path):
+    import os
+    import signal
+
+    from lightning.pytorch.callbacks import Callback
+
+    from pyg_sm.train.settings import StoppedAtOnce
+
+    class Twice(Callback):
+        def on_train_batch_start(self, trainer, module, batch, index):
+            if trainer.global_step == 2:
+                os.kill(os.getpid(), signal.SIGINT)
+                os.kill(os.getpid(), signal.SIGINT)
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(StoppedAtOnce, match='stopped at once'):
+        fit(ddp_helpers.fresh_model(), ddp_helpers.bags(), plain(epochs=3),
+            run_dir=tmp_path, callbacks=[Twice()], **QUIET)
+    assert signal.getsignal(signal.SIGINT) is before
