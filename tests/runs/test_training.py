@@ -303,16 +303,16 @@ def test_deterministic_run_equals_the_default_one_on_the_cpu(
     the run was deterministic already."""
     import os
 
-    import pyg_sm.runs.training as training
+    import pyg_sm.train.loop as loop
 
     seen = []
-    fit = training.fit
+    fit = loop.fit
 
     def watched(*args, **kwargs):
         seen.append((torch.are_deterministic_algorithms_enabled(),
                      os.environ.get('CUBLAS_WORKSPACE_CONFIG')))
         return fit(*args, **kwargs)
-    monkeypatch.setattr(training, 'fit', watched)
+    monkeypatch.setattr(loop, 'fit', watched)
     plain = train_run(cohort, tmp_path / 'plain', heatmaps=0)
     strict = train_run(cohort, tmp_path / 'strict', heatmaps=0,
                        deterministic=True)
