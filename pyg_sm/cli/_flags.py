@@ -59,6 +59,10 @@ def _comma_list(text: str):
 
 def _default_text(field: dataclasses.Field) -> Optional[str]:
     unset = field.metadata.get('unset')
+    if field.default_factory is not dataclasses.MISSING:
+        value = field.default_factory()  # a list: comma-separated
+        return ','.join(map(str, value)) if isinstance(value, list) and \
+            value else None
     if field.default is dataclasses.MISSING:
         return None
     if field.default is None:
