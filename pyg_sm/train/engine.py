@@ -46,16 +46,14 @@ class MILModule(lightning.LightningModule):
         task (Task): What it predicts.
         settings (FitSettings): The optimizer, the schedule, the monitor.
         val_set (Sequence, optional): The validation bags.
-        log (callable, optional): Where each epoch's line goes.
     """
     def __init__(self, model: MILModel, task: Task, settings: FitSettings,
-                 val_set=None, log: Optional[Callable[[str], None]] = None):
+                 val_set=None):
         super().__init__()
         # Built models may hold parts in eval mode (their feature probe).
         self.model = model.train()
         self.task, self.settings = task, settings
         self.val_set = val_set
-        self.say = log or (lambda line: None)
         self.history: List[EpochRecord] = []
         self.best: Dict = {'value': None, 'epoch': None}
         self.fingerprint: Optional[Dict] = None

@@ -204,9 +204,12 @@ def fit(model: MILModel, train_set: Sequence,
     state_path = None if run_dir is None else Path(run_dir) / STATE_FILE
     if resume:
         state = check_resumable(state_path, fingerprint)
-        log(f"resuming from {state_path}: epoch {state['epoch'] + 1}, "
-            f"step {state['step']}")
-    module = MILModule(model, task, settings, val_set, log)
+        # Lightning's epoch is the one in progress when it saved: a state
+        # saved as an epoch ended resumes at the next one's first step.
+        epoch = state['epoch'] + (1 if state['step'] else 2)
+        log(f"resuming from {state_path}: epoch {epoch}, step "
+            f"{state['step']}")
+    module = MILModule(model, task, settings, val_set)
     module.fingerprint = fingerprint
     interrupt, extra = StopOnInterrupt(state_path, log), list(callbacks)
     callbacks = [RandomStates(), interrupt]
@@ -237,8 +240,6 @@ def fit(model: MILModel, train_set: Sequence,
                           settings.seed, settings.balanced_sampling)
         trainer.fit(module, datamodule=data,
                     ckpt_path=state_path if resume else None)
-    if trainer.interrupted:  # Lightning ended the fit on an exception
-        raise PygSmError('training stopped')
     return module.history
 
 
