@@ -464,14 +464,6 @@ class SurvivalReport:
 TASK_REPORTS = {SurvivalTask.name: SurvivalReport}
 
 
-def survival_results(records: List[SurvivalRecord], target: Dict,
-                     cut_points: List[float]) -> Dict:
-    r"""The survival metrics of scored bags against the training bags of
-    :obj:`target` (a checkpoint's task entry), with ``mean_time_auc``."""
-    return Task.from_entry({**target, 'cut_points': list(cut_points)},
-                           None).metrics(records)
-
-
 def write_kaplan_meier(folder: RunFolder, records: List[SurvivalRecord],
                        threshold: float, time_column: str,
                        which: str) -> Optional[Dict]:

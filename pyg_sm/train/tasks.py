@@ -124,17 +124,23 @@ class Task:
 
     def validation(self, model: MILModel,
                    records: Sequence[BagRecord]) -> Dict[str, Optional[float]]:
-        r"""The validation loss and :attr:`epoch_metrics` of
-        :obj:`records`, by their history names."""
+        r"""The validation loss (the criterion over all the records at
+        once) and :attr:`epoch_metrics` of :obj:`records`, by their
+        history names."""
         device = next(model.parameters()).device
         logits = torch.tensor([r.logits for r in records], device=device)
         if model.num_classes == 1:
             logits = logits.reshape(-1)
         loss = float(bag_loss(model.criterion, logits,
                               self.targets(records, device)))
+        return {'val_loss': loss, **self.epoch_values(records)}
+
+    def epoch_values(self, records: Sequence[BagRecord]
+                     ) -> Dict[str, Optional[float]]:
+        r"""The :attr:`epoch_metrics` of :obj:`records`."""
         metrics = self.metrics(records)
-        return {'val_loss': loss, **{name: metrics.get(key) for name, key
-                                     in self.epoch_metrics.items()}}
+        return {name: metrics.get(key)
+                for name, key in self.epoch_metrics.items()}
 
     @classmethod
     def of_model(cls, model: MILModel,
@@ -350,17 +356,10 @@ class SurvivalTask(Task):
         return torch.tensor([(r.time, r.event) for r in records],
                             device=device, dtype=torch.float64)
 
-    def validation(self, model, records) -> Dict[str, Optional[float]]:
+    def epoch_values(self, records) -> Dict[str, Optional[float]]:
         # Harrell's c-index only, each epoch: Uno's and the curves' metrics
         # are for the final evaluation.
-        device = next(model.parameters()).device
-        logits = torch.tensor([r.logits for r in records], device=device)
-        if model.num_classes == 1:
-            logits = logits.reshape(-1)
-        loss = float(bag_loss(model.criterion, logits,
-                              self.targets(records, device)))
-        return {'val_loss': loss,
-                'val_c_index': harrell_c_index(
+        return {'val_c_index': harrell_c_index(
                     [r.time for r in records], [r.event for r in records],
                     [r.risk for r in records]),
                 'val_instance_auroc': instance_auroc(records)}
