@@ -78,6 +78,23 @@ class Bags:
         return self._prepared['groups']
 
 
+def empty_graph(x, mask: Optional[Tensor] = None):
+    r"""A graph without edges for calls that do not read one (the
+    probabilistic pool outside its KL term): a sparse :math:`(B, N, N)`
+    for dense instances :math:`(B, N, *)` (or with a :obj:`mask`), no
+    edges :math:`(2, 0)` for node features; :obj:`None` for anything else
+    (``as_bags`` then says what is missing)."""
+    if not isinstance(x, Tensor):
+        return None
+    if mask is not None or x.dim() == 3:
+        batch_size, bag_size = x.shape[:2]
+        return torch.sparse_coo_tensor(
+            torch.empty(3, 0, dtype=torch.long, device=x.device),
+            torch.empty(0, device=x.device), (batch_size, bag_size, bag_size),
+            check_invariants=True)
+    return torch.empty(2, 0, dtype=torch.long, device=x.device)
+
+
 # Validation reads values on the host (graph counts, index ranges): under
 # torch.compile it runs eagerly, a graph break before the compiled layers,
 # instead of a break with a warning at the first .item().

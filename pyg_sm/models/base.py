@@ -7,7 +7,12 @@ import torch
 from torch import Tensor
 
 from ..data.bags import Bags, as_bags
-from ..nn.survival import SurvivalHead, SurvivalLoss, check_survival_targets
+from ..nn.survival import (
+    CoxPHLoss,
+    SurvivalHead,
+    SurvivalLoss,
+    check_survival_targets,
+)
 from ..utils.checks import check_dim
 
 #: The reference's default criterion (one logit per bag). A model given it
@@ -26,6 +31,20 @@ def bag_loss(criterion: torch.nn.Module, logits: Tensor,
     if logits.dim() == 1:
         return criterion(logits.float(), Y.float())
     return criterion(logits.float(), Y.long())
+
+
+def sampled_bag_loss(criterion: torch.nn.Module, logits: Tensor,
+                     Y: Tensor) -> Tensor:
+    r"""The criterion averaged over :math:`M` samples of the bag logits
+    :math:`(B, M)` or :math:`(B, M, K)`, each sample with the bag's label:
+    per sample for a Cox loss (its risk sets couple the bags), over the
+    flattened samples otherwise (the same mean for a loss that averages
+    over bags)."""
+    if isinstance(criterion, CoxPHLoss):
+        return criterion(logits.reshape(logits.size(0), -1), Y)
+    samples = logits.size(1)
+    return bag_loss(criterion, logits.flatten(0, 1),
+                    Y.repeat_interleave(samples, dim=0))
 
 
 def bag_probabilities(logits: Tensor) -> Tensor:
@@ -102,6 +121,10 @@ class MILModel(torch.nn.Module):
         criterion (torch.nn.Module): Loss on the logits.
         num_classes (int, optional): :math:`K`. (default: :obj:`1`)
     """
+    #: Whether the attention is a distribution (the model then predicts
+    #: ``attention_std`` too: :meth:`predict` takes ``return_att_std``).
+    probabilistic = False
+
     def __init__(self, in_shape, feat_ext: torch.nn.Module,
                  criterion: torch.nn.Module, num_classes: int = 1):
         super().__init__()
@@ -255,6 +278,12 @@ class MILModel(torch.nn.Module):
         else:
             check_bag_labels(Y, bags, self.num_classes,
                              from_batch=size is None and batch is not None)
+        return self.loss_terms(bags, Y)
+
+    def loss_terms(self, bags: Bags, Y: Tensor) -> Tuple[Tensor, dict]:
+        r""":meth:`compute_loss` on bags and labels already checked: the
+        logits and the named terms whose sum is the training loss (the
+        criterion; a probabilistic model adds its KL term)."""
         logits, _ = self._logits(bags)
         loss = bag_loss(self.criterion, logits, Y)
         return logits, {self.criterion.__class__.__name__: loss}

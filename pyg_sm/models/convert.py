@@ -12,10 +12,22 @@ from torch import Tensor
 from ..nn.attention_pool import POOL_LAYERS, SmAttentionPool
 from ..nn.sm import _ALPHA_MARGIN, Sm
 from ..nn.sm_transformer import SmTransformerEncoder
+from ..nn.prob_smooth_pool import ProbSmoothAttentionPool
+from .prob_smooth_abmil import (
+    ProbSmoothABMIL,
+    SmoothABMIL,
+    TransformerProbSmoothABMIL,
+)
 from .sm_abmil import SmABMIL
 from .sm_transformer_abmil import SmTransformerABMIL
 
-KINDS = ('Sm', 'SmAttentionPool', 'SmABMIL', 'SmTransformerABMIL')
+KINDS = ('Sm', 'SmAttentionPool', 'SmABMIL', 'SmTransformerABMIL',
+         'ProbSmoothAttentionPool', 'ProbSmoothABMIL', 'SmoothABMIL',
+         'TransformerProbSmoothABMIL')
+#: torchmil 1.0.2's probabilistic models, by class name.
+PROBABILISTIC = {'ProbSmoothABMIL': ProbSmoothABMIL,
+                 'SmoothABMIL': SmoothABMIL,
+                 'TransformerProbSmoothABMIL': TransformerProbSmoothABMIL}
 
 
 def _is_torchmil(module, name: str) -> bool:
@@ -177,7 +189,8 @@ def from_torchmil(module: torch.nn.Module, normalize: bool = False,
     r"""The pyg-sm module that computes what a torchmil module computes.
 
     Converts torchmil's ``Sm``, ``SmAttentionPool``, ``SmABMIL`` and
-    ``SmTransformerABMIL`` of either generation (0.1.0: ``sm_layers``,
+    ``SmTransformerABMIL`` of either generation, and 1.0.x's probabilistic
+    models (below), (0.1.0: ``sm_layers``,
     ``sm_pre``, ``sm_post``, ``sm_spectral_norm``; 1.0.x: ``sm_where``,
     ``spectral_norm``), trained or not, into :class:`~pyg_sm.Sm`,
     :class:`~pyg_sm.SmAttentionPool`, :class:`~pyg_sm.SmABMIL` or
@@ -213,6 +226,18 @@ def from_torchmil(module: torch.nn.Module, normalize: bool = False,
       LayerNorm; dropout.
     - ``feat_ext`` and ``criterion`` are deep copies; the bag head is
       ``last_layer``.
+    - **The probabilistic models** (1.0.x's ``ProbSmoothAttentionPool``,
+      ``ProbSmoothABMIL``, ``SmoothABMIL``, ``TransformerProbSmoothABMIL``):
+      their layers keep torchmil's names (``in_mlp``, ``mu_f_nn``,
+      ``log_diag_Sigma_nn``; the ``LazyLinear`` wrappers unwrapped), the
+      covariance mode and sample counts carry over. In training mode with
+      the same seed both draw the same samples and give the same loss
+      terms; in evaluation pyg-sm draws from its seeded generator, and its
+      attention is :math:`\boldsymbol{\mu}_f` where torchmil returns the
+      mean of its clipped samples. Where torchmil errs, pyg-sm does not:
+      ``ProbSmoothABMIL.predict(X, mask)`` passes the mask as the
+      adjacency (padded instances enter the softmax), and the KL term
+      divides by the padded bag size and counts padded rows.
 
     Args:
         module (torch.nn.Module): The torchmil module.
@@ -228,6 +253,11 @@ def from_torchmil(module: torch.nn.Module, normalize: bool = False,
     """
     if _is_torchmil(module, 'Sm'):
         return _convert_sm(module, normalize=normalize, **sm_kwargs)
+    if _is_torchmil(module, 'ProbSmoothAttentionPool'):
+        return _convert_prob_pool(module, normalize)
+    for name in PROBABILISTIC:
+        if _is_torchmil(module, name):
+            return _convert_probabilistic(module, name, normalize, in_shape)
     if _is_torchmil(module, 'SmAttentionPool'):
         return _convert_pool(module, normalize, **sm_kwargs)
     for name, cls in (('SmABMIL', SmABMIL),
@@ -260,8 +290,74 @@ def from_torchmil(module: torch.nn.Module, normalize: bool = False,
                     f"{type(module).__name__})")
 
 
+def _prob_pool_options(pool) -> dict:
+    r"""The constructor options of a torchmil ``ProbSmoothAttentionPool``,
+    read from its layers (its first layer is a LazyLinear)."""
+    return dict(att_dim=pool.in_mlp[2].in_features // 2,
+                covar_mode=pool.covar_mode,
+                n_samples_train=pool.n_samples_train,
+                n_samples_test=pool.n_samples_test)
+
+
+def _lazy_in_features(lazy) -> int:
+    layer = getattr(lazy, 'module', lazy)
+    if isinstance(layer, torch.nn.modules.lazy.LazyModuleMixin) and \
+            layer.has_uninitialized_params():
+        raise ValueError("the torchmil module was built without in_shape and "
+                         "has never run: its sizes are unknown; call it once "
+                         "on a bag first")
+    return layer.in_features
+
+
+def _convert_prob_pool(pool, normalize: bool) -> ProbSmoothAttentionPool:
+    ours = ProbSmoothAttentionPool(_lazy_in_features(pool.in_mlp[0]),
+                                   normalize=normalize,
+                                   **_prob_pool_options(pool))
+    ours.load_state_dict(_renamed(pool.state_dict()))
+    return ours.to(**_like(pool))
+
+
+def _convert_probabilistic(module, name: str, normalize: bool,
+                           in_shape: Optional[tuple]) -> torch.nn.Module:
+    cls = PROBABILISTIC[name]
+    feature_dim = _lazy_in_features(module.pool.in_mlp[0])
+    options = _prob_pool_options(module.pool)
+    if cls is SmoothABMIL:
+        options = dict(att_dim=options['att_dim'])
+    elif cls is TransformerProbSmoothABMIL:
+        encoder = module.transformer_encoder
+        first = encoder.layers[0]
+        options = dict(pool_att_dim=options.pop('att_dim'), **options,
+                       transf_att_dim=first.att_module.att_dim,
+                       transf_n_layers=len(encoder.layers),
+                       transf_n_heads=first.att_module.n_heads,
+                       transf_use_mlp=first.use_mlp,
+                       transf_add_self=encoder.add_self,
+                       transf_dropout=first.att_module.dropout)
+    ours = cls((feature_dim, ), criterion=copy.deepcopy(module.criterion),
+               normalize=normalize, **options)
+    ours.feat_ext = copy.deepcopy(module.feat_ext)
+    if in_shape is not None:
+        ours.in_shape = tuple(in_shape)
+    ours.load_state_dict(_renamed(module.state_dict()))
+    return ours.to(**_like(module))
+
+
+def _renamed(state_dict: dict) -> dict:
+    r"""torchmil's state-dict keys as pyg-sm names them."""
+    keys = {}
+    for key, value in state_dict.items():
+        for theirs, mine in _RENAMED:
+            key = key.replace(theirs, mine)
+        keys[key] = value
+    return keys
+
+
 #: torchmil's module names where pyg-sm's differ (state-dict key parts).
 _RENAMED = (('last_layer.', 'classifier.'),
+            # torchmil 1.0.x's LazyLinear wraps a Linear.
+            ('classifier.module.', 'classifier.'),
+            ('in_mlp.0.module.', 'in_mlp.0.'),
             ('.att_module.qkv_nn.', '.attention.qkv.'),
             ('.att_module.sm.', '.attention.sm.'),
             ('.mlp_module.', '.mlp.'))
@@ -279,8 +375,9 @@ def from_torchmil_state_dict(state_dict: dict, model: str, in_shape: tuple,
 
     Args:
         state_dict (dict): torchmil's ``model.state_dict()``.
-        model (str): torchmil's class: :obj:`"SmABMIL"` or
-            :obj:`"SmTransformerABMIL"`.
+        model (str): torchmil's class: :obj:`"SmABMIL"`,
+            :obj:`"SmTransformerABMIL"`, or 1.0.x's :obj:`"ProbSmoothABMIL"`,
+            :obj:`"SmoothABMIL"`, :obj:`"TransformerProbSmoothABMIL"`.
         in_shape (tuple): The constructor's :obj:`in_shape`.
         generation (str): The torchmil that wrote it: :obj:`"0.1"` (0.1.0,
             the reference) or :obj:`"1.0"` (1.0.x); their defaults and
@@ -297,9 +394,18 @@ def from_torchmil_state_dict(state_dict: dict, model: str, in_shape: tuple,
     mode, as :func:`from_torchmil` explains); the layers that hold
     spectral-normalization weights are normalized, whatever the flags say,
     as torchmil's code does."""
+    if model in PROBABILISTIC:
+        if generation != '1.0':
+            raise ValueError(f"torchmil {generation} has no {model}: "
+                             f"'generation' must be '1.0'")
+        ours = PROBABILISTIC[model](tuple(in_shape), normalize=normalize,
+                                    **kwargs)
+        ours.load_state_dict(_renamed(state_dict))
+        return ours.eval()
     classes = {'SmABMIL': SmABMIL, 'SmTransformerABMIL': SmTransformerABMIL}
     if model not in classes:
-        raise ValueError(f"'model' must be one of {list(classes)} (got "
+        raise ValueError(f"'model' must be one of "
+                         f"{list(classes) + list(PROBABILISTIC)} (got "
                          f"{model!r})")
     if generation not in ('0.1', '1.0'):
         raise ValueError(f"'generation' must be '0.1' (torchmil 0.1.0) or "
@@ -307,11 +413,7 @@ def from_torchmil_state_dict(state_dict: dict, model: str, in_shape: tuple,
     cls = classes[model]
     options = _pyg_sm_options(cls, generation, dict(kwargs))
     ours = cls(tuple(in_shape), normalize=normalize, **options)
-    keys = {}
-    for key, value in state_dict.items():
-        for theirs, mine in _RENAMED:
-            key = key.replace(theirs, mine)
-        keys[key] = value
+    keys = _renamed(state_dict)
     # Spectral normalization where torchmil's weights have it.
     first = {name: f'pool.{name}' if name != 'mlp' else 'pool.mlp.0'
              for name in POOL_LAYERS}

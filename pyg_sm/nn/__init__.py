@@ -5,6 +5,11 @@ its layer and its self-attention), and the survival criteria
 (:class:`CoxPHLoss`, :class:`DiscreteTimeNLLLoss`) and their bag head
 (:class:`SurvivalHead`)."""
 from ._solver import SmConvergenceError, SmConvergenceWarning
+from .prob_smooth_pool import (
+                       COVAR_MODES,
+                       ProbSmoothAttentionPool,
+                       smoothness_kl,
+)
 from .attention_pool import ACTIVATIONS, SM_WHERE, SmAttentionPool
 from .sm import MODES, NONCONVERGENCE, Sm
 from .sm_transformer import (
@@ -23,7 +28,8 @@ from .survival import (
                        survival_cut_points,
 )
 
-__all__ = ['Sm', 'SmAttentionPool', 'SmConvergenceError',
+__all__ = ['Sm', 'SmAttentionPool', 'ProbSmoothAttentionPool',
+           'smoothness_kl', 'COVAR_MODES', 'SmConvergenceError',
            'SmConvergenceWarning', 'MODES', 'NONCONVERGENCE', 'ACTIVATIONS',
            'SM_WHERE', 'SmMultiheadSelfAttention', 'SmTransformerLayer',
            'SmTransformerEncoder', 'per_bag_attention', 'SurvivalLoss',

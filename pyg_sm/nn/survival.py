@@ -84,8 +84,9 @@ class CoxPHLoss(SurvivalLoss):
     better.
 
     Shapes:
-        - **input:** logits :math:`(B,)` or :math:`(B, 1)`, targets
-          :math:`(B, 2)`
+        - **input:** logits :math:`(B,)` or :math:`(B, 1)` (or
+          :math:`(B, M)`: :math:`M` samples of each risk, the loss averaged
+          over them), targets :math:`(B, 2)`
         - **output:** a scalar
     """
     name = 'cox'
@@ -95,7 +96,9 @@ class CoxPHLoss(SurvivalLoss):
         return 1
 
     def forward(self, logits: Tensor, Y: Tensor) -> Tensor:
-        r = _at_least_float32(logits).reshape(-1)
+        # (B, M): M samples of every bag's risk (a probabilistic model's),
+        # the loss averaged over the samples; (B,) and (B, 1) are one.
+        r = _at_least_float32(logits).reshape(Y.size(0), -1)
         times, events = Y[:, 0], Y[:, 1].to(r.dtype)
         if not bool(events.any()):
             return (r * 0).sum()
@@ -105,7 +108,8 @@ class CoxPHLoss(SurvivalLoss):
         # ends at the last bag tied with it (Breslow).
         ends = torch.searchsorted(-times, -times, right=True) - 1
         log_risk_set = torch.logcumsumexp(r, dim=0)[ends]
-        return -((r - log_risk_set) * events).sum() / events.sum()
+        per_bag = (r - log_risk_set) * events.unsqueeze(-1)
+        return -per_bag.sum() / (events.sum() * r.size(1))
 
     def risk(self, logits: Tensor) -> Tensor:
         return _at_least_float32(logits).reshape(-1)
@@ -264,6 +268,12 @@ class SurvivalHead(torch.nn.Linear):
             self.num_batches_tracked.zero_()
 
     def forward(self, z: Tensor) -> Tensor:
+        self.track(z)
+        return super().forward(z - self.running_mean.to(z.dtype))
+
+    def track(self, z: Tensor) -> None:
+        r"""Moves :math:`\bar{\mathbf{z}}` towards the mean of the bag
+        representations :obj:`z` :math:`(B, D)`, in training."""
         if self.training and z.size(0) > 0:
             with torch.no_grad():
                 mean = z.detach().mean(0).to(self.running_mean.dtype)
@@ -271,7 +281,14 @@ class SurvivalHead(torch.nn.Linear):
                                      self.momentum, 1.0)
                 self.running_mean.lerp_(mean, weight)
                 self.num_batches_tracked += 1
-        return super().forward(z - self.running_mean.to(z.dtype))
+
+    def offset(self) -> Tensor:
+        r"""The head's constant term :math:`\mathbf{b} - \mathbf{W}
+        \bar{\mathbf{z}}` :math:`(K,)`: the output is
+        :math:`\mathbf{W}\mathbf{z}` plus it (what a model applies to
+        many attention samples without forming their
+        :math:`\mathbf{z}`)."""
+        return self.bias - self.weight @ self.running_mean.to(self.weight)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # A survival head saved before the centring (pyg-sm 0.2) is a plain

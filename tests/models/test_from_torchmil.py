@@ -21,7 +21,7 @@ GENERATIONS = {'0.1.0': '0.1', '1.0.2': '1.0'}
 TOLERANCE = 1e-5
 
 
-def run_comparisons(version):
+def run_comparisons(version, script='torchmil_compare.py'):
     folders = [FOLDER / version, FOLDER / 'deps']
     missing = [str(f) for f in folders if not f.is_dir()]
     if missing:
@@ -32,7 +32,7 @@ def run_comparisons(version):
         pytest.skip(reason)
     env = {**os.environ, 'PYTHONPATH': os.pathsep.join(map(str, folders))}
     done = subprocess.run(
-        [sys.executable, str(ROOT / 'tests' / 'torchmil_compare.py')],
+        [sys.executable, str(ROOT / 'tests' / script)],
         capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     return [json.loads(line) for line in done.stdout.splitlines()]
@@ -56,6 +56,32 @@ def test_converted_modules_compute_what_torchmil_computes(version):
         assert r['trains'] in (True, None), r['case']
         if r['type'] != 'Sm':
             assert r['trains'], r['case']
+
+
+def test_probabilistic_models_compute_what_torchmil_1_0_2_computes():
+    # One bag: the distribution, the KL term, and in training mode from the
+    # same seed the samples, logits and loss terms; in 'zero' mode the
+    # evaluation logits and attention too.
+    results = {(r['type'], r['case']): r for r in run_comparisons(
+        '1.0.2', 'torchmil_prob_compare.py')}
+    assert {t for t, _ in results} == {
+        'ProbSmoothAttentionPool', 'ProbSmoothABMIL', 'SmoothABMIL',
+        'TransformerProbSmoothABMIL', 'torchmil_errors'}
+    for key, r in results.items():
+        if key[0] == 'torchmil_errors':
+            continue
+        compared = {k: v for k, v in r.items()
+                    if k.startswith(('dense_', 'graph_', 'state_dict_'))}
+        assert any('kl' in k.lower() or 'DirEnergy' in k for k in compared)
+        assert max(compared.values()) <= TOLERANCE, (key, compared)
+    assert 'dense_eval_logits' in results['SmoothABMIL', 'default']
+    assert 'dense_eval_std' in results['ProbSmoothABMIL', 'diag']
+    # torchmil's predict(X, mask) and its KL see the padding; ours do not.
+    errors = results['torchmil_errors', 'padding']
+    assert errors['predict_masked_ours'] <= TOLERANCE
+    assert errors['kl_padded_ours'] <= TOLERANCE
+    assert errors['predict_masked_torchmil'] > 1e-3
+    assert errors['kl_padded_torchmil'] > 1e-2
 
 
 def test_from_torchmil_refuses_other_modules():
