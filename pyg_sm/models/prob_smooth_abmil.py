@@ -141,7 +141,7 @@ class ProbSmoothMILModel(MILModel):
                 every sample instead of their mean. (default: :obj:`False`)
             return_kl_div (bool, optional): Also return the KL term.
                 (default: :obj:`False`)
-            return_att_std (bool, optional): Keyword only: also return
+            return_att_std (bool, optional): Keyword only. Also return
                 :math:`\boldsymbol{\sigma}_f`, after the attention.
                 (default: :obj:`False`)
             edge_weight, batch, size, x, edge_index: The graph form's.
@@ -276,14 +276,14 @@ class ProbSmoothABMIL(ProbSmoothMILModel):
         criterion (torch.nn.Module, optional): Loss on the logits.
             (default: :obj:`BCEWithLogitsLoss()`, and
             :obj:`CrossEntropyLoss()` when :obj:`num_classes > 1`)
-        num_classes (int, optional): Keyword only: logits per bag.
+        num_classes (int, optional): Keyword only. Logits per bag.
             (default: :obj:`1`)
         normalize (bool, optional): Keyword only. Graph form: normalize
             edge weights to :math:`\mathbf{D}^{-1/2}\mathbf{W}
             \mathbf{D}^{-1/2}` for the KL term, as torchmil's datasets
             normalize their adjacency; the dense form takes :obj:`adj` as
             it is. (default: :obj:`True`)
-        eval_seed (int, optional): Keyword only: the seed of the
+        eval_seed (int, optional): Keyword only. The seed of the
             evaluation samples; the same model gives the same numbers on
             the same batches. (default: :obj:`0`)
 
@@ -341,7 +341,7 @@ class SmoothABMIL(ProbSmoothABMIL):
             (default: :obj:`Identity()`)
         criterion (torch.nn.Module, optional): Loss on the logits.
             (default: :obj:`BCEWithLogitsLoss()`)
-        num_classes (int, optional): Keyword only: logits per bag.
+        num_classes (int, optional): Keyword only. Logits per bag.
             (default: :obj:`1`)
         normalize (bool, optional): Keyword only, as in
             :class:`ProbSmoothABMIL`. (default: :obj:`True`)
@@ -405,7 +405,7 @@ class TransformerProbSmoothABMIL(ProbSmoothMILModel):
             (default: :obj:`0.0`)
         criterion (torch.nn.Module, optional): Loss on the logits.
             (default: :obj:`BCEWithLogitsLoss()`)
-        num_classes (int, optional): Keyword only: logits per bag.
+        num_classes (int, optional): Keyword only. Logits per bag.
             (default: :obj:`1`)
         normalize (bool, optional): Keyword only, as in
             :class:`ProbSmoothABMIL`. (default: :obj:`True`)

@@ -14,8 +14,14 @@ from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
 import torch
 
 from ..nn.attention_pool import ACTIVATIONS, SM_WHERE
+from ..nn.prob_smooth_pool import COVAR_MODES
 from ..nn.sm import MODES, NONCONVERGENCE, Sm
 from ..utils.docstrings import argument_docs, plain_text
+from .prob_smooth_abmil import (
+    ProbSmoothABMIL,
+    SmoothABMIL,
+    TransformerProbSmoothABMIL,
+)
 from .sm_abmil import SmABMIL
 from .sm_transformer_abmil import SmTransformerABMIL
 
@@ -218,9 +224,57 @@ SM_TRANSFORMER_ABMIL = ModelSpec(
     },
 )
 
+#: The options of the probabilistic pool that the models pass through.
+_SAMPLING_OPTIONS = (
+    Option('covar_mode', type=str, choices=COVAR_MODES),
+    Option('n_samples_train', type=int),
+    Option('n_samples_test', type=int),
+)
+_GRAPH_OPTIONS = (
+    Option('normalize'),
+    Option('num_classes', type=int, flag=False),
+)
+
+PROB_SMOOTH_ABMIL = ModelSpec(
+    name='prob_smooth_abmil',
+    model_class=ProbSmoothABMIL,
+    options=(Option('att_dim', type=int), ) + _SAMPLING_OPTIONS + (
+        Option('eval_seed', type=int), ) + _GRAPH_OPTIONS,
+    presets={
+        'prob': Preset("torchmil 1.0.2's defaults: a variance per patch, "
+                       "1000 attention samples per bag in training and "
+                       "5000 in evaluation", {}),
+    },
+)
+
+SMOOTH_ABMIL = ModelSpec(
+    name='smooth_abmil',
+    model_class=SmoothABMIL,
+    options=(Option('att_dim', type=int), ) + _GRAPH_OPTIONS,
+    presets={'smooth': Preset("the constructor's defaults (torchmil "
+                              "1.0.2's)", {})},
+)
+
+TRANSFORMER_PROB_SMOOTH_ABMIL = ModelSpec(
+    name='transformer_prob_smooth_abmil',
+    model_class=TransformerProbSmoothABMIL,
+    options=(Option('pool_att_dim', type=int), ) + _SAMPLING_OPTIONS + (
+        Option('transf_att_dim', type=int),
+        Option('transf_n_layers', type=int),
+        Option('transf_n_heads', type=int),
+        Option('transf_use_mlp'),
+        Option('transf_add_self'),
+        Option('transf_dropout', type=float),
+        Option('eval_seed', type=int),
+    ) + _GRAPH_OPTIONS,
+    presets={'prob': Preset("the constructor's defaults (torchmil "
+                            "1.0.2's)", {})},
+)
+
 #: The models the command line and checkpoints know, by name.
 MODELS: Dict[str, ModelSpec] = {spec.name: spec for spec in (
-    SM_ABMIL, SM_TRANSFORMER_ABMIL)}
+    SM_ABMIL, SM_TRANSFORMER_ABMIL, PROB_SMOOTH_ABMIL, SMOOTH_ABMIL,
+    TRANSFORMER_PROB_SMOOTH_ABMIL)}
 
 
 def model_spec(name: str) -> ModelSpec:

@@ -145,7 +145,7 @@ class ProbSmoothAttentionPool(torch.nn.Module):
             weights to :math:`\mathbf{D}^{-1/2}\mathbf{W}\mathbf{D}^{-1/2}`
             for the KL term. The dense form takes :obj:`adj` as
             :math:`\mathbf{A}` itself, as torchmil. (default: :obj:`True`)
-        eval_seed (int, optional): Keyword only: the seed of the samples
+        eval_seed (int, optional): Keyword only. The seed of the samples
             in evaluation. (default: :obj:`0`)
 
     Call it as ``pool(x, edge_index, edge_weight=..., batch=...)``,

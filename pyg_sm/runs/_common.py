@@ -226,21 +226,28 @@ def print_survival_table(results: Dict[str, Dict]) -> None:
 
 
 def print_table(results: Dict[str, Dict]) -> None:
-    r"""Bag and instance metrics, one row per model, and the FROC score
-    when the slides were measured against annotations (survival metrics
-    by :func:`print_survival_table`)."""
+    r"""Bag and instance metrics, one row per model, the FROC score when
+    the slides were measured against annotations and the uncertainty AUROC
+    of probabilistic models (survival metrics by
+    :func:`print_survival_table`)."""
     if any('c_index' in r for r in results.values()):
         return print_survival_table(results)
     froc = any('froc' in r for r in results.values())
+    # A probabilistic model's column: how well its uncertainty flags the
+    # patches its attention misranks.
+    uncertain = any('uncertainty_auroc' in r for r in results.values())
     width = max(10, *map(len, results))
     print(f"\n{'model':<{width}} {'bag AUROC':>10} {'instance AUROC':>15} "
           f"{'bag acc':>8} {'bal acc':>8}" + (f" {'FROC':>6}" if froc
-                                               else ''))
+                                               else '') +
+          (f" {'uncertainty AUROC':>18}" if uncertain else ''))
     for name, r in results.items():
         print(f"{name:<{width}} {_fmt(r['bag_auroc']):>10} "
               f"{_fmt(r['instance_auroc']):>15} {_fmt(r['bag_accuracy']):>8} "
               f"{_fmt(r['balanced_accuracy']):>8}" +
-              (f" {_fmt(r.get('froc')):>6}" if froc else ''), flush=True)
+              (f" {_fmt(r.get('froc')):>6}" if froc else '') +
+              (f" {_fmt(r.get('uncertainty_auroc')):>18}" if uncertain
+               else ''), flush=True)
 
 
 def most_lesioned(records: List[SlideAttention], count: int) -> List[str]:

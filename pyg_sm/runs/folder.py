@@ -18,6 +18,7 @@ A run folder is what ``pyg-sm train``, ``evaluate``, ``predict`` and
                                 evaluated bags, split at the median
                                 training risk
       scores/<slide_id>.h5      coords, attention, attention_logits,
+                                attention_std (probabilistic models),
                                 patch_labels (when known; from the
                                 annotations with --annotations, and then
                                 annotation_coverage)
@@ -238,6 +239,10 @@ class SlideScores:
         patch_size_level0 (float): The side of a patch in level-0 pixels
             (the grid step of the coordinates for files written before it
             was stored).
+        attention_std (Tensor, optional): :math:`(N,)` the uncertainty of
+            each attention logit (the standard deviation
+            :math:`\sigma_f` of a probabilistic model; its logits are the
+            mean :math:`\mu_f`).
     """
     slide_id: str
     coords: Tensor
@@ -245,6 +250,7 @@ class SlideScores:
     attention_logits: Tensor
     patch_labels: Optional[Tensor]
     patch_size_level0: float
+    attention_std: Optional[Tensor] = None
 
 
 def _prediction_of_row(row: Dict[str, str]) -> SlidePrediction:
@@ -582,11 +588,13 @@ class RunFolder:
 
     def write_scores(self, slide_id: str, coords: Tensor,
                      attention_logits: Tensor, patch_size_level0: float,
-                     patch_labels: Optional[Tensor] = None) -> Path:
+                     patch_labels: Optional[Tensor] = None,
+                     attention_std: Optional[Tensor] = None) -> Path:
         r"""``scores/<slide_id>.h5`` with ``coords`` (N, 2), ``attention``
         (the softmax weights of the slide, summing to 1),
-        ``attention_logits`` and, when known, ``patch_labels`` (N,); its
-        attributes are the ``slide_id`` and ``patch_size_level0``."""
+        ``attention_logits`` and, when known, ``patch_labels`` (N,) and
+        ``attention_std`` (N,); its attributes are the ``slide_id`` and
+        ``patch_size_level0``."""
         import h5py
 
         self.scores_dir.mkdir(parents=True, exist_ok=True)
@@ -598,6 +606,8 @@ class RunFolder:
             f['attention_logits'] = attention_logits.float().numpy()
             if patch_labels is not None:
                 f['patch_labels'] = patch_labels.numpy()
+            if attention_std is not None:
+                f['attention_std'] = attention_std.float().numpy()
             f.attrs['slide_id'] = slide_id
             f.attrs['patch_size_level0'] = float(patch_size_level0)
         return path
@@ -642,21 +652,27 @@ class RunFolder:
                 patch_labels=torch.from_numpy(f['patch_labels'][()]).long()
                 if 'patch_labels' in f else None,
                 patch_size_level0=patch_side(
-                    coords, None if side is None else float(side)))
+                    coords, None if side is None else float(side)),
+                attention_std=torch.from_numpy(f['attention_std'][()])
+                if 'attention_std' in f else None)
 
     def write_geojson(self, slide_id: str, coords: Tensor,
                       attention_logits: Tensor,
-                      patch_size_level0: float) -> Path:
+                      patch_size_level0: float,
+                      attention_std: Optional[Tensor] = None) -> Path:
         r"""``geojson/<slide_id>.geojson``: a FeatureCollection with one
         square polygon per patch (top-left corner at its coordinates,
         level-0 pixels), whose measurements are the attention weight and
-        its percentile within the slide, as QuPath imports detections."""
+        its percentile within the slide (and, from a probabilistic model,
+        ``attention_std``), as QuPath imports detections."""
         self.geojson_dir.mkdir(parents=True, exist_ok=True)
         path = self.geojson_path(slide_id)
         side = patch_size_level0
         weights = torch.softmax(attention_logits.double(), dim=0).tolist()
         ranks = percentiles(attention_logits).tolist()
         corners = coords.double().tolist()
+        stds = None if attention_std is None else \
+            attention_std.double().tolist()
         with atomic_path(path) as temporary, open(temporary, 'w') as f:
             f.write('{"type": "FeatureCollection", "features": [\n')
             for i, ((x, y), weight, rank) in enumerate(zip(corners, weights,
@@ -671,7 +687,9 @@ class RunFolder:
                                'name': f'patch {i}',
                                'measurements': {
                                    'attention': weight,
-                                   'attention_percentile': rank}}}
+                                   'attention_percentile': rank,
+                                   **({} if stds is None else
+                                      {'attention_std': stds[i]})}}}
                 f.write(('' if i == 0 else ',\n') + json.dumps(feature))
             f.write('\n]}\n')
         return path
@@ -684,10 +702,12 @@ class RunFolder:
                   step: Optional[float]) -> None:
             side = patch_side(pos, step)
             self.write_scores(scores.slide_id, pos, scores.attention_logits,
-                              side, scores.patch_labels)
+                              side, scores.patch_labels,
+                              scores.attention_std)
             if geojson:
                 self.write_geojson(scores.slide_id, pos,
-                                   scores.attention_logits, side)
+                                   scores.attention_logits, side,
+                                   scores.attention_std)
         return write
 
     @property

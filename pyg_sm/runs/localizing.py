@@ -21,6 +21,7 @@ from ..datasets.annotations import (
     patch_coverage,
 )
 from ..train.localization import MIN_COVERAGE, froc, instance_metrics, mean_sd
+from ..train.metrics import uncertainty_auroc
 from ..utils.errors import PygSmError
 from ..utils.text import few, plural
 from ._common import slide_images
@@ -201,6 +202,7 @@ def measure(run: RunFolder, annotated: AnnotatedSlides,
     measured slide's score file gets the coverage and the patch labels
     from the annotations (:meth:`RunFolder.write_annotation_labels`)."""
     scores, labels, per_slide, froc_slides = [], [], [], []
+    uncertain = []  # (attention, attention_std, labels) of each slide
     used: List[str] = []
     left_out = dict(annotated.left_out)
     for slide_id, area in annotated.areas.items():
@@ -219,6 +221,9 @@ def measure(run: RunFolder, annotated: AnnotatedSlides,
         logits = slide.attention_logits.double().numpy()
         scores.append(logits)
         labels.append(patch_labels)
+        if slide.attention_std is not None:
+            uncertain.append((logits, slide.attention_std.numpy(),
+                              patch_labels))
         per_slide.append(instance_metrics(logits, patch_labels)['auroc'])
         probability = probabilities.get(slide_id)
         if probability is None:
@@ -242,6 +247,8 @@ def measure(run: RunFolder, annotated: AnnotatedSlides,
         'instance_average_precision': pooled['average_precision'],
         'instance_best_f1': pooled['best_f1'],
         'per_slide_instance_auroc': mean_sd(per_slide),
+        **({'uncertainty_auroc': uncertainty_auroc(uncertain)}
+           if uncertain else {}),
         'froc': froc(froc_slides, mpp=1.0),
         'mpp': {s: annotated.mpp[s] for s in used},
         'slides_used': used, 'slides_left_out': left_out}
@@ -283,7 +290,9 @@ def localize(run: Union[RunFolder, str, Path], annotations: Union[str, Path],
     ``instance_average_precision``, ``instance_best_f1`` (over all patches
     of the slides used, scored by their attention logits),
     ``per_slide_instance_auroc`` (mean, sd, n over the slides with both
-    kinds of patches), ``froc`` (``score``, ``sensitivities`` by average
+    kinds of patches), ``uncertainty_auroc`` (scores of a probabilistic
+    model: how well ``attention_std`` flags the patches the attention
+    misranks, :func:`~pyg_sm.train.metrics.uncertainty_auroc`), ``froc`` (``score``, ``sensitivities`` by average
     false positives per slide, ``lesions``, ``false_positives``,
     ``curve``), ``mpp`` (each slide's micrometres per pixel),
     ``slides_used`` and ``slides_left_out`` (slide to why)."""

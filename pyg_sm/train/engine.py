@@ -16,7 +16,8 @@ from lightning.fabric.plugins.environments import ClusterEnvironment
 from lightning.pytorch.callbacks import Callback, Checkpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from ..models.base import MILModel, bag_loss
+from ..data.bags import as_bags
+from ..models.base import MILModel
 from ..utils.errors import PygSmError, TrainingDivergedError
 from .checkpoint import atomic_save
 from .records import EpochRecord
@@ -83,7 +84,10 @@ class MILModule(lightning.LightningModule):
         self._totals = {'loss': 0.0, 'bags': 0.0}
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        loss = bag_loss(self.model.criterion, self(batch), batch.y)
+        # The model's loss terms: the criterion, and the KL term of a
+        # probabilistic model.
+        _, terms = self.model.loss_terms(as_bags(batch), batch.y)
+        loss = sum(terms.values())
         self._totals['loss'] += loss.item() * batch.num_graphs
         self._totals['bags'] += batch.num_graphs
         for name, value in self.task.batch_counts(batch).items():

@@ -11,6 +11,7 @@ from typing import Callable, Dict, Iterator, List, Optional, Sequence
 
 import torch
 
+from ..data.bags import as_bags
 from ..models.base import MILModel, bag_loss
 from ..utils.errors import PygSmError
 from .data import CohortData
@@ -54,9 +55,22 @@ def train_step(model: torch.nn.Module, criterion: torch.nn.Module,
     r"""One optimizer step on a batch of bags, outside Lightning (a
     reference for your own loop). :obj:`model` may be wrapped in
     :class:`~torch.nn.parallel.DistributedDataParallel`: calling it is what
-    synchronizes the gradients."""
+    synchronizes the gradients; a probabilistic model's KL term needs its
+    :meth:`~pyg_sm.models.MILModel.loss_terms`, so it trains unwrapped
+    here (:func:`fit` trains it in every setting)."""
     optimizer.zero_grad()
-    loss = bag_loss(criterion, model(batch), batch.y)
+    if getattr(model, 'probabilistic', False):
+        if criterion is not model.criterion:
+            raise ValueError("a probabilistic model trains on its own "
+                             "criterion: pass model.criterion")
+        _, terms = model.loss_terms(as_bags(batch), batch.y)
+        loss = sum(terms.values())
+    elif getattr(getattr(model, 'module', None), 'probabilistic', False):
+        raise ValueError(f"{type(model.module).__name__} adds a KL term "
+                         f"that a wrapped model's forward does not give: "
+                         f"use fit, which trains it under DDP")
+    else:
+        loss = bag_loss(criterion, model(batch), batch.y)
     loss.backward()
     optimizer.step()
     return loss.item()

@@ -1,6 +1,6 @@
 r"""Bag and instance metrics of predictions, by scikit-learn."""
 import math
-from typing import Dict, Optional, Sequence
+from typing import Dict, Iterable, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -87,6 +87,61 @@ def instance_auroc(records: Sequence) -> Optional[float]:
     return float(roc_auc_score(truth.numpy(), scores.double().numpy()))
 
 
+def misranked_patches(attention: np.ndarray,
+                      patch_labels: np.ndarray) -> Optional[np.ndarray]:
+    r"""The patches of one slide that its attention ranks on the wrong
+    side: with :math:`k` positive patches, the :math:`k` of highest
+    attention are called positive, and a patch is misranked when that call
+    differs from its label. :obj:`None` for a slide without both kinds of
+    patches (nothing to rank)."""
+    truth = np.asarray(patch_labels) > 0
+    count = int(truth.sum())
+    if count in (0, truth.size):
+        return None
+    called = np.zeros(truth.size, dtype=bool)
+    called[np.argsort(-np.asarray(attention), kind='stable')[:count]] = True
+    return called != truth
+
+
+def uncertainty_auroc(slides: Iterable[Tuple]) -> Optional[float]:
+    r"""How well the attention's uncertainty flags the patches the
+    attention misranks (:func:`misranked_patches`): the AUROC of the
+    standard deviations at telling misranked patches from the others,
+    pooled over the slides :obj:`(attention, attention_std, patch_labels)`
+    with both kinds of patches. :obj:`None` where no such slide has both
+    misranked and well ranked patches; 0.5 is an uncertainty blind to the
+    errors."""
+    from sklearn.metrics import roc_auc_score
+
+    flags, stds = [], []
+    for attention, std, labels in slides:
+        wrong = misranked_patches(np.asarray(attention), np.asarray(labels))
+        if wrong is not None:
+            flags.append(wrong)
+            stds.append(np.asarray(std, dtype=np.float64))
+    if not flags:
+        return None
+    flags = np.concatenate(flags)
+    if flags.all() or not flags.any():
+        return None
+    return float(roc_auc_score(flags, np.concatenate(stds)))
+
+
+def attention_metrics(records: Sequence) -> Dict[str, Optional[float]]:
+    r"""The instance AUROC of the attention (:func:`instance_auroc`) and,
+    for a probabilistic model's records, the :func:`uncertainty_auroc` of
+    their ``attention_std``."""
+    metrics = {'instance_auroc': instance_auroc(records)}
+    with_std = [r for r in records if r.patch_labels is not None and
+                r.attention_std is not None]
+    if with_std:
+        metrics['uncertainty_auroc'] = uncertainty_auroc(
+            (r.attention_logits.double().numpy(),
+             r.attention_std.double().numpy(), r.patch_labels.numpy())
+            for r in with_std)
+    return metrics
+
+
 def evaluate_predictions(records: Sequence,
                          classes: Sequence[str] = ('0', '1')) -> Dict:
     r"""The bag metrics of :func:`classification_metrics` and the instance
@@ -97,7 +152,7 @@ def evaluate_predictions(records: Sequence,
                              dtype=np.float64).reshape(-1, len(classes))
     metrics = classification_metrics([r.label for r in labelled],
                                      probabilities, classes)
-    metrics['instance_auroc'] = instance_auroc(labelled)
+    metrics.update(attention_metrics(labelled))
     return metrics
 
 

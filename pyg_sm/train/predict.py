@@ -29,7 +29,10 @@ def predict_slides(model: MILModel, dataset: Sequence, batch_size: int = 4,
     :obj:`slide_ids`), :obj:`logits` and, with :obj:`keep_attention` or
     when the slide has patch labels, :obj:`attention_logits` (the attention
     values before the softmax, aligned with :obj:`data.pos`; the names of
-    the score files) and :obj:`patch_labels`.
+    the score files), :obj:`patch_labels` and, from a probabilistic model,
+    :obj:`attention_std` (its attention logits are the mean
+    :math:`\boldsymbol{\mu}_f`, its bag logits the mean over samples from
+    the model's seeded generator).
 
     :obj:`on_slide(scores, pos, patch_size_level0)` is called for each
     slide as it is scored (to write its files; each slide of a patient's
@@ -45,7 +48,12 @@ def predict_slides(model: MILModel, dataset: Sequence, batch_size: int = 4,
     records = []
     for batch in loader:
         batch = batch.to(device)
-        logits, attention = model.predict(batch)
+        if model.probabilistic:
+            logits, attention, std = model.predict(batch,
+                                                   return_att_std=True)
+            std = std.float().cpu()
+        else:
+            (logits, attention), std = model.predict(batch), None
         fields = task.bag_fields(model, logits,
                                  batch.y if 'y' in batch else None)
         logits = logits.reshape(batch.num_graphs, -1).float().cpu()
@@ -60,13 +68,15 @@ def predict_slides(model: MILModel, dataset: Sequence, batch_size: int = 4,
                 patch_labels=batch.patch_labels[nodes].cpu()
                 if 'patch_labels' in batch else None,
                 slide_ids=list(batch.slide_ids[i])
-                if 'slide_ids' in batch else None, **fields[i])
+                if 'slide_ids' in batch else None,
+                attention_std=None if std is None else std[nodes],
+                **fields[i])
             if on_slide is not None:
                 for part, pos, step in _slides_of(batch, i, nodes, record,
                                                   steps):
                     on_slide(part, pos, step)
             if not keep_attention and record.patch_labels is None:
-                record.attention_logits = None
+                record.attention_logits = record.attention_std = None
             records.append(record)
     return records
 
@@ -88,7 +98,9 @@ def _slides_of(batch, i: int, nodes: slice, record: BagRecord, steps):
             slide_id=slide_id,
             attention_logits=record.attention_logits[mine],
             patch_labels=None if record.patch_labels is None
-            else record.patch_labels[mine])
+            else record.patch_labels[mine],
+            attention_std=None if record.attention_std is None
+            else record.attention_std[mine])
         step = batch.patch_sizes[i][k]
         yield slide, pos[mine], None if math.isnan(step) else step
 

@@ -17,10 +17,15 @@ class SlideAttention:
             softmax :math:`(N,)`, aligned with the slide's ``pos``.
         patch_labels (Tensor, optional): The slide's patch labels
             :math:`(N,)`, where it has them.
+        attention_std (Tensor, optional): The uncertainty of each
+            attention value :math:`(N,)`, from a probabilistic model
+            (:attr:`MILModel.probabilistic
+            <pyg_sm.models.MILModel.probabilistic>`).
     """
     slide_id: str
     attention_logits: Optional[Tensor] = None
     patch_labels: Optional[Tensor] = None
+    attention_std: Optional[Tensor] = None
 
     def slides(self) -> List[str]:
         r"""The slides scored."""

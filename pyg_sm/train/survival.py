@@ -6,7 +6,7 @@ from typing import Dict, Optional, Sequence
 
 import numpy as np
 
-from .metrics import instance_auroc
+from .metrics import attention_metrics, instance_auroc
 
 
 def _structured(times: Sequence[float], events: Sequence[int]):
@@ -140,7 +140,7 @@ def evaluate_survival(records: Sequence, train_times: Sequence[float],
                                [r.event for r in known],
                                [r.risk for r in known], train_times,
                                train_events, survival, cut_points)
-    metrics['instance_auroc'] = instance_auroc(known)
+    metrics.update(attention_metrics(known))
     return metrics
 
 
