@@ -32,7 +32,7 @@ def main(demo: str, out: str, slide_id: str = '') -> None:
                               options=options)
     try:
         driver.get(f'{server.url}?slide={slide_id}&animation=0')
-        key = f'{slide_id}|0|1|0.5'
+        key = f'{slide_id}|0|1|0.5|0'
         WebDriverWait(driver, 60).until(
             lambda d: d.execute_script('return document.body.dataset.ready')
             == key)
@@ -51,7 +51,7 @@ def main(demo: str, out: str, slide_id: str = '') -> None:
             "window.pygSm.setOpacity(0.45);", x, y)
         WebDriverWait(driver, 60).until(
             lambda d: d.execute_script('return document.body.dataset.ready')
-            == f'{slide_id}|0|1|0.45')
+            == f'{slide_id}|0|1|0.45|0')
         point = driver.execute_script(
             'return window.pygSm.imageToPage(arguments[0], arguments[1])',
             x, y)

@@ -304,7 +304,8 @@ def write_heatmaps(out: RunFolder, slide_ids: Sequence[str],
     r"""``heatmaps/<slide_id>.png`` of :obj:`out` per slide: each run's
     attention over the slide image (:func:`~pyg_sm.visualize.render_overlay`,
     with the top-k gallery) when :obj:`slides` has it, else on the patch
-    grid (:func:`~pyg_sm.visualize.render_heatmap`), with the true lesions
+    grid (:func:`~pyg_sm.visualize.render_heatmap`), with the uncertainty
+    of probabilistic models (their ``attention_std``), the true lesions
     when the scores hold patch labels and the lesion outlines of
     :obj:`outlines` (an
     :class:`~pyg_sm.datasets.annotations.AnnotationFolder`, or checked
@@ -325,6 +326,9 @@ def write_heatmaps(out: RunFolder, slide_ids: Sequence[str],
         first = scores[0]
         attention = {run.name: s.attention_logits
                      for run, s in zip(runs, scores)}
+        uncertainty = {run.name: s.attention_std
+                       for run, s in zip(runs, scores)
+                       if s.attention_std is not None}
         title = heatmap_title(slide_id, named)
         if slides is not None and slide_id in slides:
             slide = slides.open(slide_id)
@@ -334,12 +338,14 @@ def write_heatmaps(out: RunFolder, slide_ids: Sequence[str],
                     first.patch_labels, title=title, top_k=top_k,
                     opacity=opacity, overlay_style=overlay_style,
                     outlines=None if outlines is None else
-                    outlines.lesion(slide_id, slide.dimensions))
+                    outlines.lesion(slide_id, slide.dimensions),
+                    uncertainty=uncertainty)
             finally:
                 slide.close()
         else:
             image = render_heatmap(first.coords, attention,
-                                   first.patch_labels, title=title)
+                                   first.patch_labels, title=title,
+                                   uncertainty=uncertainty)
         written.append(str(out.write_heatmap(slide_id, image)))
     return written
 

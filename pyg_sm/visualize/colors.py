@@ -20,6 +20,11 @@ OVERLAY_STYLES = ('ramp', 'flat')
 _RAMP_FLOOR, _RAMP_LOW, _RAMP_HIGH = 0.06, 50.0, 90.0
 #: The colour of annotation outlines: magenta, which turbo never shows.
 OUTLINE_COLOR = (255, 0, 220)
+#: The colour map of a probabilistic model's uncertainty (the standard
+#: deviation of each attention logit), on its own scale: from the slide's
+#: smallest value to its largest.
+UNCERTAINTY_CMAP = 'magma'
+UNCERTAINTY_LABEL = 'attention std, the slide\'s lowest (0) to highest (1)'
 
 
 @functools.lru_cache(maxsize=None)
@@ -35,6 +40,34 @@ def percentile_colors(percentile: Tensor) -> np.ndarray:
     :obj:`ATTENTION_CMAP`."""
     index = (percentile.double().clamp(0, 100) * 2.55).round().long()
     return _lookup_table()[index.numpy()]
+
+
+@functools.lru_cache(maxsize=None)
+def _uncertainty_table() -> np.ndarray:
+    from matplotlib import colormaps
+
+    return (colormaps[UNCERTAINTY_CMAP](np.linspace(0, 1, 256))[:, :3] *
+            255).round().astype(np.uint8)
+
+
+def uncertainty_colors(std: Tensor) -> np.ndarray:
+    r"""RGB colours (N, 3) uint8 of standard deviations on
+    :obj:`UNCERTAINTY_CMAP`, from their smallest value to their largest
+    (:func:`uncertainty_scale`)."""
+    share = uncertainty_scale(std)
+    return _uncertainty_table()[(share * 255).round().long().numpy()]
+
+
+def uncertainty_scale(std: Tensor) -> Tensor:
+    r"""Standard deviations mapped to [0, 1] from their smallest value to
+    their largest (all 0 when they are equal)."""
+    std = std.double().reshape(-1)
+    if std.numel() == 0:
+        return std
+    low, high = float(std.min()), float(std.max())
+    if high <= low:
+        return torch.zeros_like(std)
+    return (std - low) / (high - low)
 
 
 def percentile_opacity(percentile: Tensor, style: str = 'ramp',

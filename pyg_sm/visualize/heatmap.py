@@ -7,7 +7,13 @@ from torch import Tensor
 
 from ..transforms.grid_graph import infer_patch_side
 from ..utils.stats import percentiles
-from .colors import ATTENTION_CMAP, PERCENTILE_LABEL
+from .colors import (
+    ATTENTION_CMAP,
+    PERCENTILE_LABEL,
+    UNCERTAINTY_CMAP,
+    UNCERTAINTY_LABEL,
+    uncertainty_scale,
+)
 
 #: Pixels per inch of the rendered figures.
 DPI = 100
@@ -28,12 +34,16 @@ def grid_image(pos: Tensor, values: Tensor) -> Tensor:
 
 
 def render_heatmap(pos: Tensor, attention: Dict[str, Tensor],
-                   mask: Optional[Tensor] = None, title: str = ''):
+                   mask: Optional[Tensor] = None, title: str = '',
+                   uncertainty: Optional[Dict[str, Tensor]] = None):
     r"""Draws the attention of each model (:obj:`attention` maps a name to
     per-patch values, before or after the softmax) on the patch grid of
     :obj:`pos`, as the percentile of each patch within the slide (0 to 100:
     the same scale for every slide and model, whatever the range of the raw
-    values), side by side, with the true lesion :obj:`mask` when known.
+    values), side by side, with the true lesion :obj:`mask` when known and
+    a panel per probabilistic model of its :obj:`uncertainty` (a name to
+    per-patch standard deviations), on :obj:`UNCERTAINTY_CMAP` from the
+    slide's smallest value to its largest.
 
     The image has at least one pixel per patch: a large slide gets a larger
     image, not smaller patches.
@@ -47,6 +57,9 @@ def render_heatmap(pos: Tensor, attention: Dict[str, Tensor],
 
     panels = [(f'{name} attention', grid_image(pos, percentiles(values)))
               for name, values in attention.items()]
+    panels += [(f'{name} uncertainty', grid_image(pos,
+                                                  uncertainty_scale(std)))
+               for name, std in (uncertainty or {}).items()]
     if mask is not None:
         panels.append(('true lesion mask', grid_image(pos, mask.float())))
     height, width = panels[0][1].shape
@@ -61,15 +74,18 @@ def render_heatmap(pos: Tensor, attention: Dict[str, Tensor],
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     for ax, (name, image) in zip(axes, panels):
         is_mask = name == 'true lesion mask'
-        shown = ax.imshow(image.numpy(), cmap='gray' if is_mask else
-                          ATTENTION_CMAP, vmin=0, vmax=1 if is_mask else 100,
+        is_std = name.endswith(' uncertainty')
+        cmap, top, label = (
+            ('gray', 1, 'lesion (1) / tissue (0)') if is_mask else
+            (UNCERTAINTY_CMAP, 1, UNCERTAINTY_LABEL) if is_std else
+            (ATTENTION_CMAP, 100, PERCENTILE_LABEL))
+        shown = ax.imshow(image.numpy(), cmap=cmap, vmin=0, vmax=top,
                           interpolation='nearest')
         ax.set_title(name, fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
         bar = fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.03)
-        bar.set_label('lesion (1) / tissue (0)' if is_mask else
-                      PERCENTILE_LABEL, fontsize=8)
+        bar.set_label(label, fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()

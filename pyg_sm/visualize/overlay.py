@@ -13,9 +13,12 @@ from .colors import (
     ATTENTION_CMAP,
     OUTLINE_COLOR,
     PERCENTILE_LABEL,
+    UNCERTAINTY_CMAP,
+    UNCERTAINTY_LABEL,
     paint_patches,
     percentile_colors,
     percentile_opacity,
+    uncertainty_colors,
 )
 
 #: Pixels per inch of the rendered figures.
@@ -28,6 +31,8 @@ MAX_THUMBNAIL = 4096
 GALLERY_PIXELS = 128
 #: Colour of the true lesions (patch labels) in their panel.
 LESION_COLOR = (0, 200, 90)
+#: Opacity of the uncertainty squares over the tissue.
+UNCERTAINTY_OPACITY = 0.75
 
 
 def thumbnail_side(dimensions: Sequence[int], side: float) -> int:
@@ -76,7 +81,8 @@ def draw_outlines(ax, outlines, scale: float) -> None:
 def render_overlay(slide, pos: Tensor, attention: Dict[str, Tensor],
                    patch_size: float, mask: Optional[Tensor] = None,
                    title: str = '', top_k: int = 8, opacity: float = 0.5,
-                   overlay_style: str = 'ramp', outlines=None):
+                   overlay_style: str = 'ramp', outlines=None,
+                   uncertainty: Optional[Dict[str, Tensor]] = None):
     r"""Draws each model's attention over the slide image.
 
     One panel per model (:obj:`attention` maps a name to per-patch values,
@@ -110,6 +116,12 @@ def render_overlay(slide, pos: Tensor, attention: Dict[str, Tensor],
         outlines (optional): a shapely geometry in level-0 pixels (the
             annotated lesions) drawn as thin :obj:`OUTLINE_COLOR` lines.
             (default: :obj:`None`)
+        uncertainty (dict, optional): model name to per-patch standard
+            deviations :math:`(N,)` of the attention (probabilistic
+            models): a panel each, on :obj:`UNCERTAINTY_CMAP` from the
+            slide's smallest value to its largest, with its own colour
+            bar.
+            (default: :obj:`None`)
 
     Returns:
         A :class:`PIL.Image.Image` (RGBA); ``image.save(path)`` writes it.
@@ -129,6 +141,9 @@ def render_overlay(slide, pos: Tensor, attention: Dict[str, Tensor],
         thumbnail, pos, patch_size, percentile_colors(rank), scale,
         percentile_opacity(rank, overlay_style, opacity)))
         for name, rank in ranks.items()]
+    panels += [(f'{name} uncertainty (attention std)', overlay_image(
+        thumbnail, pos, patch_size, uncertainty_colors(std), scale,
+        UNCERTAINTY_OPACITY)) for name, std in (uncertainty or {}).items()]
     if mask is not None:
         lesion = mask.reshape(-1) > 0
         panels.append(('true lesions (patch labels)', overlay_image(
@@ -152,7 +167,8 @@ def render_overlay(slide, pos: Tensor, attention: Dict[str, Tensor],
 
     # Each panel shows the thumbnail pixel for pixel.
     panel_w, panel_h = thumbnail.width / DPI, thumbnail.height / DPI
-    bar_w = 0.9
+    bars = 1 + bool(uncertainty)
+    bar_w = 0.9 * bars
     columns = max(len(panels), 1)
     cell, gap, row_h = GALLERY_PIXELS / DPI, 0.25, GALLERY_PIXELS / DPI + 0.6
     width = max(columns * (panel_w + 0.3) + bar_w,
@@ -178,6 +194,13 @@ def render_overlay(slide, pos: Tensor, attention: Dict[str, Tensor],
         colorbar = fig.colorbar(ScalarMappable(Normalize(0, 100),
                                                ATTENTION_CMAP), cax=bar)
         colorbar.set_label(PERCENTILE_LABEL, fontsize=8)
+    if uncertainty:
+        bar = fig.add_axes([(columns * (panel_w + 0.3) + 1.1) / width,
+                            top - panel_h / height, 0.15 / width,
+                            panel_h / height])
+        colorbar = fig.colorbar(ScalarMappable(Normalize(0, 1),
+                                               UNCERTAINTY_CMAP), cax=bar)
+        colorbar.set_label(UNCERTAINTY_LABEL, fontsize=8)
     row_top = top - (panel_h + 0.25) / height
     for name, tiles in gallery:
         fig.text(0.15 / width, row_top - 0.12 / height,

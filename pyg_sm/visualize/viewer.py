@@ -35,9 +35,11 @@ from .colors import (
     OUTLINE_COLOR,
     OVERLAY_STYLES,
     PERCENTILE_LABEL,
+    UNCERTAINTY_LABEL,
     paint_patches,
     percentile_colors,
     percentile_opacity,
+    uncertainty_colors,
 )
 
 #: The page, its script and the vendored OpenSeadragon (BSD licence).
@@ -153,12 +155,17 @@ class AttentionTiles(_TilePyramid):
         overlay_style (str, optional): :obj:`"ramp"` (each patch's
             opacity grows with its percentile) or :obj:`"flat"`.
             (default: :obj:`"ramp"`)
+        attention_std (torch.Tensor, optional): a probabilistic model's
+            per-patch uncertainty :math:`(N,)`, reported by
+            :meth:`patch_at`. (default: :obj:`None`)
     """
     def __init__(self, coords: Tensor, attention: Tensor, side: float,
                  dimensions: Sequence[int], tile_size: int = TILE_SIZE,
-                 overlay_style: str = 'ramp'):
+                 overlay_style: str = 'ramp',
+                 attention_std: Optional[Tensor] = None):
         self.coords = coords.double()
         self.side = float(side)
+        self.attention_std = attention_std
         self.percentile = percentiles(attention)
         self.weights = torch.softmax(attention.double().reshape(-1), 0)
         colors = percentile_colors(self.percentile)
@@ -184,7 +191,40 @@ class AttentionTiles(_TilePyramid):
         i = int(hit[0])
         return {'index': i, 'x': float(c[i, 0]), 'y': float(c[i, 1]),
                 'attention': float(self.weights[i]),
-                'percentile': float(self.percentile[i])}
+                'percentile': float(self.percentile[i]),
+                **({} if self.attention_std is None else
+                   {'attention_std': float(self.attention_std[i])})}
+
+
+class UncertaintyTiles(_TilePyramid):
+    r"""A probabilistic model's uncertainty of one slide (each patch's
+    ``attention_std``) as a Deep Zoom image of the slide's size, on its own
+    colour scale (:func:`~pyg_sm.visualize.colors.uncertainty_colors`: the
+    slide's lowest to highest), opaque over the patches, transparent
+    elsewhere.
+
+    Args:
+        coords (torch.Tensor): patch top-left corners :math:`(N, 2)`,
+            level-0 pixels.
+        attention_std (torch.Tensor): per-patch standard deviations
+            :math:`(N,)`.
+        side (float): side of a patch in level-0 pixels.
+        dimensions (tuple): level-0 (width, height) of the slide.
+        tile_size (int, optional): (default: :obj:`254`)
+    """
+    def __init__(self, coords: Tensor, attention_std: Tensor, side: float,
+                 dimensions: Sequence[int], tile_size: int = TILE_SIZE):
+        self.coords = coords.double()
+        self.side = float(side)
+        colors = uncertainty_colors(attention_std)
+        self.colors = np.concatenate(
+            [colors, np.full((len(colors), 1), 255, np.uint8)], 1)
+        super().__init__(dimensions, tile_size)
+
+    def paint(self, canvas, downsample, origin):
+        return paint_patches(canvas, self.coords, self.side, self.colors,
+                             scale=1 / downsample, origin=torch.tensor(
+                                 origin, dtype=torch.float64))
 
 
 class _Cache:
@@ -278,6 +318,10 @@ class ViewerServer(ThreadingHTTPServer):
                               for s in getattr(p, 'slide_ids', None)
                               or [p.slide_id]}
                              for run in self.runs]
+        # A run shows an uncertainty layer when its scores have one (a
+        # probabilistic model's); its first score file says.
+        self._uncertain = [bool(ids) and run.scores(ids[0]).attention_std
+                           is not None for run, ids in zip(self.runs, scored)]
         ids = []
         for run_ids in scored:
             ids += [s for s in run_ids if s not in ids]
@@ -320,13 +364,18 @@ class ViewerServer(ThreadingHTTPServer):
                            'annotated': self.annotation_file(slide_id)
                            is not None,
                            'runs': predictions})
-        return {'runs': [{'index': i, 'name': r.name}
+        def hex_colors(colors):
+            return ['#%02x%02x%02x' % tuple(c) for c in colors]
+        steps = torch.linspace(0, 100, 11)
+        return {'runs': [{'index': i, 'name': r.name,
+                          'uncertainty': self._uncertain[i]}
                          for i, r in enumerate(self.runs)],
                 'slides': slides, 'legend': {
                     'label': PERCENTILE_LABEL,
-                    'colors': ['#%02x%02x%02x' % tuple(c) for c in
-                               percentile_colors(torch.linspace(0, 100,
-                                                                11))]}}
+                    'colors': hex_colors(percentile_colors(steps))},
+                'uncertainty_legend': {
+                    'label': UNCERTAINTY_LABEL,
+                    'colors': hex_colors(uncertainty_colors(steps))}}
 
     def deep_zoom(self, slide_id: str):
         r"""(OpenSlide, DeepZoomGenerator) of a slide, or :obj:`None`
@@ -368,8 +417,23 @@ class ViewerServer(ThreadingHTTPServer):
             return AttentionTiles(scores.coords, scores.attention_logits,
                                   scores.patch_size_level0,
                                   self.dimensions(slide_id),
-                                  overlay_style=self.overlay_style)
+                                  overlay_style=self.overlay_style,
+                                  attention_std=scores.attention_std)
         return self._tiles.get((run_index, slide_id), build)
+
+    def uncertainty_tiles(self, run_index: int, slide_id: str):
+        run = self.runs[run_index]
+        if slide_id not in self._scored[run_index]:
+            raise KeyError(f'{run.name} did not score {slide_id}')
+
+        def build():
+            scores = run.scores(slide_id)
+            if scores.attention_std is None:
+                raise KeyError(f'{run.name} has no uncertainty')
+            return UncertaintyTiles(scores.coords, scores.attention_std,
+                                    scores.patch_size_level0,
+                                    self.dimensions(slide_id))
+        return self._tiles.get(('uncertainty', run_index, slide_id), build)
 
     def annotation_file(self, slide_id: str) -> Optional[Path]:
         if self.annotations is None:
@@ -408,6 +472,9 @@ _SLIDE_DZI = re.compile(r'/slide/(.+)\.dzi')
 _OVERLAY_TILE = re.compile(r'/overlay/(\d+)/(.+)_files/(\d+)/(\d+)_(\d+)'
                            r'\.png')
 _OVERLAY_DZI = re.compile(r'/overlay/(\d+)/(.+)\.dzi')
+_UNCERTAINTY_TILE = re.compile(r'/uncertainty/(\d+)/(.+)_files/(\d+)/'
+                               r'(\d+)_(\d+)\.png')
+_UNCERTAINTY_DZI = re.compile(r'/uncertainty/(\d+)/(.+)\.dzi')
 _OUTLINE_TILE = re.compile(r'/annotations/(.+)_files/(\d+)/(\d+)_(\d+)\.png')
 _OUTLINE_DZI = re.compile(r'/annotations/(.+)\.dzi')
 _PATCH = re.compile(r'/api/patch/(\d+)/(.+)')
@@ -541,6 +608,19 @@ class _Handler(BaseHTTPRequestHandler):
             except KeyError:
                 raise _NotFound from None
             return HTTPStatus.OK, png, 'image/png'
+        match = _UNCERTAINTY_DZI.fullmatch(path)
+        if match:
+            tiles = self._uncertainty(match[1], match[2])
+            return HTTPStatus.OK, tiles.dzi().encode(), 'application/xml'
+        match = _UNCERTAINTY_TILE.fullmatch(path)
+        if match:
+            tiles = self._uncertainty(match[1], match[2])
+            try:
+                png = tiles.tile(int(match[3]), int(match[4]),
+                                 int(match[5]))
+            except KeyError:
+                raise _NotFound from None
+            return HTTPStatus.OK, png, 'image/png'
         match = _PATCH.fullmatch(path)
         if match:
             tiles = self._tiles(match[1], match[2])
@@ -560,6 +640,13 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             return self.server.attention_tiles(self._run(run),
                                                self._slide(slide_id))
+        except KeyError:
+            raise _NotFound from None
+
+    def _uncertainty(self, run: str, slide_id: str) -> UncertaintyTiles:
+        try:
+            return self.server.uncertainty_tiles(self._run(run),
+                                                 self._slide(slide_id))
         except KeyError:
             raise _NotFound from None
 

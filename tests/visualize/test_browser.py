@@ -52,7 +52,7 @@ def test_slide_tiles_render_and_the_overlay_marks_the_lesions(
         browser, viewer, scored_cohort):
     data, _ = scored_cohort
     open_page(browser, viewer, 'slide=slide_001&overlay=0')
-    wait_ready(browser, 'slide_001|0|0|0.5')
+    wait_ready(browser, 'slide_001|0|0|0.5|0')
     assert browser.title == 'pyg-sm viewer'
     plain = screenshot(browser)
     box = browser.execute_script(
@@ -71,7 +71,7 @@ def test_slide_tiles_render_and_the_overlay_marks_the_lesions(
     assert lesion_plain[1] < 150, lesion_plain
 
     browser.find_element('id', 'overlay').click()
-    wait_ready(browser, 'slide_001|0|1|0.5')
+    wait_ready(browser, 'slide_001|0|1|0.5|0')
     shown = screenshot(browser)
     lesion_shown = shown[py - 2:py + 3, px - 2:px + 3].reshape(-1, 3).mean(0)
     assert np.abs(lesion_shown - lesion_plain).max() > 30, \
@@ -86,20 +86,20 @@ def test_opacity_and_run_switch(browser, viewer, scored_cohort):
 
     data, _ = scored_cohort
     open_page(browser, viewer, 'slide=slide_003&overlay=1')
-    wait_ready(browser, 'slide_003|0|1|0.5')
+    wait_ready(browser, 'slide_003|0|1|0.5|0')
     _, x, y = patch_centre(data, 'slide_003', lesion=True)
     px, py = page_point(browser, x, y)
     half = screenshot(browser)[py, px]
     browser.execute_script('window.pygSm.setOpacity(1)')
-    wait_ready(browser, 'slide_003|0|1|1')
+    wait_ready(browser, 'slide_003|0|1|1|0')
     full = screenshot(browser)[py, px]
     assert np.abs(full - half).max() > 20
     Select(browser.find_element('id', 'run')).select_by_visible_text(
         'reversed')
-    wait_ready(browser, 'slide_003|1|1|1')
+    wait_ready(browser, 'slide_003|1|1|1|0')
     other = screenshot(browser)[py, px]
     browser.execute_script('window.pygSm.setOpacity(0)')
-    wait_ready(browser, 'slide_003|1|1|0')
+    wait_ready(browser, 'slide_003|1|1|0|0')
     bare = screenshot(browser)[py, px]
     # 'focused' puts the lesions at the red end, opaque in the ramp style;
     # 'reversed' at the low end, which the ramp leaves nearly transparent:
@@ -111,7 +111,7 @@ def test_opacity_and_run_switch(browser, viewer, scored_cohort):
 
 def test_slide_list_selects_and_sorts(browser, viewer):
     open_page(browser, viewer, 'slide=slide_000')
-    wait_ready(browser, 'slide_000|0|1|0.5')
+    wait_ready(browser, 'slide_000|0|1|0.5|0')
 
     def rows():
         return [r.get_attribute('data-id') for r in
@@ -128,7 +128,7 @@ def test_slide_list_selects_and_sorts(browser, viewer):
     assert set(order[:2]) == {'slide_001', 'slide_003'}
     browser.find_element('css selector',
                          '#slides-body tr[data-id="slide_002"]').click()
-    wait_ready(browser, 'slide_002|0|1|0.5')
+    wait_ready(browser, 'slide_002|0|1|0.5|0')
     selected = browser.find_elements('css selector',
                                      '#slides-body tr.selected')
     assert [r.get_attribute('data-id') for r in selected] == ['slide_002']
@@ -143,7 +143,7 @@ def test_readout_names_the_patch_under_the_pointer(browser, viewer,
 
     data, _ = scored_cohort
     open_page(browser, viewer, 'slide=slide_001')
-    wait_ready(browser, 'slide_001|0|1|0.5')
+    wait_ready(browser, 'slide_001|0|1|0.5|0')
     index, x, y = patch_centre(data, 'slide_001', lesion=True)
     px, py = page_point(browser, x, y)
     body = browser.find_element('tag name', 'body')
@@ -199,7 +199,7 @@ def test_annotation_outlines_layer_toggles_and_stays_aligned(
         assert slides['slide_003']['annotated']
         assert not slides['slide_000']['annotated']  # a negative slide
         open_page(browser, server, 'slide=slide_003&overlay=0')
-        wait_ready(browser, 'slide_003|0|0|0.5')
+        wait_ready(browser, 'slide_003|0|0|0.5|0')
         assert browser.find_element('id', 'outlines-control').is_displayed()
         assert magenta_near(browser) > 0
         browser.execute_script(
@@ -207,13 +207,85 @@ def test_annotation_outlines_layer_toggles_and_stays_aligned(
             'v.viewport.zoomBy(4, v.world.getItemAt(0)'
             '.imageToViewportCoordinates(arguments[0], arguments[1]), true);'
             'window.pygSm.setOutlines(true);', x, y)
-        wait_ready(browser, 'slide_003|0|0|0.5')
+        wait_ready(browser, 'slide_003|0|0|0.5|0')
         assert magenta_near(browser) > 0
         browser.execute_script('window.pygSm.setOutlines(false)')
-        wait_ready(browser, 'slide_003|0|0|0.5')
+        wait_ready(browser, 'slide_003|0|0|0.5|0')
         assert magenta_near(browser) == 0
         assert 'outlines=0' in browser.current_url
         open_page(browser, server, 'slide=slide_000&overlay=0')
-        wait_ready(browser, 'slide_000|0|0|0.5')
+        wait_ready(browser, 'slide_000|0|0|0.5|0')
         assert not browser.find_element('id',
                                         'outlines-control').is_displayed()
+
+
+def test_uncertainty_layer_of_a_probabilistic_run(browser, scored_cohort,
+                                                  tmp_path):
+    """A run whose scores hold attention_std (a probabilistic model's)
+    gets an uncertainty layer: off by default, toggled by its checkbox,
+    painted on its own colour scale (magma: the most uncertain patches
+    bright, the least dark) and read out under the pointer; a run without
+    it shows no such control."""
+    from matplotlib import colormaps
+
+    from pyg_sm.runs import RunFolder
+    from viewer_helpers import RunningViewer
+
+    data, runs = scored_cohort
+    focused = RunFolder(runs[0])
+    uncertain = RunFolder(tmp_path / 'uncertain')
+    for slide_id in focused.slide_ids:
+        scores = focused.scores(slide_id)
+        # The most uncertain on the lesions.
+        std = 0.1 + scores.patch_labels.float()
+        uncertain.write_scores(slide_id, scores.coords,
+                               scores.attention_logits,
+                               scores.patch_size_level0, scores.patch_labels,
+                               attention_std=std)
+    uncertain.write_predictions(focused.predictions(), ['0', '1'])
+    bright = np.array(colormaps['magma'](1.0)[:3]) * 255
+    dark = np.array(colormaps['magma'](0.0)[:3]) * 255
+    lesion, lx, ly = patch_centre(data, 'slide_003')
+    _, tx, ty = patch_centre(data, 'slide_003', lesion=False)
+
+    def color_at(driver, x, y):
+        px, py = page_point(driver, x, y)
+        return screenshot(driver)[py - 2:py + 3, px - 2:px + 3].reshape(
+            -1, 3).mean(0)
+
+    with RunningViewer([uncertain.path, runs[1]], data / 'slides') as server:
+        assert [r['uncertainty'] for r in server.slide_list()['runs']] == \
+            [True, False]
+        open_page(browser, server, 'slide=slide_003&overlay=0')
+        wait_ready(browser, 'slide_003|0|0|0.5|0')
+        assert browser.find_element('id',
+                                    'uncertainty-control').is_displayed()
+        assert not browser.find_element('id',
+                                        'uncertainty-legend').is_displayed()
+        browser.execute_script('window.pygSm.setUncertainty(true)')
+        wait_ready(browser, 'slide_003|0|0|0.5|1')
+        assert browser.find_element('id',
+                                    'uncertainty-legend').is_displayed()
+        assert np.abs(color_at(browser, lx, ly) - bright).sum() < 60
+        assert np.abs(color_at(browser, tx, ty) - dark).sum() < 60
+        assert 'uncertainty=1' in browser.current_url
+        from selenium.webdriver.common.action_chains import ActionChains
+
+        px, py = page_point(browser, lx, ly)
+        body = browser.find_element('tag name', 'body')
+        ActionChains(browser).move_to_element_with_offset(
+            body, px - body.size['width'] // 2,
+            py - body.size['height'] // 2).perform()
+        from selenium.webdriver.support.ui import WebDriverWait
+
+        WebDriverWait(browser, WAIT).until(
+            lambda d: d.find_element('id', 'readout').get_attribute(
+                'data-patch') == str(lesion))
+        assert 'std 1.10' in browser.find_element('id', 'readout').text
+        browser.execute_script('window.pygSm.setUncertainty(false)')
+        wait_ready(browser, 'slide_003|0|0|0.5|0')
+        assert np.abs(color_at(browser, lx, ly) - bright).sum() > 60
+        browser.execute_script('window.pygSm.setRun(1)')
+        wait_ready(browser, 'slide_003|1|0|0.5|0')
+        assert not browser.find_element('id',
+                                        'uncertainty-control').is_displayed()

@@ -1,19 +1,22 @@
 // The pyg-sm viewer: a sortable list of slides, the chosen slide in deep
 // zoom with the attention of a run as a second, aligned tiled image, and the
-// attention of the patch under the pointer, and the pathologists' outlines
-// as a third layer where the slide has annotations. When everything the view needs
-// is drawn, <body data-ready> holds "slide|run|overlay|opacity" (tests and
-// scripts wait on it).
+// attention of the patch under the pointer, a probabilistic model's
+// uncertainty (attention_std) as a layer of its own colour scale, and the
+// pathologists' outlines as the top layer where the slide has annotations.
+// When everything the view needs is drawn, <body data-ready> holds
+// "slide|run|overlay|opacity|uncertainty" (tests and scripts wait on it).
 (function () {
   'use strict';
 
   var state = {slides: [], runs: [], slide: null, run: 0, overlay: true,
-               opacity: 0.5, outlines: true, sortKey: 'id',
+               opacity: 0.5, outlines: true, uncertainty: false,
+               sortKey: 'id',
                sortAscending: true};
   var pendingKey = null;
   var busy = false;            // a slide or a layer is being opened
   var overlayItem = null;
   var outlineItem = null;      // the annotation outlines, when the slide has
+  var uncertaintyItem = null;  // the run's attention_std, when it has one
   var el = function (id) { return document.getElementById(id); };
   var params = new URLSearchParams(window.location.search);
 
@@ -29,7 +32,7 @@
 
   function viewKey() {
     return [state.slide, state.run, state.overlay ? 1 : 0,
-            state.opacity].join('|');
+            state.opacity, state.uncertainty ? 1 : 0].join('|');
   }
 
   function markPending() {
@@ -56,6 +59,9 @@
   function encodeId(id) { return encodeURIComponent(id); }
   function overlayUrl(run, id) {
     return '/overlay/' + run + '/' + encodeId(id) + '.dzi';
+  }
+  function uncertaintyUrl(run, id) {
+    return '/uncertainty/' + run + '/' + encodeId(id) + '.dzi';
   }
   function outlineUrl(id) {
     return '/annotations/' + encodeId(id) + '.dzi';
@@ -94,22 +100,42 @@
     });
   }
 
+  // The uncertainty goes over the attention, under the outlines.
+  function addUncertainty() {
+    var slide = slideInfo(state.slide);
+    var shown = state.runs[state.run].uncertainty &&
+      scoredBy(state.run, slide);
+    uncertaintyItem = null;
+    el('uncertainty-control').hidden = !shown;
+    el('uncertainty-legend').hidden = !(shown && state.uncertainty);
+    if (!shown) { addOutlines(); return; }
+    viewer.addTiledImage({
+      tileSource: uncertaintyUrl(state.run, state.slide),
+      opacity: state.uncertainty ? 1 : 0,
+      success: function (event) { uncertaintyItem = event.item; addOutlines(); },
+      error: function () {
+        el('note').textContent = 'the uncertainty layer failed to load';
+        addOutlines();
+      }
+    });
+  }
+
   function addOverlay() {
     var slide = slideInfo(state.slide);
     overlayItem = null;
     if (!scoredBy(state.run, slide)) {
       el('note').textContent = state.runs[state.run].name +
         ' did not score this slide';
-      addOutlines();
+      addUncertainty();
       return;
     }
     viewer.addTiledImage({
       tileSource: overlayUrl(state.run, state.slide),
       opacity: state.overlay ? state.opacity : 0,
-      success: function (event) { overlayItem = event.item; addOutlines(); },
+      success: function (event) { overlayItem = event.item; addUncertainty(); },
       error: function () {
         el('note').textContent = 'the attention layer failed to load';
-        addOutlines();
+        addUncertainty();
       }
     });
   }
@@ -131,6 +157,7 @@
     viewer.world.removeAll();
     overlayItem = null;
     outlineItem = null;
+    uncertaintyItem = null;
     if (slide.image) {
       viewer.addOnceHandler('open', addOverlay);
       viewer.addOnceHandler('open-failed', function () {
@@ -148,8 +175,10 @@
     state.run = run;
     el('run').value = String(run);
     if (overlayItem) viewer.world.removeItem(overlayItem);
+    if (uncertaintyItem) viewer.world.removeItem(uncertaintyItem);
     if (outlineItem) viewer.world.removeItem(outlineItem);
     outlineItem = null;
+    uncertaintyItem = null;
     busy = true;
     markPending();
     addOverlay();
@@ -172,6 +201,15 @@
     remember();
   }
 
+  function setUncertainty(on) {
+    state.uncertainty = on;
+    el('uncertainty').checked = on;
+    el('uncertainty-legend').hidden = !(on && uncertaintyItem);
+    markPending();
+    if (uncertaintyItem) uncertaintyItem.setOpacity(on ? 1 : 0);
+    remember();
+  }
+
   function setOpacity(value) {
     state.opacity = value;
     el('opacity').value = String(Math.round(value * 100));
@@ -185,6 +223,7 @@
     query.set('run', String(state.run));
     query.set('overlay', state.overlay ? '1' : '0');
     query.set('outlines', state.outlines ? '1' : '0');
+    query.set('uncertainty', state.uncertainty ? '1' : '0');
     window.history.replaceState(null, '', '?' + query.toString());
   }
 
@@ -278,7 +317,8 @@
         out.dataset.patch = p ? String(p.index) : '';
         out.textContent = p ? 'patch ' + p.index + ' at (' + p.x + ', ' + p.y +
           '): attention ' + p.attention.toPrecision(3) + ', percentile ' +
-          p.percentile.toFixed(1) : 'no patch here';
+          p.percentile.toFixed(1) + (p.attention_std === undefined ? '' :
+          ', std ' + p.attention_std.toPrecision(3)) : 'no patch here';
       })
       .catch(function () {})
       .then(function () {
@@ -299,6 +339,7 @@
   // Start --------------------------------------------------------------------
   el('overlay').addEventListener('change', function (e) { setOverlay(e.target.checked); });
   el('outlines').addEventListener('change', function (e) { setOutlines(e.target.checked); });
+  el('uncertainty').addEventListener('change', function (e) { setUncertainty(e.target.checked); });
   el('opacity').addEventListener('input', function (e) { setOpacity(Number(e.target.value) / 100); });
   el('run').addEventListener('change', function (e) { setRun(Number(e.target.value)); });
 
@@ -317,6 +358,9 @@
     el('legend-bar').style.background = 'linear-gradient(to right, ' +
       data.legend.colors.join(', ') + ')';
     el('legend-text').textContent = '0 \u2013 100: ' + data.legend.label;
+    el('uncertainty-legend-bar').style.background = 'linear-gradient(to right, ' +
+      data.uncertainty_legend.colors.join(', ') + ')';
+    el('uncertainty-legend-text').textContent = data.uncertainty_legend.label;
     var run = Number(params.get('run') || 0);
     state.run = run >= 0 && run < data.runs.length ? run : 0;
     el('run').value = String(state.run);
@@ -324,6 +368,8 @@
     el('overlay').checked = state.overlay;
     state.outlines = params.get('outlines') !== '0';
     el('outlines').checked = state.outlines;
+    state.uncertainty = params.get('uncertainty') === '1';
+    el('uncertainty').checked = state.uncertainty;
     renderTable();
     var first = params.get('slide');
     if (!slideInfo(first) && data.slides.length) first = data.slides[0].id;
@@ -339,7 +385,7 @@
 
   window.pygSm = {state: state, viewer: viewer, openSlide: openSlide,
                   setRun: setRun, setOverlay: setOverlay,
-                  setOutlines: setOutlines,
+                  setOutlines: setOutlines, setUncertainty: setUncertainty,
                   setOpacity: setOpacity, sortBy: sortBy,
                   imageToPage: imageToPage};
 })();
