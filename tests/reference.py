@@ -129,3 +129,40 @@ def reference_transformer(encoder, x: Tensor, adj: Tensor) -> Tensor:
         if encoder.add_self:
             y = y + x0
     return layer_norm(encoder.norm, y)
+
+
+def prob_smooth_bag(X: Tensor, A: Tensor, weights: dict, noise=None):
+    """One bag of probabilistic smooth attention (SPEC.md), dense, float64:
+    X (N, D), A (N, N), the layers' weights by torchmil's names (``w1``,
+    ``b1``, ``w2``, ``b2``, ``w_mu``, ``b_mu``, and ``w_s``, ``b_s`` in
+    'diag' mode), noise (N, M) or None ('zero' mode). Returns mu, log_var
+    (None without it), the samples (N, M), their softmax (N, M), z (M, D)
+    and the KL term of the bag."""
+    X, A = X.double(), A.double()
+    w = {k: v.double() for k, v in weights.items()}
+    H = F.gelu(F.gelu(X @ w['w1'].T + w['b1']) @ w['w2'].T + w['b2'])
+    mu = (H @ w['w_mu'].T + w['b_mu']).squeeze(-1)
+    N = X.size(0)
+    kl = mu @ mu - mu @ A @ mu
+    if 'w_s' in w:
+        log_var = (H @ w['w_s'].T + w['b_s']).squeeze(-1)
+        var = log_var.exp()
+        f = (mu[:, None] + var.sqrt()[:, None] * noise.double()).clamp(-20,
+                                                                       20)
+        kl = kl + ((1 - torch.diagonal(A)) * var).sum() - 0.5 * log_var.sum()
+    else:
+        log_var, f = None, mu[:, None]
+    s = torch.softmax(f, dim=0)
+    return mu, log_var, f, s, s.T @ X, kl / N
+
+
+def prob_pool_weights(pool) -> dict:
+    """The weights of a ProbSmoothAttentionPool, by prob_smooth_bag's
+    names."""
+    weights = {'w1': pool.in_mlp[0].weight, 'b1': pool.in_mlp[0].bias,
+               'w2': pool.in_mlp[2].weight, 'b2': pool.in_mlp[2].bias,
+               'w_mu': pool.mu_f_nn.weight, 'b_mu': pool.mu_f_nn.bias}
+    if pool.log_diag_Sigma_nn is not None:
+        weights.update(w_s=pool.log_diag_Sigma_nn.weight,
+                       b_s=pool.log_diag_Sigma_nn.bias)
+    return {k: v.detach() for k, v in weights.items()}

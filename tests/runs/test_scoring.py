@@ -196,3 +196,49 @@ def test_evaluate_against_annotations(cohort, trained, tmp_path):
     with pytest.warns(UserWarning, match="slide 'slide_003' .*cover none "
                                          "of its patches"):
         localize(tmp_path / 'eval', annotations, mpp=2.0)
+
+
+@pytest.mark.parametrize('model, options', [
+    ('prob_smooth_abmil', dict(att_dim=8, n_samples_train=20,
+                               n_samples_test=50)),
+    ('smooth_abmil', dict(att_dim=8)),
+    ('transformer_prob_smooth_abmil', dict(
+        pool_att_dim=4, transf_att_dim=8, transf_n_heads=2,
+        n_samples_train=10, n_samples_test=30)),
+])
+def test_probabilistic_models_train_and_score_with_uncertainty(
+        cohort, tmp_path, model, options):
+    """Each probabilistic model trains (criterion + KL), and evaluate
+    writes attention_std into the score files and GeoJSON and reports the
+    uncertainty AUROC against the annotations; evaluating twice gives the
+    same numbers (the samples come from the model's seeded generator)."""
+    from pyg_sm.train.checkpoint import read_checkpoint
+
+    run = tmp_path / 'run'
+    train_run(cohort, run, model=model, model_options=options, heatmaps=0)
+    saved = read_checkpoint(run / 'checkpoint.pt')
+    assert saved['model'] == model
+    evaluations = [score_run('evaluate', cohort, run / 'checkpoint.pt',
+                             tmp_path / f'eval{k}', heatmaps=1,
+                             annotations=cohort / 'annotations', mpp=2.0)
+                   for k in range(2)]
+    first, second = evaluations
+    assert [p['logits'] for p in first['predictions']] == \
+        [p['logits'] for p in second['predictions']]
+    metrics = first['metrics']
+    assert 'uncertainty_auroc' in first['localization']
+    assert metrics['uncertainty_auroc'] == \
+        first['localization']['uncertainty_auroc']
+    scores = RunFolder(tmp_path / 'eval0').scores('slide_001')
+    assert scores.attention_std is not None
+    assert scores.attention_std.shape == scores.attention_logits.shape
+    geojson = json.loads((tmp_path / 'eval0' / 'geojson' /
+                          'slide_001.geojson').read_text())
+    measured = geojson['features'][0]['properties']['measurements']
+    assert measured['attention_std'] == pytest.approx(
+        float(scores.attention_std[0]))
+    if model == 'smooth_abmil':  # no variance: nothing to rank with
+        assert (scores.attention_std == 0).all()
+    else:
+        assert (scores.attention_std > 0).all()
+        assert 0 <= metrics['uncertainty_auroc'] <= 1

@@ -101,3 +101,23 @@ def test_checkpoint_round_trip_gives_identical_predictions(slides, tmp_path):
     (tmp_path / 'junk.pt').write_bytes(b'not a checkpoint')
     with pytest.raises(Exception):
         load_checkpoint(tmp_path / 'junk.pt')
+
+
+def test_misranked_patches_and_the_uncertainty_auroc():
+    from pyg_sm.train.metrics import misranked_patches, uncertainty_auroc
+
+    attention = np.array([0.9, 0.8, 0.1, 0.7, 0.2])
+    labels = np.array([1, 0, 1, 0, 0])
+    # Two positives: the two highest (0.9, 0.8) are called positive; the
+    # second and third patches are misranked.
+    assert misranked_patches(attention, labels).tolist() == [
+        False, True, True, False, False]
+    assert misranked_patches(attention, np.zeros(5)) is None
+    assert misranked_patches(attention, np.ones(5)) is None
+    flags_std = np.array([0.1, 0.9, 0.8, 0.2, 0.3])  # high where wrong
+    assert uncertainty_auroc([(attention, flags_std, labels)]) == 1.0
+    assert uncertainty_auroc([(attention, 1 - flags_std, labels)]) == 0.0
+    # A slide of one kind of patches has nothing to rank.
+    assert uncertainty_auroc([(attention, flags_std, np.zeros(5))]) is None
+    # Perfect ranking: no misranked patch, no AUROC.
+    assert uncertainty_auroc([(labels + 0.0, flags_std, labels)]) is None
