@@ -9,7 +9,10 @@ names below are the public API."""
 from .data import PADDING_ATTENTION, batch_to_dense, dense_to_batch
 from .datasets import SlideDataset, make_synthetic_slides
 from .models import (
+                     ProbSmoothABMIL,
                      SmABMIL,
+                     SmoothABMIL,
+                     TransformerProbSmoothABMIL,
                      SmTransformerABMIL,
                      from_torchmil,
                      from_torchmil_state_dict,
@@ -17,6 +20,7 @@ from .models import (
 from .nn import (
                      CoxPHLoss,
                      DiscreteTimeNLLLoss,
+                     ProbSmoothAttentionPool,
                      Sm,
                      SmAttentionPool,
                      SmConvergenceError,
@@ -39,6 +43,10 @@ __all__ = [
     'SmAttentionPool',
     'SmABMIL',
     'SmTransformerABMIL',
+    'ProbSmoothAttentionPool',
+    'ProbSmoothABMIL',
+    'SmoothABMIL',
+    'TransformerProbSmoothABMIL',
     'from_torchmil',
     'from_torchmil_state_dict',
     'SmTransformerEncoder',

@@ -11,7 +11,17 @@ OPTIONS = dict(att_dim=8, sm_layers=1, sm_post=True)
 EPOCHS, BATCH_SIZE, SEED = 2, 2, 7
 _SMALL = {'sm_abmil': dict(att_dim=8),
           'sm_transformer_abmil': dict(pool_att_dim=8, transf_att_dim=8,
-                                       transf_n_layers=1, transf_n_heads=2)}
+                                       transf_n_layers=1, transf_n_heads=2),
+          'prob_smooth_abmil': dict(att_dim=8, n_samples_train=7,
+                                    n_samples_test=9),
+          'smooth_abmil': dict(att_dim=8),
+          'transformer_prob_smooth_abmil': dict(
+              pool_att_dim=8, transf_att_dim=8, transf_n_heads=2,
+              n_samples_train=7, n_samples_test=9)}
+#: The cases that draw attention samples from each process's generator:
+#: they cannot equal one process; DDP must still keep the processes' models
+#: equal.
+SAMPLED = ('prob_smooth_abmil:prob', 'transformer_prob_smooth_abmil:prob')
 #: Every preset of both models, and the transformer without its MLP: DDP
 #: stops at its second step if any parameter gets no gradient.
 CASES = {f'{name}:{preset}': (name, dict(preset=preset))
@@ -72,7 +82,12 @@ def train_rank(rank, world_size, init_file, result_file):
             model = fresh_model(case)
             train_model(model, bags(), epochs=EPOCHS, batch_size=BATCH_SIZE,
                         seed=SEED, progress=False)
-            results[case] = model.state_dict()
+            states = [None] * world_size
+            torch.distributed.all_gather_object(states, model.state_dict())
+            results[case] = states[0]
+            results[('ranks agree', case)] = all(
+                torch.equal(states[0][k], other[k])
+                for other in states[1:] for k in states[0])
         val_set = ReadLog(bags())
         result = validate(fresh_model(), val_set)
         gathered = [None] * world_size

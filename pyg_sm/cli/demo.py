@@ -5,8 +5,8 @@ from .. import runs
 from ..runs import DemoConfig
 from ._flags import add_config_flags, given
 
-HELP = ('train SmABMIL and ABMIL on a synthetic dataset and compare '
-        'localization')
+HELP = ('train SmABMIL, ProbSmoothABMIL and ABMIL on a synthetic dataset '
+        'and compare localization')
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -1,7 +1,9 @@
 r"""Layers: the :class:`Sm` operator (a PyG ``MessagePassing`` layer, with
 its private engine: autograd functions and the conjugate-gradient solver),
 :class:`SmAttentionPool` and the Sm transformer (:class:`SmTransformerEncoder`,
-its layer and its self-attention), and the survival criteria
+its layer and its self-attention), probabilistic smooth attention
+(:class:`ProbSmoothAttentionPool`, its KL term :func:`smoothness_kl`), and
+the survival criteria
 (:class:`CoxPHLoss`, :class:`DiscreteTimeNLLLoss`) and their bag head
 (:class:`SurvivalHead`)."""
 from ._solver import SmConvergenceError, SmConvergenceWarning

@@ -738,8 +738,8 @@ class ViewConfig:
 
 @dataclasses.dataclass(kw_only=True)
 class DemoConfig:
-    r"""``pyg-sm demo``: SmABMIL and plain ABMIL trained (the ``demo``
-    recipe) and evaluated on synthetic slides."""
+    r"""``pyg-sm demo``: SmABMIL, ProbSmoothABMIL and plain ABMIL trained
+    (the ``demo`` recipe) and evaluated on synthetic slides."""
     out: Path = setting(Path('pyg_sm_demo'), 'output folder')
     num_slides: int = setting(160, 'synthetic slides to make')
     epochs: int = setting(default_of(TrainConfig, 'epochs'), 'training epochs')

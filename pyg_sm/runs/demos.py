@@ -1,7 +1,10 @@
-r"""``demo``: SmABMIL against plain ABMIL on synthetic slides, trained by
+r"""``demo``: SmABMIL, ProbSmoothABMIL and plain ABMIL on synthetic slides,
+trained by
 :func:`~pyg_sm.runs.train` (the ``demo`` recipe) and scored by
 :func:`~pyg_sm.runs.evaluate` on the held-out slides."""
+import dataclasses
 import shlex
+from typing import Any, Dict
 
 from ..datasets import SlideImages, make_synthetic_slides
 from ..datasets.annotations import AnnotationFolder
@@ -20,21 +23,35 @@ from .folder import FINISHED, RunFolder
 from .scoring import evaluate
 from .training import train
 
-#: The demo's two models: the name it shows and the model preset.
-DEMO_MODELS = (('SmABMIL', 'sm'), ('ABMIL', 'abmil'))
+@dataclasses.dataclass(frozen=True)
+class DemoModel:
+    r"""A model of the demo: the name it shows, and the model and preset
+    (:data:`~pyg_sm.models.MODELS`) it trains."""
+    name: str
+    model: str
+    preset: str
+    options: Dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+#: The demo's models: Sm, its probabilistic sibling (torchmil 1.0.2's
+#: defaults: 1000 attention samples per bag in training, 5000 in
+#: evaluation) and the same attention without any smoothing.
+DEMO_MODELS = (DemoModel('SmABMIL', 'sm_abmil', 'sm'),
+               DemoModel('ProbSmoothABMIL', 'prob_smooth_abmil', 'prob'),
+               DemoModel('ABMIL', 'sm_abmil', 'abmil'))
 #: Where the demo puts its training runs, inside its folder.
 TRAIN_DIR = 'train'
 
 
 def demo(config: DemoConfig) -> RunFolder:
     r"""Makes :obj:`config.num_slides` synthetic slides with images, trains
-    SmABMIL (preset ``sm``) and the same model without Sm (preset
-    ``abmil``) with the ``demo`` recipe into ``OUT/train/<model>/``,
-    evaluates each on the held-out slides into ``OUT/<model>/`` (a
-    prediction folder, as ``pyg-sm evaluate`` writes it), draws both
-    models' attention over the most lesioned held-out slides into
-    ``OUT/heatmaps/`` and writes ``OUT/results.json``. Returns the demo's
-    folder.
+    each of :data:`DEMO_MODELS` (SmABMIL, ProbSmoothABMIL, and SmABMIL
+    without Sm: ABMIL) with the ``demo`` recipe into
+    ``OUT/train/<model>/``, evaluates each on the held-out slides into
+    ``OUT/<model>/`` (a prediction folder, as ``pyg-sm evaluate`` writes
+    it), draws the models' attention (and ProbSmoothABMIL's uncertainty)
+    over the most lesioned held-out slides into ``OUT/heatmaps/`` and
+    writes ``OUT/results.json``. Returns the demo's folder.
 
     With :obj:`config.task` ``'survival'`` the slides have times that
     shorten with their lesion burden (about 30% censored), both models
@@ -50,14 +67,16 @@ def demo(config: DemoConfig) -> RunFolder:
                                      task=config.task)
     print(f'synthetic dataset: {config.num_slides} slides in {data_dir}, '
           f"slide images in {data_dir / 'slides'}", flush=True)
-    # The four runs read one cohort: each graph is built once.
+    # The runs read one cohort: each graph is built once.
     cache = out.graph_cache_dir
     metrics, runs, evaluated, frocs = {}, {}, [], {}
-    for name, preset in DEMO_MODELS:
+    for entry in DEMO_MODELS:
+        name = entry.name
         trained = train(TrainConfig.from_recipe(
             'demo', data_dir=data_dir, out=out.path / TRAIN_DIR / name,
-            preset=preset, epochs=config.epochs, seed=config.seed,
-            heatmaps=0, overwrite=True, graph_cache=cache,
+            model=entry.model, preset=entry.preset,
+            model_options=dict(entry.options), epochs=config.epochs,
+            seed=config.seed, heatmaps=0, overwrite=True, graph_cache=cache,
             task=config.task))
         run = trained.results()
         held_out = run['split']['val']

@@ -16,7 +16,12 @@ from pyg_sm.models import MODELS, build_model
 
 SMALL = {'sm_abmil': dict(att_dim=8),
          'sm_transformer_abmil': dict(pool_att_dim=8, transf_att_dim=8,
-                                      transf_n_layers=1, transf_n_heads=2)}
+                                      transf_n_layers=1, transf_n_heads=2),
+         'prob_smooth_abmil': dict(att_dim=8, n_samples_train=5),
+         'smooth_abmil': dict(att_dim=8),
+         'transformer_prob_smooth_abmil': dict(
+             pool_att_dim=8, transf_att_dim=8, transf_n_heads=2,
+             n_samples_train=5)}
 #: Every preset of both models, and the settings that leave a part unused
 #: if it is built anyway.
 CASES = [(name, dict(preset=preset)) for name, spec in MODELS.items()
