@@ -1,16 +1,17 @@
 r"""A training step (forward, backward, Adam) of ProbSmoothABMIL on one bag
-of 1k, 4k and 16k instances (D=256, 4-neighbour grid graph, torchmil
+of 1k, 4k, 16k and 32k instances (D=256, 4-neighbour grid graph, torchmil
 1.0.2's defaults: att_dim 128, M = 1000 attention samples, the criterion
 over the samples plus the KL term): pyg-sm against torchmil 1.0.2's
 ProbSmoothABMIL with a dense and with a sparse adjacency.
 
 Each case runs in its own process (torchmil from ``.torchmil/``, as ``make
-test`` installs it): one warm-up step, then the median of ``--repeat``
-timed steps. Peak memory is the process's peak resident set size during
-the timed steps, and ``step_gb`` what they added to what the process held
-before them (the model, the inputs and the adjacency are already there).
+test`` installs it): three warm-up steps, then the median of
+``--repeat`` timed steps. The peak is the process's peak resident set size during the
+timed steps (the interpreter, torch, the model, the inputs, the adjacency
+and the step), and the step memory what the steps added to what the
+process held before them.
 
-    python benchmarks/prob_smooth.py [--sizes 1024 4096 16384]
+    python benchmarks/prob_smooth.py [--sizes 1024 4096 16384 32768]
 
 writes benchmarks/results/prob_smooth.{md,json}.
 """
@@ -80,9 +81,10 @@ def run_case(method: str, n: int, repeat: int) -> dict:
         loss = step()
         loss.backward()
         optimizer.step()
-        return float(loss)
+        return float(loss.detach())
 
-    train_step()  # warm-up
+    for _ in range(3):  # warm-up: the allocator and the kernels
+        train_step()
     before = rss_gb()
     peak_rss_reset()
     times = []
@@ -100,7 +102,7 @@ def table(rows, sizes, methods, machine) -> str:
     lines = [f'Training step of ProbSmoothABMIL (D={DIM}, att_dim 128, '
              f'M = {SAMPLES} samples, criterion + KL), one bag; {machine}',
              '', '| instances | ' + ' | '.join(
-                 f'{m} time / step memory' for m in methods) +
+                 f'{m}: time / step memory / peak' for m in methods) +
              ' | fastest torchmil / pyg-sm |',
              '|---|' + '---|' * (len(methods) + 1)]
     for n in sizes:
@@ -113,7 +115,8 @@ def table(rows, sizes, methods, machine) -> str:
             else:
                 times[method] = row['seconds']
                 cells.append(f"{row['seconds'] * 1000:.0f} ms / "
-                             f"{row['step_gb'] * 1024:.0f} MB")
+                             f"{row['step_gb'] * 1024:.0f} MB / "
+                             f"{row['peak_gb']:.2f} GB")
         others = [t for m, t in times.items() if m != 'pyg-sm']
         ratio = f"{min(others) / times['pyg-sm']:.1f}x" \
             if others and 'pyg-sm' in times else '-'
@@ -124,10 +127,10 @@ def table(rows, sizes, methods, machine) -> str:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--sizes', type=int, nargs='+',
-                        default=[1024, 4096, 16384])
+                        default=[1024, 4096, 16384, 32768])
     parser.add_argument('--methods', nargs='+', default=list(METHODS),
                         choices=METHODS)
-    parser.add_argument('--repeat', type=int, default=3)
+    parser.add_argument('--repeat', type=int, default=5)
     parser.add_argument('--timeout', type=float, default=900)
     parser.add_argument('--case', nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()

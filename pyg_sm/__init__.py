@@ -12,8 +12,8 @@ from .models import (
                      ProbSmoothABMIL,
                      SmABMIL,
                      SmoothABMIL,
-                     TransformerProbSmoothABMIL,
                      SmTransformerABMIL,
+                     TransformerProbSmoothABMIL,
                      from_torchmil,
                      from_torchmil_state_dict,
 )

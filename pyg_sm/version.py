@@ -1,2 +1,2 @@
 r"""The library's version (imported by every layer that records it)."""
-__version__ = '0.4.0'
+__version__ = '0.5.0'

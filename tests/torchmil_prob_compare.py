@@ -22,10 +22,10 @@ from torchmil.models import (  # noqa: E402
     TransformerProbSmoothABMIL,
 )
 from torchmil.nn import ProbSmoothAttentionPool  # noqa: E402
-from torchmil_compare import difference as relative  # noqa: E402
-from torchmil_compare import grid_adjacency  # noqa: E402
 
 from pyg_sm import dense_to_batch, from_torchmil, from_torchmil_state_dict  # noqa: E402
+from torchmil_compare import difference as relative  # noqa: E402
+from torchmil_compare import grid_adjacency  # noqa: E402
 
 D = 6
 SEED = 5

@@ -10,9 +10,9 @@ import torch
 from torch import Tensor
 
 from ..nn.attention_pool import POOL_LAYERS, SmAttentionPool
+from ..nn.prob_smooth_pool import ProbSmoothAttentionPool
 from ..nn.sm import _ALPHA_MARGIN, Sm
 from ..nn.sm_transformer import SmTransformerEncoder
-from ..nn.prob_smooth_pool import ProbSmoothAttentionPool
 from .prob_smooth_abmil import (
     ProbSmoothABMIL,
     SmoothABMIL,

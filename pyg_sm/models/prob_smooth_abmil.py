@@ -9,7 +9,9 @@ from torch import Tensor
 from torch_geometric.data.data import BaseData
 from torch_geometric.utils import scatter
 
+from ..data.adjacency import compute_dtype
 from ..data.bags import Bags, as_bags, empty_graph
+from ..nn._sampled_attention import sampled_softmax_head
 from ..nn.prob_smooth_pool import ProbSmoothAttentionPool
 from ..nn.sm_transformer import SmTransformerEncoder
 from ..nn.survival import SurvivalHead, SurvivalLoss, check_survival_targets
@@ -65,36 +67,72 @@ class ProbSmoothMILModel(MILModel):
             bags.with_features(self.feat_ext(bags.x))))
         pool = self.pool
         mu, log_var = pool.distribution(bags.x)
+        divergence = pool.kl_div(bags, mu, log_var) if kl else None
+        with torch.autocast(mu.device.type, enabled=False):
+            logits = self._sampled_head(bags, mu, log_var,
+                                        pool.num_samples(n_samples))
+        return logits, (mu, log_var), divergence
+
+    def _sampled_head(self, bags: Bags, mu: Tensor,
+                      log_var: Optional[Tensor], total: int) -> Tensor:
+        r"""The head on :obj:`total` attention samples of every bag
+        :math:`(B, M, K)`, in float32 or float64, through
+        :func:`~pyg_sm.nn._sampled_attention.sampled_softmax_head` (each
+        bag's nodes together: a batch vector out of order is sorted)."""
+        head, pool = self.classifier, self.pool
+        dtype = compute_dtype(mu)
+        order, sizes = bags.groups()
+        x = bags.x if order is None else bags.x[order]
+        x = x.to(dtype)
+        mu = (mu if order is None else mu[order]).to(dtype)
+        if log_var is not None:
+            log_var = (log_var if order is None else log_var[order]).to(dtype)
+        values = torch.nn.functional.linear(x, head.weight.to(dtype))
+        centred = isinstance(head, SurvivalHead)
         generator = pool.generator(mu.device)
-        total = pool.num_samples(n_samples)
         block = total if torch.is_grad_enabled() else \
             max(1, SAMPLE_BLOCK // max(1, mu.numel()))
-        logits = []
+        logits, weights = [], 0.0
         for start in range(0, total, block):
-            f = pool.sample(mu, log_var, min(block, total - start), generator)
-            logits.append(self._head(bags, pool.softmax_weights(f, bags)))
-        divergence = pool.kl_div(bags, mu, log_var) if kl else None
-        return torch.cat(logits, dim=1), (mu, log_var), divergence
+            count = min(block, total - start)
+            noise = None if log_var is None else \
+                pool.noise(mu, count, generator)
+            out, mean = sampled_softmax_head(mu, log_var, values, noise,
+                                             sizes, centred)
+            logits.append(out)
+            if centred:
+                weights = weights + mean * (count / total)
+        if centred:
+            # The centring follows the mean representation of the samples.
+            batch = bags.batch if order is None else bags.batch[order]
+            head.track(scatter(weights.unsqueeze(-1) * x, batch, dim=0,
+                               dim_size=bags.num_graphs, reduce='sum'))
+            offset = head.offset()
+        else:
+            offset = head.bias
+        return torch.cat(logits, dim=1) + offset.to(dtype)
 
-    def _head(self, bags: Bags, weights: Tensor) -> Tensor:
-        r"""The bag head on every sample's :math:`\mathbf{z}^{(m)} =
-        \mathbf{X}^\top \mathbf{s}^{(m)}`, from one scalar per instance and
-        output: :math:`(B, M, K)`."""
+    def _kept_samples(self, bags: Bags, kl: bool):
+        r""":meth:`sample_logits` with the samples :math:`(|\mathcal{V}|,
+        M)` themselves (drawn as :meth:`sample_logits` draws them: the same
+        generator, the same layout), in one block."""
+        bags = bags.with_features(self.encode(
+            bags.with_features(self.feat_ext(bags.x))))
+        pool = self.pool
+        mu, log_var = pool.distribution(bags.x)
+        generator = pool.generator(mu.device)
+        f = pool.sample(mu, log_var, pool.num_samples(), generator)
+        weights = pool.softmax_weights(f, bags)
         head = self.classifier
         x = bags.x.to(weights.dtype)
         per_node = torch.nn.functional.linear(x, head.weight.to(x.dtype))
         logits = scatter(weights.unsqueeze(-1) * per_node.unsqueeze(1),
                          bags.batch, dim=0, dim_size=bags.num_graphs,
                          reduce='sum')
-        if isinstance(head, SurvivalHead):
-            # The centring follows the mean representation of the samples.
-            head.track(scatter(weights.mean(1, keepdim=True) * x, bags.batch,
-                               dim=0, dim_size=bags.num_graphs,
-                               reduce='sum'))
-            offset = head.offset()
-        else:
-            offset = head.bias
-        return logits + offset.to(logits.dtype)
+        offset = head.offset() if isinstance(head, SurvivalHead) \
+            else head.bias
+        divergence = pool.kl_div(bags, mu, log_var) if kl else None
+        return logits + offset.to(logits.dtype), (mu, log_var), divergence, f
 
     def _outputs(self, logits: Tensor, samples: bool) -> Tensor:
         r"""Sample logits :math:`(B, M, K)` as the caller asked: their mean
@@ -160,14 +198,9 @@ class ProbSmoothMILModel(MILModel):
             logits, (mu, log_var), kl = self.sample_logits(
                 bags, kl=return_kl_div)
             attention = mu
-        else:  # the samples themselves: one block, kept
-            encoded = bags.with_features(self.encode(
-                bags.with_features(self.feat_ext(bags.x))))
-            samples = self.pool.attend(encoded)
-            logits = self._head(encoded, samples.weights)
-            mu, log_var, attention = samples.mu, samples.log_var, samples.f
-            kl = self.pool.kl_div(encoded, mu, log_var) \
-                if return_kl_div else None
+        else:  # the samples themselves, kept
+            logits, (mu, log_var), kl, attention = self._kept_samples(
+                bags, return_kl_div)
         out = [self._outputs(logits, return_samples)]
         if return_att:
             out.append(bags.pad(attention))

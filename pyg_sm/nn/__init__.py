@@ -7,12 +7,12 @@ the survival criteria
 (:class:`CoxPHLoss`, :class:`DiscreteTimeNLLLoss`) and their bag head
 (:class:`SurvivalHead`)."""
 from ._solver import SmConvergenceError, SmConvergenceWarning
+from .attention_pool import ACTIVATIONS, SM_WHERE, SmAttentionPool
 from .prob_smooth_pool import (
                        COVAR_MODES,
                        ProbSmoothAttentionPool,
                        smoothness_kl,
 )
-from .attention_pool import ACTIVATIONS, SM_WHERE, SmAttentionPool
 from .sm import MODES, NONCONVERGENCE, Sm
 from .sm_transformer import (
                        SmMultiheadSelfAttention,

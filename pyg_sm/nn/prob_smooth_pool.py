@@ -231,6 +231,15 @@ class ProbSmoothAttentionPool(torch.nn.Module):
             return None
         return torch.Generator(device=device).manual_seed(self.eval_seed)
 
+    @staticmethod
+    def noise(mu: Tensor, n_samples: int,
+              generator: Optional[torch.Generator] = None) -> Tensor:
+        r"""The standard normal :math:`\boldsymbol{\epsilon}`
+        :math:`(|\mathcal{V}|, M)` of :math:`M` samples, drawn as torchmil
+        draws it (one ``randn`` of the nodes by the samples)."""
+        return torch.randn(mu.size(0), n_samples, generator=generator,
+                           device=mu.device, dtype=mu.dtype)
+
     def sample(self, mu: Tensor, log_var: Optional[Tensor], n_samples: int,
                generator: Optional[torch.Generator] = None) -> Tensor:
         r""":math:`M` samples :math:`(|\mathcal{V}|, M)` of
@@ -239,8 +248,7 @@ class ProbSmoothAttentionPool(torch.nn.Module):
         1)` without variance."""
         if log_var is None:
             return mu.unsqueeze(-1)
-        noise = torch.randn(mu.size(0), n_samples, generator=generator,
-                            device=mu.device, dtype=mu.dtype)
+        noise = self.noise(mu, n_samples, generator)
         f = mu.unsqueeze(-1) + torch.exp(0.5 * log_var).unsqueeze(-1) * noise
         return torch.clip(f, -SAMPLE_CLIP, SAMPLE_CLIP)
 

@@ -23,6 +23,7 @@ from .folder import FINISHED, RunFolder
 from .scoring import evaluate
 from .training import train
 
+
 @dataclasses.dataclass(frozen=True)
 class DemoModel:
     r"""A model of the demo: the name it shows, and the model and preset

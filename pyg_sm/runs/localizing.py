@@ -292,10 +292,11 @@ def localize(run: Union[RunFolder, str, Path], annotations: Union[str, Path],
     ``per_slide_instance_auroc`` (mean, sd, n over the slides with both
     kinds of patches), ``uncertainty_auroc`` (scores of a probabilistic
     model: how well ``attention_std`` flags the patches the attention
-    misranks, :func:`~pyg_sm.train.metrics.uncertainty_auroc`), ``froc`` (``score``, ``sensitivities`` by average
-    false positives per slide, ``lesions``, ``false_positives``,
-    ``curve``), ``mpp`` (each slide's micrometres per pixel),
-    ``slides_used`` and ``slides_left_out`` (slide to why)."""
+    misranks, :func:`~pyg_sm.train.metrics.uncertainty_auroc`), ``froc``
+    (``score``, ``sensitivities`` by average false positives per slide,
+    ``lesions``, ``false_positives``, ``curve``), ``mpp`` (each slide's
+    micrometres per pixel), ``slides_used`` and ``slides_left_out``
+    (slide to why)."""
     run = run if isinstance(run, RunFolder) else RunFolder(run)
     if not 0 < min_coverage <= 1:
         raise PygSmError(f"'min_coverage' (--min-coverage) must lie in "

@@ -274,9 +274,9 @@ def _report(config: ScoreConfig, kind: str, out: RunFolder,
         results['metrics'] = task.metrics(records)
         if located is not None:
             # The annotations take precedence over stored labels.
-            for name in ('instance_auroc', 'uncertainty_auroc'):
-                if name in located:
-                    results['metrics'][name] = located[name]
+            for metric in ('instance_auroc', 'uncertainty_auroc'):
+                if metric in located:
+                    results['metrics'][metric] = located[metric]
         results['metrics']['instance_labels'] = (
             'annotations' if located is not None else 'patch_labels')
         print_table({name: {**results['metrics'], **(
