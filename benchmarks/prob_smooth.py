@@ -5,8 +5,8 @@ over the samples plus the KL term): pyg-sm against torchmil 1.0.2's
 ProbSmoothABMIL with a dense and with a sparse adjacency.
 
 Each case runs in its own process (torchmil from ``.torchmil/``, as ``make
-test`` installs it): three warm-up steps, then the median of
-``--repeat`` timed steps. The peak is the process's peak resident set size during the
+test`` installs it): three warm-up steps, then the median of ``--repeat``
+timed steps. The peak is the process's peak resident set size during the
 timed steps (the interpreter, torch, the model, the inputs, the adjacency
 and the step), and the step memory what the steps added to what the
 process held before them.
@@ -17,15 +17,18 @@ writes benchmarks/results/prob_smooth.{md,json}.
 """
 import argparse
 import json
-import os
-import platform
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-from transformer import grid_shape, peak_rss_gb, peak_rss_reset, rss_gb
+from cases import (
+    grid_shape,
+    machine,
+    peak_rss_gb,
+    peak_rss_reset,
+    rss_gb,
+    run_case,
+)
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -36,7 +39,7 @@ DIM = 256
 SAMPLES = 1000
 
 
-def run_case(method: str, n: int, repeat: int) -> dict:
+def one_case(method: str, n: int, repeat: int) -> dict:
     import torch
     from torch_geometric.nn.conv.gcn_conv import gcn_norm
     from torch_geometric.utils import grid, remove_self_loops
@@ -135,36 +138,21 @@ def main():
     parser.add_argument('--case', nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.case:
-        print(json.dumps(run_case(args.case[0], int(args.case[1]),
+        print(json.dumps(one_case(args.case[0], int(args.case[1]),
                                   int(args.case[2]))))
         return
     rows = []
     for n in args.sizes:
         for method in args.methods:
-            env = dict(os.environ)
-            if method.startswith('torchmil'):
-                env['PYTHONPATH'] = os.pathsep.join(
-                    [str(TORCHMIL / '1.0.2'), str(TORCHMIL / 'deps')])
-            try:
-                done = subprocess.run(
-                    [sys.executable, __file__, '--case', method, str(n),
-                     str(args.repeat)], capture_output=True, text=True,
-                    env=env, timeout=args.timeout)
-                row = json.loads(done.stdout.strip().splitlines()[-1]) \
-                    if done.returncode == 0 else \
-                    {'method': method, 'n': n,
-                     'skipped': done.stderr.strip().splitlines()[-1]}
-            except subprocess.TimeoutExpired:
-                row = {'method': method, 'n': n,
-                       'skipped': f'over {args.timeout:.0f} s'}
+            row = run_case(__file__, method, n, [args.repeat],
+                           args.timeout)
             print(row, flush=True)
             rows.append(row)
     RESULTS.mkdir(exist_ok=True)
-    machine = (f'{platform.machine()}, {os.cpu_count()} cores, torch '
-               f'{__import__("torch").__version__}')
+    ran_on = machine()
     (RESULTS / 'prob_smooth.json').write_text(json.dumps(
-        {'machine': machine, 'rows': rows}, indent=2))
-    text = table(rows, args.sizes, args.methods, machine)
+        {'machine': ran_on, 'rows': rows}, indent=2))
+    text = table(rows, args.sizes, args.methods, ran_on)
     (RESULTS / 'prob_smooth.md').write_text(text)
     print(text)
 

@@ -19,12 +19,11 @@ writes benchmarks/results/transformer.{md,json}.
 """
 import argparse
 import json
-import os
-import platform
-import subprocess
-import sys
 import time
 from pathlib import Path
+
+import cases
+from cases import grid_shape, peak_rss_gb, peak_rss_reset, rss_gb, run_case
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -34,33 +33,7 @@ METHODS = ('pyg-sm', 'torchmil dense', 'torchmil sparse')
 DIM = 256
 
 
-def grid_shape(n: int):
-    side = 1
-    while side * side < n:
-        side *= 2
-    return (side, n // side) if n % side == 0 else (side, -(-n // side))
-
-
-def peak_rss_reset():
-    with open('/proc/self/clear_refs', 'w') as f:
-        f.write('5')  # resets the peak RSS (VmHWM)
-
-
-def peak_rss_gb() -> float:
-    for line in open('/proc/self/status'):
-        if line.startswith('VmHWM:'):
-            return int(line.split()[1]) / 2 ** 20
-    return float('nan')
-
-
-def rss_gb() -> float:
-    for line in open('/proc/self/status'):
-        if line.startswith('VmRSS:'):
-            return int(line.split()[1]) / 2 ** 20
-    return float('nan')
-
-
-def run_case(method: str, n: int) -> dict:
+def one_case(method: str, n: int) -> dict:
     import torch
     from torch_geometric.utils import grid, remove_self_loops
 
@@ -135,7 +108,7 @@ def main():
     parser.add_argument('--case', nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.case:
-        print(json.dumps(run_case(args.case[0], int(args.case[1]))))
+        print(json.dumps(one_case(args.case[0], int(args.case[1]))))
         return
     rows = []
     for n in args.sizes:
@@ -144,27 +117,11 @@ def main():
                 rows.append({'method': method, 'n': n, 'skipped':
                              f'dense adjacency over {args.limit_gb} GB'})
                 continue
-            env = dict(os.environ)
-            if method.startswith('torchmil'):
-                env['PYTHONPATH'] = os.pathsep.join(
-                    [str(TORCHMIL / '1.0.2'), str(TORCHMIL / 'deps')])
-            try:
-                done = subprocess.run(
-                    [sys.executable, __file__, '--case', method, str(n)],
-                    capture_output=True, text=True, env=env,
-                    timeout=args.timeout)
-                row = json.loads(done.stdout.strip().splitlines()[-1]) \
-                    if done.returncode == 0 else \
-                    {'method': method, 'n': n,
-                     'skipped': done.stderr.strip().splitlines()[-1]}
-            except subprocess.TimeoutExpired:
-                row = {'method': method, 'n': n,
-                       'skipped': f'over {args.timeout:.0f} s'}
+            row = run_case(__file__, method, n, timeout=args.timeout)
             print(row, flush=True)
             rows.append(row)
     RESULTS.mkdir(exist_ok=True)
-    machine = (f'{platform.machine()}, {os.cpu_count()} cores, torch '
-               f'{__import__("torch").__version__}')
+    machine = cases.machine()
     (RESULTS / 'transformer.json').write_text(json.dumps(
         {'machine': machine, 'rows': rows}, indent=2))
     lines = [f'Training step of SmTransformerABMIL (D={DIM}, A=512, 4 heads, '

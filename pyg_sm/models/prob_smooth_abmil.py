@@ -74,11 +74,14 @@ class ProbSmoothMILModel(MILModel):
         return logits, (mu, log_var), divergence
 
     def _sampled_head(self, bags: Bags, mu: Tensor,
-                      log_var: Optional[Tensor], total: int) -> Tensor:
+                      log_var: Optional[Tensor], total: int,
+                      keep: bool = False):
         r"""The head on :obj:`total` attention samples of every bag
         :math:`(B, M, K)`, in float32 or float64, through
         :func:`~pyg_sm.nn._sampled_attention.sampled_softmax_head` (each
-        bag's nodes together: a batch vector out of order is sorted)."""
+        bag's nodes together: a batch vector out of order is sorted). With
+        :obj:`keep`, also the samples :math:`(|\mathcal{V}|, M)` in one
+        block, in the nodes' order."""
         head, pool = self.classifier, self.pool
         dtype = compute_dtype(mu)
         order, sizes = bags.groups()
@@ -90,13 +93,16 @@ class ProbSmoothMILModel(MILModel):
         values = torch.nn.functional.linear(x, head.weight.to(dtype))
         centred = isinstance(head, SurvivalHead)
         generator = pool.generator(mu.device)
-        block = total if torch.is_grad_enabled() else \
+        block = total if torch.is_grad_enabled() or keep else \
             max(1, SAMPLE_BLOCK // max(1, mu.numel()))
-        logits, weights = [], 0.0
+        logits, weights, kept = [], 0.0, None
         for start in range(0, total, block):
             count = min(block, total - start)
             noise = None if log_var is None else \
                 pool.noise(mu, count, generator)
+            if keep:
+                kept = _in_node_order(pool.samples_of(mu, log_var, noise),
+                                      order)
             out, mean = sampled_softmax_head(mu, log_var, values, noise,
                                              sizes, centred)
             logits.append(out)
@@ -110,29 +116,21 @@ class ProbSmoothMILModel(MILModel):
             offset = head.offset()
         else:
             offset = head.bias
-        return torch.cat(logits, dim=1) + offset.to(dtype)
+        logits = torch.cat(logits, dim=1) + offset.to(dtype)
+        return (logits, kept) if keep else logits
 
     def _kept_samples(self, bags: Bags, kl: bool):
         r""":meth:`sample_logits` with the samples :math:`(|\mathcal{V}|,
-        M)` themselves (drawn as :meth:`sample_logits` draws them: the same
-        generator, the same layout), in one block."""
+        M)` themselves, in one block."""
         bags = bags.with_features(self.encode(
             bags.with_features(self.feat_ext(bags.x))))
         pool = self.pool
         mu, log_var = pool.distribution(bags.x)
-        generator = pool.generator(mu.device)
-        f = pool.sample(mu, log_var, pool.num_samples(), generator)
-        weights = pool.softmax_weights(f, bags)
-        head = self.classifier
-        x = bags.x.to(weights.dtype)
-        per_node = torch.nn.functional.linear(x, head.weight.to(x.dtype))
-        logits = scatter(weights.unsqueeze(-1) * per_node.unsqueeze(1),
-                         bags.batch, dim=0, dim_size=bags.num_graphs,
-                         reduce='sum')
-        offset = head.offset() if isinstance(head, SurvivalHead) \
-            else head.bias
         divergence = pool.kl_div(bags, mu, log_var) if kl else None
-        return logits + offset.to(logits.dtype), (mu, log_var), divergence, f
+        with torch.autocast(mu.device.type, enabled=False):
+            logits, f = self._sampled_head(bags, mu, log_var,
+                                           pool.num_samples(), keep=True)
+        return logits, (mu, log_var), divergence, f
 
     def _outputs(self, logits: Tensor, samples: bool) -> Tensor:
         r"""Sample logits :math:`(B, M, K)` as the caller asked: their mean
@@ -267,6 +265,15 @@ class ProbSmoothMILModel(MILModel):
             adj, mask = None, adj
         return self.forward(X, adj, mask, return_inst_pred, return_samples,
                             return_att_std=return_att_std, **graph)
+
+
+def _in_node_order(values: Tensor, order: Optional[Tensor]) -> Tensor:
+    r"""Rows gathered in :obj:`order` put back in the nodes' order."""
+    if order is None:
+        return values
+    out = torch.empty_like(values)
+    out[order] = values
+    return out
 
 
 def _looks_like_mask(X, adj) -> bool:

@@ -246,9 +246,20 @@ class ProbSmoothAttentionPool(torch.nn.Module):
         :math:`q(\mathbf{f})`, clipped to :math:`[-20, 20]` as torchmil
         clips them; :math:`\boldsymbol{\mu}_f` itself :math:`(|\mathcal{V}|,
         1)` without variance."""
+        noise = None if log_var is None else \
+            self.noise(mu, n_samples, generator)
+        return self.samples_of(mu, log_var, noise)
+
+    @staticmethod
+    def samples_of(mu: Tensor, log_var: Optional[Tensor],
+                   noise: Optional[Tensor]) -> Tensor:
+        r"""The samples :math:`\mathrm{clip}(\boldsymbol{\mu} +
+        \boldsymbol{\sigma} \odot \boldsymbol{\epsilon}, -20, 20)` of the
+        :obj:`noise` :math:`\boldsymbol{\epsilon}` :math:`(|\mathcal{V}|,
+        M)`; :math:`\boldsymbol{\mu}` :math:`(|\mathcal{V}|, 1)` without
+        variance."""
         if log_var is None:
             return mu.unsqueeze(-1)
-        noise = self.noise(mu, n_samples, generator)
         f = mu.unsqueeze(-1) + torch.exp(0.5 * log_var).unsqueeze(-1) * noise
         return torch.clip(f, -SAMPLE_CLIP, SAMPLE_CLIP)
 

@@ -469,12 +469,11 @@ class _NotFound(Exception):
 
 _SLIDE_TILE = re.compile(r'/slide/(.+)_files/(\d+)/(\d+)_(\d+)\.jpeg')
 _SLIDE_DZI = re.compile(r'/slide/(.+)\.dzi')
-_OVERLAY_TILE = re.compile(r'/overlay/(\d+)/(.+)_files/(\d+)/(\d+)_(\d+)'
-                           r'\.png')
-_OVERLAY_DZI = re.compile(r'/overlay/(\d+)/(.+)\.dzi')
-_UNCERTAINTY_TILE = re.compile(r'/uncertainty/(\d+)/(.+)_files/(\d+)/'
-                               r'(\d+)_(\d+)\.png')
-_UNCERTAINTY_DZI = re.compile(r'/uncertainty/(\d+)/(.+)\.dzi')
+# A run's layers of a slide: its attention, and a probabilistic model's
+# uncertainty.
+_LAYER_TILE = re.compile(r'/(overlay|uncertainty)/(\d+)/(.+)_files/(\d+)/'
+                         r'(\d+)_(\d+)\.png')
+_LAYER_DZI = re.compile(r'/(overlay|uncertainty)/(\d+)/(.+)\.dzi')
 _OUTLINE_TILE = re.compile(r'/annotations/(.+)_files/(\d+)/(\d+)_(\d+)\.png')
 _OUTLINE_DZI = re.compile(r'/annotations/(.+)\.dzi')
 _PATCH = re.compile(r'/api/patch/(\d+)/(.+)')
@@ -595,29 +594,16 @@ class _Handler(BaseHTTPRequestHandler):
             except KeyError:
                 raise _NotFound from None
             return HTTPStatus.OK, png, 'image/png'
-        match = _OVERLAY_DZI.fullmatch(path)
+        match = _LAYER_DZI.fullmatch(path)
         if match:
-            tiles = self._tiles(match[1], match[2])
+            tiles = self._layer(*match.groups())
             return HTTPStatus.OK, tiles.dzi().encode(), 'application/xml'
-        match = _OVERLAY_TILE.fullmatch(path)
+        match = _LAYER_TILE.fullmatch(path)
         if match:
-            tiles = self._tiles(match[1], match[2])
+            tiles = self._layer(*match.groups()[:3])
             try:
-                png = tiles.tile(int(match[3]), int(match[4]),
-                                 int(match[5]))
-            except KeyError:
-                raise _NotFound from None
-            return HTTPStatus.OK, png, 'image/png'
-        match = _UNCERTAINTY_DZI.fullmatch(path)
-        if match:
-            tiles = self._uncertainty(match[1], match[2])
-            return HTTPStatus.OK, tiles.dzi().encode(), 'application/xml'
-        match = _UNCERTAINTY_TILE.fullmatch(path)
-        if match:
-            tiles = self._uncertainty(match[1], match[2])
-            try:
-                png = tiles.tile(int(match[3]), int(match[4]),
-                                 int(match[5]))
+                png = tiles.tile(int(match[4]), int(match[5]),
+                                 int(match[6]))
             except KeyError:
                 raise _NotFound from None
             return HTTPStatus.OK, png, 'image/png'
@@ -643,7 +629,9 @@ class _Handler(BaseHTTPRequestHandler):
         except KeyError:
             raise _NotFound from None
 
-    def _uncertainty(self, run: str, slide_id: str) -> UncertaintyTiles:
+    def _layer(self, kind: str, run: str, slide_id: str):
+        if kind == 'overlay':
+            return self._tiles(run, slide_id)
         try:
             return self.server.uncertainty_tiles(self._run(run),
                                                  self._slide(slide_id))

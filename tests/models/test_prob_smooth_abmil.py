@@ -231,26 +231,3 @@ def test_the_fused_head_equals_the_kept_samples_path():
     alone = model(batch, return_att=True)
     torch.testing.assert_close(shuffled[1], alone[1][order])
     assert shuffled[0].shape == (3, )
-
-
-def test_the_fused_head_equals_the_kept_samples_path():
-    # The same noise in the same layout: the training step's fused head
-    # and the path that keeps the samples give the same logits.
-    torch.manual_seed(0)
-    model = MODELS_UNDER_TEST['prob']().double().train()
-    batch = bags()
-    batch.x = batch.x.double()
-    torch.manual_seed(9)
-    fused = model(batch, return_samples=True)
-    torch.manual_seed(9)
-    kept, _ = model(batch, return_att=True, return_samples=True)
-    torch.testing.assert_close(fused, kept)
-    # An unsorted batch vector: each bag's nodes are gathered first.
-    order = torch.randperm(batch.num_nodes)
-    inverse = torch.empty_like(order)
-    inverse[order] = torch.arange(batch.num_nodes)
-    shuffled = model.eval()(batch.x[order], inverse[batch.edge_index],
-                            batch=batch.batch[order], return_att=True)
-    alone = model(batch, return_att=True)
-    torch.testing.assert_close(shuffled[1], alone[1][order])
-    assert shuffled[0].shape == (3, )
