@@ -146,7 +146,8 @@ def check_versions(device):
 #: on it as well as on the CPU, with the GPU-only ones.
 DEVICE_TESTS = ('tests/nn/test_sm_on_devices.py',
                 'tests/train/test_training_on_devices.py',
-                'tests/models/test_gpu_readiness.py')
+                'tests/models/test_gpu_readiness.py',
+                'tests/models/test_prob_smooth_on_devices.py')
 
 
 def check_device_tests(device, sizes):
