@@ -78,6 +78,16 @@ class Bags:
         return self._prepared['groups']
 
 
+def in_node_order(values: Tensor, order: Optional[Tensor]) -> Tensor:
+    r"""Rows computed in the order :obj:`order` of :meth:`Bags.groups`
+    (each bag's nodes together) put back in the nodes' order."""
+    if order is None:
+        return values
+    out = torch.empty_like(values)
+    out[order] = values
+    return out
+
+
 def empty_graph(x, mask: Optional[Tensor] = None):
     r"""A graph without edges for calls that do not read one (the
     probabilistic pool outside its KL term): a sparse :math:`(B, N, N)`

@@ -10,9 +10,9 @@ from torch_geometric.data.data import BaseData
 from torch_geometric.utils import scatter
 
 from ..data.adjacency import compute_dtype
-from ..data.bags import Bags, as_bags, empty_graph
+from ..data.bags import Bags, as_bags, empty_graph, in_node_order
 from ..nn._sampled_attention import sampled_softmax_head
-from ..nn.prob_smooth_pool import ProbSmoothAttentionPool
+from ..nn.prob_smooth_pool import NOISE_DRAW, ProbSmoothAttentionPool
 from ..nn.sm_transformer import SmTransformerEncoder
 from ..nn.survival import SurvivalHead, SurvivalLoss, check_survival_targets
 from .base import (
@@ -92,17 +92,17 @@ class ProbSmoothMILModel(MILModel):
             log_var = (log_var if order is None else log_var[order]).to(dtype)
         values = torch.nn.functional.linear(x, head.weight.to(dtype))
         centred = isinstance(head, SurvivalHead)
-        generator = pool.generator(mu.device)
-        block = total if torch.is_grad_enabled() or keep else \
-            max(1, SAMPLE_BLOCK // max(1, mu.numel()))
+        block = total if torch.is_grad_enabled() or keep else max(
+            NOISE_DRAW, SAMPLE_BLOCK // max(1, mu.numel()) // NOISE_DRAW *
+            NOISE_DRAW)
         logits, weights, kept = [], 0.0, None
         for start in range(0, total, block):
             count = min(block, total - start)
             noise = None if log_var is None else \
-                pool.noise(mu, count, generator)
+                pool.noise(mu, sizes, start, count)
             if keep:
-                kept = _in_node_order(pool.samples_of(mu, log_var, noise),
-                                      order)
+                kept = in_node_order(pool.samples_of(mu, log_var, noise),
+                                     order)
             out, mean = sampled_softmax_head(mu, log_var, values, noise,
                                              sizes, centred)
             logits.append(out)
@@ -267,15 +267,6 @@ class ProbSmoothMILModel(MILModel):
                             return_att_std=return_att_std, **graph)
 
 
-def _in_node_order(values: Tensor, order: Optional[Tensor]) -> Tensor:
-    r"""Rows gathered in :obj:`order` put back in the nodes' order."""
-    if order is None:
-        return values
-    out = torch.empty_like(values)
-    out[order] = values
-    return out
-
-
 def _looks_like_mask(X, adj) -> bool:
     return isinstance(X, Tensor) and isinstance(adj, Tensor) and \
         X.dim() == 3 and adj.dim() == 2 and tuple(adj.shape) == \
@@ -309,8 +300,9 @@ class ProbSmoothABMIL(ProbSmoothMILModel):
         n_samples_train (int, optional): Attention samples per bag in
             training. (default: :obj:`1000`)
         n_samples_test (int, optional): Attention samples per bag in
-            evaluation, drawn from a generator seeded with
-            :obj:`eval_seed`. (default: :obj:`5000`)
+            evaluation, drawn from generators seeded with :obj:`eval_seed`:
+            a bag gets the same outputs alone or in any batch.
+            (default: :obj:`5000`)
         feat_ext (torch.nn.Module, optional): Instance feature extractor.
             (default: :obj:`Identity()`)
         criterion (torch.nn.Module, optional): Loss on the logits.
@@ -324,8 +316,8 @@ class ProbSmoothABMIL(ProbSmoothMILModel):
             normalize their adjacency; the dense form takes :obj:`adj` as
             it is. (default: :obj:`True`)
         eval_seed (int, optional): Keyword only. The seed of the
-            evaluation samples; the same model gives the same numbers on
-            the same batches. (default: :obj:`0`)
+            evaluation samples; the same model gives a bag the same
+            numbers, alone or in any batch. (default: :obj:`0`)
 
     Every method takes either input form (:class:`~pyg_sm.models.MILModel`);
     :meth:`forward` adds torchmil's :obj:`return_samples` and

@@ -1,7 +1,7 @@
 r"""Probabilistic smooth attention pooling (torchmil 1.0.2's
 ``ProbSmoothAttentionPool``) over the bags of a PyG batch, with its KL
 term in :math:`O(N + |\mathcal{E}|)`."""
-from typing import NamedTuple, Optional, Tuple
+from typing import NamedTuple, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
@@ -9,7 +9,7 @@ from torch.nn import GELU, Linear, Sequential
 from torch_geometric.utils import scatter, softmax, to_dense_batch
 
 from ..data.adjacency import Adjacency, compute_dtype
-from ..data.bags import Bags, as_bags, empty_graph
+from ..data.bags import Bags, as_bags, empty_graph, in_node_order
 from ..utils.checks import check_choice, check_count, check_dim
 
 #: The covariance of :math:`q(\mathbf{f})`: a diagonal, or none (the
@@ -17,6 +17,12 @@ from ..utils.checks import check_choice, check_count, check_dim
 COVAR_MODES = ('diag', 'zero')
 #: torchmil clips every attention sample to this range.
 SAMPLE_CLIP = 20.0
+#: Evaluation samples of a bag come in draws of this many, each from its
+#: own seeded generator (:meth:`ProbSmoothAttentionPool.noise`).
+NOISE_DRAW = 64
+# The CPU generator keeps 32 bits of a seed: eval_seed and the draw are
+# mixed within them.
+_SEED_STRIDE = 1_000_003
 
 
 class AttentionSamples(NamedTuple):
@@ -127,8 +133,9 @@ class ProbSmoothAttentionPool(torch.nn.Module):
     divides by the padded size and counts padded rows).
 
     Samples are drawn from the global generator in training, and in
-    evaluation from a generator seeded with :obj:`eval_seed` at every
-    call: the same model gives the same outputs on the same batch.
+    evaluation from generators seeded with :obj:`eval_seed` at every call
+    (:meth:`noise`): the same model gives a bag the same outputs, alone or
+    in any batch.
 
     Args:
         in_dim (int): Instance feature size :math:`D`.
@@ -224,31 +231,47 @@ class ProbSmoothAttentionPool(torch.nn.Module):
             return mu, None
         return mu, self.log_diag_Sigma_nn(h).squeeze(-1)
 
-    def generator(self, device: torch.device) -> Optional[torch.Generator]:
-        r"""The generator of the samples: :obj:`None` (the global one) in
-        training, a new one seeded with :obj:`eval_seed` in evaluation."""
-        if self.training:
-            return None
-        return torch.Generator(device=device).manual_seed(self.eval_seed)
-
-    @staticmethod
-    def noise(mu: Tensor, n_samples: int,
-              generator: Optional[torch.Generator] = None) -> Tensor:
+    def noise(self, mu: Tensor, sizes: Sequence[int], start: int,
+              count: int) -> Tensor:
         r"""The standard normal :math:`\boldsymbol{\epsilon}`
-        :math:`(|\mathcal{V}|, M)` of :math:`M` samples, drawn as torchmil
-        draws it (one ``randn`` of the nodes by the samples)."""
-        return torch.randn(mu.size(0), n_samples, generator=generator,
-                           device=mu.device, dtype=mu.dtype)
+        :math:`(|\mathcal{V}|, M)` of samples :obj:`start` to
+        :obj:`start + count` of the nodes :obj:`mu`, each bag's nodes
+        together (:obj:`sizes`). In training from the global generator, as
+        torchmil draws it (one ``randn`` of the nodes by the samples). In
+        evaluation each bag's samples come in draws of
+        :data:`NOISE_DRAW`, draw :math:`k` from a generator seeded with
+        :obj:`eval_seed` and :math:`k`: a bag gets the same samples alone
+        or in any batch, in one block or in several (:obj:`start` is then a
+        multiple of :data:`NOISE_DRAW`)."""
+        like = dict(device=mu.device, dtype=mu.dtype)
+        if self.training:
+            return torch.randn(mu.size(0), count, **like)
+        if start % NOISE_DRAW:
+            raise ValueError(f"evaluation samples start at a multiple of "
+                             f"{NOISE_DRAW} (got {start})")
+        draws = []
+        for first in range(start, start + count, NOISE_DRAW):
+            width = min(NOISE_DRAW, start + count - first)
+            seed = (self.eval_seed * _SEED_STRIDE + first // NOISE_DRAW) \
+                % (1 << 32)
+            draws.append(torch.cat([torch.randn(
+                size, width, generator=torch.Generator(
+                    device=mu.device).manual_seed(seed), **like)
+                for size in sizes]))
+        return torch.cat(draws, dim=1)
 
-    def sample(self, mu: Tensor, log_var: Optional[Tensor], n_samples: int,
-               generator: Optional[torch.Generator] = None) -> Tensor:
+    def sample(self, bags: Bags, mu: Tensor, log_var: Optional[Tensor],
+               n_samples: int) -> Tensor:
         r""":math:`M` samples :math:`(|\mathcal{V}|, M)` of
-        :math:`q(\mathbf{f})`, clipped to :math:`[-20, 20]` as torchmil
-        clips them; :math:`\boldsymbol{\mu}_f` itself :math:`(|\mathcal{V}|,
-        1)` without variance."""
-        noise = None if log_var is None else \
-            self.noise(mu, n_samples, generator)
-        return self.samples_of(mu, log_var, noise)
+        :math:`q(\mathbf{f})` of the nodes of :obj:`bags`, clipped to
+        :math:`[-20, 20]` as torchmil clips them (the noise of
+        :meth:`noise`); :math:`\boldsymbol{\mu}_f` itself
+        :math:`(|\mathcal{V}|, 1)` without variance."""
+        if log_var is None:
+            return mu.unsqueeze(-1)
+        order, sizes = bags.groups()
+        noise = self.noise(mu, sizes, 0, n_samples)
+        return self.samples_of(mu, log_var, in_node_order(noise, order))
 
     @staticmethod
     def samples_of(mu: Tensor, log_var: Optional[Tensor],
@@ -271,16 +294,12 @@ class ProbSmoothAttentionPool(torch.nn.Module):
             return softmax(f.to(compute_dtype(f)), bags.batch,
                            num_nodes=bags.num_graphs, dim=0)
 
-    def attend(self, bags: Bags, n_samples: Optional[int] = None,
-               generator: Optional[torch.Generator] = None
+    def attend(self, bags: Bags, n_samples: Optional[int] = None
                ) -> AttentionSamples:
         r"""The attention distribution of already validated bags, its
-        samples and their softmax weights within each bag.
-        :obj:`generator` defaults to :meth:`generator`."""
+        samples and their softmax weights within each bag."""
         mu, log_var = self.distribution(bags.x)
-        if generator is None:
-            generator = self.generator(mu.device)
-        f = self.sample(mu, log_var, self.num_samples(n_samples), generator)
+        f = self.sample(bags, mu, log_var, self.num_samples(n_samples))
         return AttentionSamples(mu, log_var, f, self.softmax_weights(f, bags))
 
     def kl_div(self, bags: Bags, mu: Tensor,

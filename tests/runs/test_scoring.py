@@ -210,12 +210,14 @@ def test_probabilistic_models_train_and_score_with_uncertainty(
         cohort, tmp_path, model, options):
     """Each probabilistic model trains (criterion + KL), and evaluate
     writes attention_std into the score files and GeoJSON and reports the
-    uncertainty AUROC against the annotations; evaluating twice gives the
-    same numbers (the samples come from the model's seeded generator)."""
+    uncertainty AUROC against the annotations; evaluating twice, or in
+    other batches, gives the same numbers (the samples come from the
+    model's seeded generators)."""
     from pyg_sm.train.checkpoint import read_checkpoint
 
     run = tmp_path / 'run'
-    train_run(cohort, run, model=model, model_options=options, heatmaps=0)
+    trained = train_run(cohort, run, model=model, model_options=options,
+                        heatmaps=0, batch_size=4)
     saved = read_checkpoint(run / 'checkpoint.pt')
     assert saved['model'] == model
     evaluations = [score_run('evaluate', cohort, run / 'checkpoint.pt',
@@ -225,6 +227,12 @@ def test_probabilistic_models_train_and_score_with_uncertainty(
     first, second = evaluations
     assert [p['logits'] for p in first['predictions']] == \
         [p['logits'] for p in second['predictions']]
+    # Validated in batches of 4 during training, scored one by one here:
+    # each slide draws the same samples.
+    scored = {p['slide_id']: p['logits'] for p in first['predictions']}
+    for p in trained['validation']['predictions']:
+        assert scored[p['slide_id']] == pytest.approx(p['logits'],
+                                                      abs=1e-5)
     metrics = first['metrics']
     assert 'uncertainty_auroc' in first['localization']
     assert metrics['uncertainty_auroc'] == \
