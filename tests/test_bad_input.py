@@ -6,10 +6,12 @@ import torch
 from torch_geometric.data import Batch, Data
 
 from pyg_sm import (
+    ProbSmoothABMIL,
     PygSmError,
     Sm,
     SmABMIL,
     SmAttentionPool,
+    SmoothABMIL,
     SmTransformerABMIL,
     batch_to_dense,
     dense_to_batch,
@@ -199,6 +201,31 @@ CASES = [
     ('torchmil state dict: foreign keys', lambda: from_torchmil_state_dict(
         {'encoder.weight': torch.ones(1)}, 'SmABMIL', (3, ), '0.1'),
      RuntimeError, 'encoder.weight'),
+    # The probabilistic models.
+    ('prob: covar_mode full', lambda: ProbSmoothABMIL((3, ),
+                                                      covar_mode='full'),
+     ValueError, 'covar_mode'),
+    ('prob: no training samples', lambda: ProbSmoothABMIL(
+        (3, ), n_samples_train=0), ValueError, 'n_samples_train'),
+    ('prob: float test samples', lambda: ProbSmoothABMIL(
+        (3, ), n_samples_test=2.5), TypeError, 'n_samples_test'),
+    ('prob: negative eval seed', lambda: ProbSmoothABMIL((3, ), eval_seed=-1),
+     ValueError, 'eval_seed'),
+    ('prob: KL term without a graph', lambda: ProbSmoothABMIL(
+        (3, ), att_dim=4)(X, return_kl_div=True), ValueError, "'adj'"),
+    ('prob: compute_loss without a graph', lambda: SmoothABMIL(
+        (3, ), att_dim=4).compute_loss(torch.ones(2), X), ValueError,
+     "'adj'"),
+    ('prob: torchmil predict with a positional flag', lambda: SmoothABMIL(
+        (3, ), att_dim=4).predict(X, torch.ones(2, 4, dtype=torch.bool),
+                                  False), TypeError, 'by keyword'),
+    ('prob: wrong feature size', lambda: SmoothABMIL((3, ), att_dim=4)(
+        torch.randn(4, 5), EDGES), ValueError, 'in_dim=3'),
+    ('prob: labels of another batch', lambda: SmoothABMIL(
+        (3, ), att_dim=4).compute_loss(torch.ones(3), X, ADJ), ValueError,
+     "'Y' must have shape"),
+    ('prob: from torchmil 0.1', lambda: from_torchmil_state_dict(
+        {}, 'ProbSmoothABMIL', (3, ), '0.1'), ValueError, "'1.0'"),
 ]
 
 

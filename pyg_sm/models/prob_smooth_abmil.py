@@ -260,9 +260,17 @@ class ProbSmoothMILModel(MILModel):
         them. torchmil's ``ProbSmoothABMIL.predict(X, mask)`` form works:
         a :math:`(B, N)` second argument with a :math:`(B, N, D)`
         :obj:`X` is the mask (torchmil then passes it on as the
-        adjacency, and padded instances enter its softmax)."""
-        if mask is None and _looks_like_mask(X, adj):
-            adj, mask = None, adj
+        adjacency, and padded instances enter its softmax); its flags then
+        go by keyword (a bool third argument is an error, not a mask)."""
+        if _looks_like_mask(X, adj):
+            if isinstance(mask, bool):
+                raise TypeError(
+                    "predict(X, mask, ...): in torchmil's form the flags "
+                    "follow the mask; pass return_inst_pred= and "
+                    "return_samples= by keyword (pyg-sm's third argument is "
+                    "the mask of predict(X, adj, mask))")
+            if mask is None:
+                adj, mask = None, adj
         return self.forward(X, adj, mask, return_inst_pred, return_samples,
                             return_att_std=return_att_std, **graph)
 

@@ -187,6 +187,10 @@ def test_torchmil_predict_form_takes_the_mask():
     positional = model.predict(X, mask)  # torchmil's predict(X, mask)
     torch.testing.assert_close(positional[0], by_keyword[0])
     torch.testing.assert_close(positional[1], by_keyword[1])
+    logits = model.predict(X, mask, return_inst_pred=False)
+    torch.testing.assert_close(logits, by_keyword[0])
+    with pytest.raises(TypeError, match='by keyword'):
+        model.predict(X, mask, False)  # torchmil's third positional
 
 
 def test_registry_builds_them_and_the_cli_knows_them():
