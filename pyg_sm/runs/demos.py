@@ -1,10 +1,8 @@
 r"""``demo``: SmABMIL, ProbSmoothABMIL and plain ABMIL on synthetic slides,
-trained by
-:func:`~pyg_sm.runs.train` (the ``demo`` recipe) and scored by
+trained by :func:`~pyg_sm.runs.train` (the ``demo`` recipe) and scored by
 :func:`~pyg_sm.runs.evaluate` on the held-out slides."""
 import dataclasses
 import shlex
-from typing import Any, Dict
 
 from ..datasets import SlideImages, make_synthetic_slides
 from ..datasets.annotations import AnnotationFolder
@@ -31,7 +29,6 @@ class DemoModel:
     name: str
     model: str
     preset: str
-    options: Dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 #: The demo's models: Sm, its probabilistic sibling (torchmil 1.0.2's
@@ -55,7 +52,7 @@ def demo(config: DemoConfig) -> RunFolder:
     writes ``OUT/results.json``. Returns the demo's folder.
 
     With :obj:`config.task` ``'survival'`` the slides have times that
-    shorten with their lesion burden (about 30% censored), both models
+    shorten with their lesion burden (about 30% censored), the models
     are trained with the discrete-time NLL, and the table gives the
     held-out c-index (Harrell's and Uno's), the time-dependent AUC, the
     integrated Brier score and the instance AUROC of the attention; each
@@ -75,8 +72,7 @@ def demo(config: DemoConfig) -> RunFolder:
         name = entry.name
         trained = train(TrainConfig.from_recipe(
             'demo', data_dir=data_dir, out=out.path / TRAIN_DIR / name,
-            model=entry.model, preset=entry.preset,
-            model_options=dict(entry.options), epochs=config.epochs,
+            model=entry.model, preset=entry.preset, epochs=config.epochs,
             seed=config.seed, heatmaps=0, overwrite=True, graph_cache=cache,
             task=config.task))
         run = trained.results()
