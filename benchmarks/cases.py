@@ -38,6 +38,23 @@ def rss_gb() -> float:
     return float('nan')
 
 
+def torchmil_adjacency(edge_index, n: int, dense: bool):
+    r"""The normalized :math:`(1, N, N)` adjacency torchmil takes (dense,
+    or sparse COO): ``adj[0, i, j]`` weighs the edge j -> i, as pyg-sm's
+    :math:`\mathbf{A}`."""
+    import torch
+    from torch_geometric.nn.conv.gcn_conv import gcn_norm
+
+    index, weight = gcn_norm(edge_index, None, n, add_self_loops=False)
+    if dense:
+        adj = torch.zeros(1, n, n)
+        adj[0, index[1], index[0]] = weight
+        return adj
+    return torch.sparse_coo_tensor(
+        torch.stack([torch.zeros_like(index[0]), index[1], index[0]]),
+        weight, (1, n, n)).coalesce()
+
+
 def run_case(script: str, method: str, n: int, extra=(),
              timeout: float = 900) -> dict:
     r"""``python script --case method n *extra`` in a process of its own

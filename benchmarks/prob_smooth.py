@@ -28,6 +28,7 @@ from cases import (
     peak_rss_reset,
     rss_gb,
     run_case,
+    torchmil_adjacency,
 )
 
 HERE = Path(__file__).resolve().parent
@@ -41,7 +42,6 @@ SAMPLES = 1000
 
 def one_case(method: str, n: int, repeat: int) -> dict:
     import torch
-    from torch_geometric.nn.conv.gcn_conv import gcn_norm
     from torch_geometric.utils import grid, remove_self_loops
 
     torch.manual_seed(0)
@@ -62,15 +62,8 @@ def one_case(method: str, n: int, repeat: int) -> dict:
         from torchmil.models import ProbSmoothABMIL
 
         model = ProbSmoothABMIL((DIM, ), n_samples_train=SAMPLES)
-        index, weight = gcn_norm(edge_index, None, n, add_self_loops=False)
-        # torchmil's adj[i, j] weighs j -> i, as pyg-sm's A.
-        if method == 'torchmil dense':
-            adj = torch.zeros(1, n, n)
-            adj[0, index[1], index[0]] = weight
-        else:
-            adj = torch.sparse_coo_tensor(
-                torch.stack([torch.zeros_like(index[0]), index[1],
-                             index[0]]), weight, (1, n, n)).coalesce()
+        adj = torchmil_adjacency(edge_index, n,
+                                 dense=method == 'torchmil dense')
         X = x.unsqueeze(0)
 
         def step():

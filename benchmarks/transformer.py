@@ -23,7 +23,14 @@ import time
 from pathlib import Path
 
 import cases
-from cases import grid_shape, peak_rss_gb, peak_rss_reset, rss_gb, run_case
+from cases import (
+    grid_shape,
+    peak_rss_gb,
+    peak_rss_reset,
+    rss_gb,
+    run_case,
+    torchmil_adjacency,
+)
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -53,19 +60,11 @@ def one_case(method: str, n: int) -> dict:
             _, losses = model.compute_loss(y, x, edge_index)
             return losses['BCEWithLogitsLoss']
     else:
-        from torch_geometric.nn.conv.gcn_conv import gcn_norm
         from torchmil.models import SmTransformerABMIL
 
         model = SmTransformerABMIL((DIM, ))
-        index, weight = gcn_norm(edge_index, None, n, add_self_loops=False)
-        # torchmil's adj[i, j] weighs j -> i, as pyg-sm's A.
-        if method == 'torchmil dense':
-            adj = torch.zeros(1, n, n)
-            adj[0, index[1], index[0]] = weight
-        else:
-            adj = torch.sparse_coo_tensor(
-                torch.stack([torch.zeros_like(index[0]), index[1],
-                             index[0]]), weight, (1, n, n)).coalesce()
+        adj = torchmil_adjacency(edge_index, n,
+                                 dense=method == 'torchmil dense')
         X = x.unsqueeze(0)
 
         def step():

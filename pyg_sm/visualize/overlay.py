@@ -167,8 +167,12 @@ def render_overlay(slide, pos: Tensor, attention: Dict[str, Tensor],
 
     # Each panel shows the thumbnail pixel for pixel.
     panel_w, panel_h = thumbnail.width / DPI, thumbnail.height / DPI
-    bars = 1 + bool(uncertainty)
-    bar_w = 0.9 * bars
+    # The colour bars right of the panels: the attention's, then the
+    # uncertainty's.
+    colour_bars = ([(100, ATTENTION_CMAP, PERCENTILE_LABEL)] if ranks
+                   else []) + ([(1, UNCERTAINTY_CMAP, UNCERTAINTY_LABEL)]
+                               if uncertainty else [])
+    bar_w = 0.9 * max(1, len(colour_bars))
     columns = max(len(panels), 1)
     cell, gap, row_h = GALLERY_PIXELS / DPI, 0.25, GALLERY_PIXELS / DPI + 0.6
     width = max(columns * (panel_w + 0.3) + bar_w,
@@ -187,20 +191,13 @@ def render_overlay(slide, pos: Tensor, attention: Dict[str, Tensor],
             draw_outlines(ax, outlines, scale)
         ax.set_title(name, fontsize=9)
         ax.set_axis_off()
-    if ranks:
-        bar = fig.add_axes([(columns * (panel_w + 0.3) + 0.2) / width,
-                            top - panel_h / height, 0.15 / width,
+    for k, (top_value, cmap, label) in enumerate(colour_bars):
+        bar = fig.add_axes([(columns * (panel_w + 0.3) + 0.2 + 0.9 * k) /
+                            width, top - panel_h / height, 0.15 / width,
                             panel_h / height])
-        colorbar = fig.colorbar(ScalarMappable(Normalize(0, 100),
-                                               ATTENTION_CMAP), cax=bar)
-        colorbar.set_label(PERCENTILE_LABEL, fontsize=8)
-    if uncertainty:
-        bar = fig.add_axes([(columns * (panel_w + 0.3) + 1.1) / width,
-                            top - panel_h / height, 0.15 / width,
-                            panel_h / height])
-        colorbar = fig.colorbar(ScalarMappable(Normalize(0, 1),
-                                               UNCERTAINTY_CMAP), cax=bar)
-        colorbar.set_label(UNCERTAINTY_LABEL, fontsize=8)
+        colorbar = fig.colorbar(ScalarMappable(Normalize(0, top_value),
+                                               cmap), cax=bar)
+        colorbar.set_label(label, fontsize=8)
     row_top = top - (panel_h + 0.25) / height
     for name, tiles in gallery:
         fig.text(0.15 / width, row_top - 0.12 / height,
