@@ -10,6 +10,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 TORCHMIL = ROOT / '.torchmil'
+#: Where each benchmark writes its table and rows.
+RESULTS = ROOT / 'benchmarks' / 'results'
+#: The side-by-side methods: pyg-sm, torchmil with a dense and with a
+#: sparse adjacency.
+METHODS = ('pyg-sm', 'torchmil dense', 'torchmil sparse')
 
 
 def grid_shape(n: int):

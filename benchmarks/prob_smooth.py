@@ -19,9 +19,10 @@ import argparse
 import json
 import statistics
 import time
-from pathlib import Path
 
 from cases import (
+    METHODS,
+    RESULTS,
     grid_shape,
     machine,
     peak_rss_gb,
@@ -31,11 +32,6 @@ from cases import (
     torchmil_adjacency,
 )
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-RESULTS = HERE / 'results'
-TORCHMIL = ROOT / '.torchmil'
-METHODS = ('pyg-sm', 'torchmil dense', 'torchmil sparse')
 DIM = 256
 SAMPLES = 1000
 

@@ -20,10 +20,11 @@ writes benchmarks/results/transformer.{md,json}.
 import argparse
 import json
 import time
-from pathlib import Path
 
 import cases
 from cases import (
+    METHODS,
+    RESULTS,
     grid_shape,
     peak_rss_gb,
     peak_rss_reset,
@@ -32,11 +33,6 @@ from cases import (
     torchmil_adjacency,
 )
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-RESULTS = HERE / 'results'
-TORCHMIL = ROOT / '.torchmil'
-METHODS = ('pyg-sm', 'torchmil dense', 'torchmil sparse')
 DIM = 256
 
 

@@ -63,15 +63,22 @@ class ProbSmoothMILModel(MILModel):
         \boldsymbol{\sigma}_f^2)` per node and, with :obj:`kl`, the KL term
         (else :obj:`None`). Without gradients, the samples are drawn in
         blocks of :data:`SAMPLE_BLOCK` nodes x samples."""
+        return self._sampled(bags, n_samples, kl)[:3]
+
+    def _sampled(self, bags: Bags, n_samples: Optional[int] = None,
+                 kl: bool = False, keep: bool = False):
+        r""":meth:`sample_logits` and, with :obj:`keep`, the samples
+        :math:`(|\mathcal{V}|, M)` themselves (in one block; else
+        :obj:`None`)."""
         bags = bags.with_features(self.encode(
             bags.with_features(self.feat_ext(bags.x))))
         pool = self.pool
         mu, log_var = pool.distribution(bags.x)
         divergence = pool.kl_div(bags, mu, log_var) if kl else None
         with torch.autocast(mu.device.type, enabled=False):
-            logits = self._sampled_head(bags, mu, log_var,
-                                        pool.num_samples(n_samples))
-        return logits, (mu, log_var), divergence
+            logits, samples = self._sampled_head(
+                bags, mu, log_var, pool.num_samples(n_samples), keep)
+        return logits, (mu, log_var), divergence, samples
 
     def _sampled_head(self, bags: Bags, mu: Tensor,
                       log_var: Optional[Tensor], total: int,
@@ -79,9 +86,9 @@ class ProbSmoothMILModel(MILModel):
         r"""The head on :obj:`total` attention samples of every bag
         :math:`(B, M, K)`, in float32 or float64, through
         :func:`~pyg_sm.nn._sampled_attention.sampled_softmax_head` (each
-        bag's nodes together: a batch vector out of order is sorted). With
-        :obj:`keep`, also the samples :math:`(|\mathcal{V}|, M)` in one
-        block, in the nodes' order."""
+        bag's nodes together: a batch vector out of order is sorted), and
+        with :obj:`keep` the samples :math:`(|\mathcal{V}|, M)` in one
+        block, in the nodes' order (else :obj:`None`)."""
         head, pool = self.classifier, self.pool
         dtype = compute_dtype(mu)
         order, sizes = bags.groups()
@@ -116,21 +123,7 @@ class ProbSmoothMILModel(MILModel):
             offset = head.offset()
         else:
             offset = head.bias
-        logits = torch.cat(logits, dim=1) + offset.to(dtype)
-        return (logits, kept) if keep else logits
-
-    def _kept_samples(self, bags: Bags, kl: bool):
-        r""":meth:`sample_logits` with the samples :math:`(|\mathcal{V}|,
-        M)` themselves, in one block."""
-        bags = bags.with_features(self.encode(
-            bags.with_features(self.feat_ext(bags.x))))
-        pool = self.pool
-        mu, log_var = pool.distribution(bags.x)
-        divergence = pool.kl_div(bags, mu, log_var) if kl else None
-        with torch.autocast(mu.device.type, enabled=False):
-            logits, f = self._sampled_head(bags, mu, log_var,
-                                           pool.num_samples(), keep=True)
-        return logits, (mu, log_var), divergence, f
+        return torch.cat(logits, dim=1) + offset.to(dtype), kept
 
     def _outputs(self, logits: Tensor, samples: bool) -> Tensor:
         r"""Sample logits :math:`(B, M, K)` as the caller asked: their mean
@@ -192,13 +185,11 @@ class ProbSmoothMILModel(MILModel):
         """
         bags = self._bags(X, adj, mask, edge_weight, batch, size, x,
                           edge_index, needs_graph=return_kl_div)
-        if not (return_att and return_samples):
-            logits, (mu, log_var), kl = self.sample_logits(
-                bags, kl=return_kl_div)
-            attention = mu
-        else:  # the samples themselves, kept
-            logits, (mu, log_var), kl, attention = self._kept_samples(
-                bags, return_kl_div)
+        # The samples themselves are kept only when they are asked for.
+        keep = return_att and return_samples
+        logits, (mu, log_var), kl, samples = self._sampled(
+            bags, kl=return_kl_div, keep=keep)
+        attention = samples if keep else mu
         out = [self._outputs(logits, return_samples)]
         if return_att:
             out.append(bags.pad(attention))
